@@ -1,0 +1,3 @@
+from mcp_memalpha.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""The `mcp-memalpha` command: serve, demo, export, import.
+
+Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
+heavy modules (LanceDB, the embedding model) load only when a command needs them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from mcp_memalpha.settings import Settings
+
+
+def _settings(**options: Any) -> Settings:
+    """Settings from the command line over `MEMALPHA_*` variables; errors name the option."""
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        hint = f"--{field.replace('_', '-')}"
+        raise click.BadParameter(error["msg"].removeprefix("Value error, "), param_hint=hint) from None
+
+
+def _logging(level: str) -> None:
+    # stderr only: on the stdio transport stdout carries the protocol and nothing else.
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data folder [env MEMALPHA_DATA_DIR; default: the per-user data folder].",
+)
+namespace_option = click.option(
+    "--namespace", default=None, help="Namespace to act in [env MEMALPHA_NAMESPACE; default 'default']."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mcp-memalpha")
+def main() -> None:
+    """A long-term memory (core, episodic, semantic) for MCP clients."""
+
+
+@main.command()
+@data_dir_option
+@namespace_option
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    envvar="MEMALPHA_TRANSPORT",
+    help="stdio for clients that launch the server; http for streamable HTTP at /mcp.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="MEMALPHA_HOST", help="HTTP bind address.")
+@click.option("--port", default=8765, show_default=True, type=int, envvar="MEMALPHA_PORT", help="HTTP port.")
+@click.option("--core-capacity-tokens", type=int, default=None, help="Core memory capacity [default 512].")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default=None,
+    help="[default INFO]",
+)
+def serve(
+    data_dir: Path | None,
+    namespace: str | None,
+    transport: str,
+    host: str,
+    port: int,
+    core_capacity_tokens: int | None,
+    log_level: str | None,
+) -> None:
+    """Run the MCP server (stdio by default)."""
+    settings = _settings(
+        data_dir=data_dir, namespace=namespace, core_capacity_tokens=core_capacity_tokens, log_level=log_level
+    )
+    _logging(settings.log_level)
+    if transport == "http" and not _is_loopback(host):
+        raise click.BadParameter(
+            f"{host} is not a loopback address; this version has no access control, so it only serves "
+            "127.0.0.1 / ::1 / localhost",
+            param_hint="--host",
+        )
+    from mcp_memalpha.server import build_server
+
+    server = build_server(settings)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command("export")
+@data_dir_option
+@click.option("--namespace", default=None, help="Export only this namespace [default: all].")
+@click.option("--include-deleted", is_flag=True, help="Also export deleted memories (tombstones).")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", help="File to write [stdout].")
+def export_command(data_dir: Path | None, namespace: str | None, include_deleted: bool, output: Any) -> None:
+    """Write the memory as JSON Lines (every field)."""
+    from mcp_memalpha.memory import Memory
+    from mcp_memalpha.transfer import export_jsonl
+
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    with Memory(settings) as memory:
+        count = export_jsonl(memory, output, namespace, include_deleted)
+    click.echo(f"exported {count} records from {settings.data_dir}", err=True)
+
+
+@main.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@data_dir_option
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["error", "skip", "replace"]),
+    default="error",
+    show_default=True,
+    help="What to do with an id that already exists with different content.",
+)
+def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None:
+    """Load a JSON Lines export (all of it, or nothing on any error)."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.memory import Memory
+    from mcp_memalpha.transfer import import_jsonl
+
+    settings = _settings(data_dir=data_dir)
+    with Memory(settings) as memory:
+        try:
+            report = import_jsonl(memory, source, on_conflict)  # type: ignore[arg-type]
+        except MemalphaError as exc:
+            raise click.ClickException(f"nothing was imported: {exc}") from None
+        memory.sync_index()
+    click.echo(
+        f"imported into {settings.data_dir}: {report.items_added} added, {report.items_replaced} replaced, "
+        f"{report.items_unchanged} unchanged, {report.items_skipped} skipped, {report.cores_written} core",
+        err=True,
+    )
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo memory here [default: a temporary folder, removed afterwards].",
+)
+def demo(data_dir: Path | None) -> None:
+    """Store a short conversation through the MCP tools, show the memory, answer questions."""
+    from mcp_memalpha.demo import run_demo
+
+    run_demo(data_dir)
+
+
+if __name__ == "__main__":
+    main()

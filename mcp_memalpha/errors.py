@@ -1,0 +1,55 @@
+"""Typed errors of the memory service. Each message says what was wrong and how to fix it,
+because the reader is often a language model that will retry."""
+
+from __future__ import annotations
+
+
+class MemalphaError(Exception):
+    """Base class: an anticipated failure whose message is safe to show to the caller."""
+
+
+class InvalidArgument(MemalphaError):
+    """An argument was rejected; `field` names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class CapacityExceeded(InvalidArgument):
+    """Content would not fit; says the size and the limit instead of truncating."""
+
+    def __init__(self, field: str, size: int, limit: int, unit: str, hint: str) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(field, f"is {size} {unit}, over the limit of {limit} {unit}; {hint}")
+
+
+class NotFound(MemalphaError):
+    """No live memory has this id in this namespace."""
+
+    def __init__(self, memory_id: str, memory_type: str, namespace: str, detail: str = "") -> None:
+        self.memory_id = memory_id
+        super().__init__(
+            f"memory_id: no {memory_type} memory with id '{memory_id}' in namespace '{namespace}'"
+            f"{detail}. Find ids with search_memory or memory_list."
+        )
+
+
+class VersionConflict(MemalphaError):
+    """`expected_version` did not match: someone else changed the memory first."""
+
+    def __init__(self, what: str, expected: int, current: int, current_content: str) -> None:
+        self.expected = expected
+        self.current = current
+        self.current_content = current_content
+        super().__init__(
+            f"expected_version: {what} is at version {current}, not {expected}; it was changed by "
+            f"another writer. Its current content is: {current_content!r}. Merge your change into "
+            f"it and retry with expected_version={current}."
+        )
+
+
+class StorageError(MemalphaError):
+    """The data directory could not be read or written (read-only, disk full, corrupt)."""

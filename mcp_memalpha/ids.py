@@ -1,0 +1,29 @@
+"""Memory ids: short enough for a small model to copy, never reused.
+
+An id is a type letter, a dash and six characters of Crockford's base32 (no i, l, o, u), e.g.
+`e-7kq2mx`. Uniqueness is not left to chance: the ledger's primary key rejects a repeat and
+the insert draws again; deleted ids stay as tombstones, so an id never names two memories.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+PREFIX = {"episodic": "e", "semantic": "s"}
+TYPE_OF_PREFIX = {v: k for k, v in PREFIX.items()}
+ID_PATTERN = re.compile(r"^[es]-[0-9a-hjkmnp-tv-z]{4,32}$")
+
+
+def new_id(memory_type: str, length: int = 6) -> str:
+    return PREFIX[memory_type] + "-" + "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def normalize_id(raw: str) -> str:
+    """Forgive the usual copying slips (case, spaces, quotes, brackets) before validating."""
+    return raw.strip().strip("\"'`[]<>()").strip().lower()
+
+
+def is_valid_id(memory_id: str) -> bool:
+    return bool(ID_PATTERN.match(memory_id))

@@ -1,0 +1,472 @@
+"""The memory service: the operations behind every tool, over the ledger and the index.
+
+Pure Python and synchronous: the MCP server runs it on worker threads, the curator and the
+training rollouts call it directly. Every write is one ledger transaction; the search index is
+caught up from the ledger before each search (and in the background by the server), and search
+hits are re-read from the ledger, so a deleted or stale item is never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from mcp_memalpha import ids
+from mcp_memalpha.embedding import Embedder
+from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, NotFound, VersionConflict
+from mcp_memalpha.settings import Settings
+from mcp_memalpha.store.index import Filter, SearchIndex
+from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
+from mcp_memalpha.timeparse import EventTime, parse_time
+from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
+
+log = logging.getLogger(__name__)
+
+ItemType = Literal["semantic", "episodic"]
+MemoryType = Literal["core", "semantic", "episodic"]
+Source = Literal["client", "policy", "import"]
+SearchMethod = Literal["hybrid", "bm25", "vector"]
+Order = Literal["relevance", "chronological"]
+ITEM_TYPES: tuple[ItemType, ...] = ("episodic", "semantic")
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling: the namespace they act in, and what a write is attributed to."""
+
+    namespace: str = "default"
+    source: Source = "client"
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    item: ItemRow
+    score: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hits: list[Hit]
+    total_tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ItemRow]
+    next_cursor: str | None
+    total: int
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memory_type") -> str:
+    """Accept `episodic`, `episodic_memory`, any case; reject anything not in `allowed`."""
+    value = raw.strip().lower().removesuffix("_memory") if isinstance(raw, str) else raw
+    if value not in allowed:
+        names = ", ".join(f"'{a}'" for a in allowed)
+        if value == "core" and "core" not in allowed:
+            raise InvalidArgument(
+                field,
+                "core memory cannot be inserted or searched; replace it with memory_update(memory_type='core')",
+            )
+        raise InvalidArgument(field, f"{raw!r} is not one of {names} (the '_memory' suffix is optional)")
+    return value
+
+
+def render_hit(item: ItemRow) -> str:
+    """How an item reads in a prompt or a token budget: its time, then its content."""
+    return f"[{item.event_time}] {item.content}" if item.event_time else item.content
+
+
+class Memory:
+    """Open with `Memory(settings).open()` (or as a context manager); thread-safe."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.ledger = Ledger(settings.ledger_path)
+        self.embedder = embedder or Embedder()
+        self.index = SearchIndex(settings.index_path, self.embedder)
+
+    def open(self) -> Memory:
+        self.ledger.open()
+        return self
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Memory:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # validation --------------------------------------------------------------------------
+    def _content(self, value: str, field: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidArgument(field, "is empty; write the memory as a non-empty sentence")
+        text = value.strip()
+        if "\x00" in text:
+            raise InvalidArgument(field, "contains a NUL character")
+        limit = self.settings.max_content_chars
+        if len(text) > limit:
+            raise CapacityExceeded(field, len(text), limit, "characters", "split it into several memories")
+        return text
+
+    @staticmethod
+    def _time(timestamp: str | None) -> EventTime | None:
+        return None if timestamp is None else parse_time(timestamp, "timestamp")
+
+    @staticmethod
+    def _version(expected: int | None) -> None:
+        if expected is not None and expected < 0:
+            raise InvalidArgument("expected_version", f"{expected} is negative; versions start at 1")
+
+    def _live_item(self, tx: Tx, ctx: CallContext, memory_type: str, raw_id: str | None) -> ItemRow:
+        if raw_id is None or not str(raw_id).strip():
+            raise InvalidArgument("memory_id", f"is required for {memory_type} memory; find ids with search_memory")
+        memory_id = ids.normalize_id(str(raw_id))
+        if not ids.is_valid_id(memory_id):
+            raise InvalidArgument(
+                "memory_id", f"{raw_id!r} is not a memory id (ids look like 'e-7kq2mx' or 's-3pd9aa')"
+            )
+        item = tx.item(memory_id)
+        if item is None or item.namespace != ctx.namespace:
+            raise NotFound(memory_id, memory_type, ctx.namespace)
+        if item.memory_type != memory_type:
+            raise InvalidArgument(
+                "memory_type",
+                f"memory '{memory_id}' is {item.memory_type} memory, not {memory_type}; pass "
+                f"memory_type='{item.memory_type}'",
+            )
+        if not item.alive:
+            raise NotFound(memory_id, memory_type, ctx.namespace, f" (it was deleted at {item.deleted_at})")
+        return item
+
+    # item writes -------------------------------------------------------------------------
+    def insert(self, ctx: CallContext, memory_type: str, content: str, timestamp: str | None = None) -> ItemRow:
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        text = self._content(content, "content")
+        when = self._time(timestamp)
+        now = now_iso()
+        with self.ledger.write() as tx:
+            while True:
+                item = ItemRow(
+                    id=ids.new_id(kind),
+                    namespace=ctx.namespace,
+                    memory_type=kind,
+                    content=text,
+                    event_time=when.iso if when else None,
+                    event_ts=when.ts if when else None,
+                    created_at=now,
+                    updated_at=now,
+                    version=1,
+                    source=ctx.source,
+                    job_id=ctx.job_id,
+                    deleted_at=None,
+                )
+                try:
+                    tx.insert_item(item)
+                    break
+                except sqlite3.IntegrityError:  # the id was taken: draw another
+                    continue
+            tx.log("insert", item, now)
+        return item
+
+    def update(
+        self,
+        ctx: CallContext,
+        memory_type: str,
+        memory_id: str | None,
+        new_content: str,
+        timestamp: str | None = None,
+        expected_version: int | None = None,
+    ) -> ItemRow:
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        text = self._content(new_content, "new_content")
+        when = self._time(timestamp)
+        self._version(expected_version)
+        now = now_iso()
+        with self.ledger.write() as tx:
+            current = self._live_item(tx, ctx, kind, memory_id)
+            if expected_version is not None and expected_version != current.version:
+                raise VersionConflict(f"memory '{current.id}'", expected_version, current.version, current.content)
+            item = replace(
+                current,
+                content=text,
+                event_time=when.iso if when else current.event_time,
+                event_ts=when.ts if when else current.event_ts,
+                updated_at=now,
+                version=current.version + 1,
+                source=ctx.source,
+                job_id=ctx.job_id,
+            )
+            tx.save_item(item)
+            tx.log("update", item, now)
+        return item
+
+    def delete(
+        self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
+    ) -> ItemRow:
+        """Delete an item (a tombstone stays, so its id is never reused and history is kept)."""
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        self._version(expected_version)
+        now = now_iso()
+        with self.ledger.write() as tx:
+            current = self._live_item(tx, ctx, kind, memory_id)
+            if expected_version is not None and expected_version != current.version:
+                raise VersionConflict(f"memory '{current.id}'", expected_version, current.version, current.content)
+            item = replace(
+                current,
+                deleted_at=now,
+                updated_at=now,
+                version=current.version + 1,
+                source=ctx.source,
+                job_id=ctx.job_id,
+            )
+            tx.save_item(item)
+            tx.log("delete", item, now)
+        return item
+
+    # core --------------------------------------------------------------------------------
+    def core(self, ctx: CallContext) -> CoreRow:
+        with self.ledger.read() as tx:
+            return tx.core(ctx.namespace)
+
+    def set_core(self, ctx: CallContext, new_content: str, expected_version: int | None = None) -> CoreRow:
+        """Replace the core paragraph; refused (not truncated) when over capacity."""
+        if not isinstance(new_content, str) or not new_content.strip():
+            raise InvalidArgument("new_content", "is empty; to clear core memory use memory_delete(memory_type='core')")
+        text = new_content.strip()
+        if "\x00" in text:
+            raise InvalidArgument("new_content", "contains a NUL character")
+        limit = self.settings.core_capacity_tokens
+        size = count_tokens(text)
+        if size > limit:
+            raise CapacityExceeded(
+                "new_content",
+                size,
+                limit,
+                "tokens",
+                f"core memory holds one short paragraph (counted with the {TOKENIZER_NAME} tokenizer): "
+                "shorten it and move details to semantic or episodic memory",
+            )
+        return self._write_core(ctx, text, expected_version, "core_update")
+
+    def clear_core(self, ctx: CallContext, expected_version: int | None = None) -> CoreRow:
+        return self._write_core(ctx, "", expected_version, "core_delete")
+
+    def _write_core(self, ctx: CallContext, text: str, expected_version: int | None, op: str) -> CoreRow:
+        self._version(expected_version)
+        now = now_iso()
+        with self.ledger.write() as tx:
+            current = tx.core(ctx.namespace)
+            if expected_version is not None and expected_version != current.version:
+                raise VersionConflict("core memory", expected_version, current.version, current.content)
+            core = CoreRow(ctx.namespace, text, current.version + 1, now, ctx.source, ctx.job_id)
+            tx.save_core(core)
+            tx.log(op, core, now)
+        return core
+
+    # reads -------------------------------------------------------------------------------
+    def get(self, ctx: CallContext, memory_ids: list[str]) -> tuple[list[ItemRow], list[str]]:
+        """Live items with these ids, in the order asked, and the ids that matched nothing."""
+        if len(memory_ids) > self.settings.max_top_k:
+            raise InvalidArgument("memory_ids", f"has {len(memory_ids)} ids; ask for at most {self.settings.max_top_k}")
+        wanted = [ids.normalize_id(str(raw)) for raw in memory_ids]
+        with self.ledger.read() as tx:
+            found = tx.items(i for i in wanted if ids.is_valid_id(i))
+        items, missing = [], []
+        for raw, memory_id in zip(memory_ids, wanted, strict=True):
+            item = found.get(memory_id)
+            if item is not None and item.alive and item.namespace == ctx.namespace:
+                items.append(item)
+            else:
+                missing.append(raw)
+        return items, missing
+
+    def list_items(
+        self,
+        ctx: CallContext,
+        memory_type: str,
+        limit: int = 20,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page:
+        """A page of live items in time order (event time, else creation time)."""
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        if not 1 <= limit <= self.settings.max_top_k:
+            raise InvalidArgument("limit", f"{limit} is out of range; use 1 to {self.settings.max_top_k}")
+        after = _decode_cursor(cursor) if cursor else None
+        with self.ledger.read() as tx:
+            rows = tx.list_items(ctx.namespace, kind, after, limit + 1, newest_first)
+            total = tx.count_items(ctx.namespace, kind)
+        page = rows[:limit]
+        next_cursor = _encode_cursor(*page[-1]) if len(rows) > limit else None
+        return Page([item for item, _ in page], next_cursor, total)
+
+    def history(self, ctx: CallContext, memory_id: str) -> list[OpRow]:
+        memory_id = ids.normalize_id(memory_id)
+        with self.ledger.read() as tx:
+            item = tx.item(memory_id)
+            if item is None or item.namespace != ctx.namespace:
+                raise NotFound(memory_id, "episodic or semantic", ctx.namespace)
+            return tx.history(memory_id)
+
+    # search ------------------------------------------------------------------------------
+    def sync_index(self) -> int:
+        """Bring the search index up to the ledger; returns the number of items it rewrote."""
+        return self.index.sync(self.ledger)
+
+    def search(
+        self,
+        ctx: CallContext,
+        query: str,
+        memory_types: list[str] | None = None,
+        method: str = "hybrid",
+        top_k: int = 10,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        order: str = "relevance",
+        max_tokens: int | None = None,
+    ) -> SearchOutcome:
+        text = self._query(query)
+        kinds = tuple(normalize_memory_type(t, ITEM_TYPES) for t in (memory_types or ITEM_TYPES))
+        method = _search_method(method)
+        if order not in ("relevance", "chronological"):
+            raise InvalidArgument("order", f"{order!r} is not 'relevance' or 'chronological'")
+        if not 1 <= top_k <= self.settings.max_top_k:
+            raise InvalidArgument("top_k", f"{top_k} is out of range; use 1 to {self.settings.max_top_k}")
+        if max_tokens is not None and max_tokens < 1:
+            raise InvalidArgument("max_tokens", f"{max_tokens} must be at least 1")
+        where = Filter(ctx.namespace, kinds, *_time_range(start_time, end_time))
+
+        if self.index.is_behind(self.ledger):
+            self.sync_index()
+        ranked = self._rank(text, where, method, top_k)
+        with self.ledger.read() as tx:
+            rows = tx.items(item_id for item_id, _ in ranked)
+        hits_items = [
+            (rows[i], score)
+            for i, score in ranked
+            if i in rows and rows[i].alive and rows[i].namespace == ctx.namespace and rows[i].memory_type in kinds
+        ][:top_k]
+        sizes = count_many([render_hit(item) for item, _ in hits_items]) if hits_items else []
+        hits = [Hit(item, score, size) for (item, score), size in zip(hits_items, sizes, strict=True)]
+        hits, truncated = _pack(hits, max_tokens)
+        if order == "chronological":
+            hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
+        return SearchOutcome(hits, sum(h.tokens for h in hits), truncated)
+
+    def _query(self, query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgument("query", "is empty; say what to look for")
+        if len(query) > self.settings.max_query_chars:
+            raise CapacityExceeded(
+                "query", len(query), self.settings.max_query_chars, "characters", "ask a shorter question"
+            )
+        return query.strip()
+
+    def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
+        # Extra candidates: some may be filtered out as deleted since the index last synced.
+        pool = max(top_k * 3, 30)
+        try:
+            return self._rank_once(query, where, method, pool)
+        except Exception as exc:  # a stale handle after another process rebuilt the index
+            log.info("index query failed (%s); resyncing and retrying once", exc)
+            self.index._table = None
+            self.sync_index()
+            return self._rank_once(query, where, method, pool)
+
+    def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
+        lists: list[list[tuple[str, float]]] = []
+        if method in ("bm25", "hybrid"):
+            lists.append(self.index.text_search(query, where, pool))
+        if method in ("vector", "hybrid"):
+            vector = self.embedder.embed([query])[0]
+            lists.append(self.index.vector_search(vector, where, pool))
+        if len(lists) == 1:
+            return sorted(lists[0], key=lambda pair: (-pair[1], pair[0]))
+        return reciprocal_rank_fusion(lists)
+
+    # export / import support -------------------------------------------------------------
+    def iter_items(self, namespace: str | None, include_deleted: bool = False) -> Iterator[ItemRow]:
+        with self.ledger.read() as tx:
+            yield from tx.all_items(namespace, include_deleted)
+
+    def cores(self, namespace: str | None) -> list[CoreRow]:
+        with self.ledger.read() as tx:
+            return tx.all_cores(namespace)
+
+
+def reciprocal_rank_fusion(lists: list[list[tuple[str, float]]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Fuse ranked lists by 1/(k + rank); ties broken by id so results are deterministic."""
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        ordered = sorted(ranked, key=lambda pair: (-pair[1], pair[0]))
+        for rank, (item_id, _) in enumerate(ordered, start=1):
+            scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def _search_method(method: str) -> str:
+    value = (method or "hybrid").strip().lower()
+    if value in ("text-embedding", "text_embedding", "embedding"):
+        value = "vector"
+    if value not in ("hybrid", "bm25", "vector"):
+        raise InvalidArgument(
+            "search_method",
+            f"{method!r} is not 'hybrid', 'bm25' or 'vector' ('text-embedding' means 'vector')",
+        )
+    return value
+
+
+def _time_range(start_time: str | None, end_time: str | None) -> tuple[float | None, float | None]:
+    start = parse_time(start_time, "start_time").ts if start_time else None
+    end_at = parse_time(end_time, "end_time") if end_time else None
+    end = None
+    if end_at is not None:
+        # A bare date as the end means the whole of that day.
+        end = end_at.ts + 86399.999999 if end_at.ts % 86400 == 0 else end_at.ts
+    if start is not None and end is not None and start > end:
+        raise InvalidArgument("end_time", f"{end_time!r} is before start_time {start_time!r}")
+    return start, end
+
+
+def _sort_time(item: ItemRow) -> float:
+    if item.event_ts is not None:
+        return item.event_ts
+    return datetime.fromisoformat(item.created_at.replace("Z", "+00:00")).timestamp()
+
+
+def _pack(hits: list[Hit], max_tokens: int | None) -> tuple[list[Hit], bool]:
+    """Keep hits in rank order while they fit the budget; skip (and report) those that do not."""
+    if max_tokens is None:
+        return hits, False
+    kept, used = [], 0
+    for hit in hits:
+        if used + hit.tokens <= max_tokens:
+            kept.append(hit)
+            used += hit.tokens
+    return kept, len(kept) < len(hits)
+
+
+def _encode_cursor(item: ItemRow, key: float) -> str:
+    return f"{key!r}|{item.created_at}|{item.id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str, str]:
+    try:
+        key, created_at, item_id = cursor.split("|", 2)
+        return float(key), created_at, item_id
+    except ValueError:
+        raise InvalidArgument("cursor", f"{cursor!r} is not a cursor returned by memory_list") from None

@@ -1,0 +1,207 @@
+"""MCP wiring: the tools of `tools.py`, the core-memory resource, a context prompt, transports.
+
+`build_server(settings)` makes a server and opens nothing: the ledger opens in the lifespan
+(milliseconds), LanceDB and the embedding model load in a background thread after the
+handshake, so a stdio client gets its `initialize` reply as fast as the SDK allows.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from mcp_memalpha import __version__
+from mcp_memalpha.errors import MemalphaError
+from mcp_memalpha.memory import CallContext, Memory
+from mcp_memalpha.settings import Settings
+from mcp_memalpha.tools import TOOLS, ToolSpec, render_memory
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Long-term memory for this user, in three parts:
+- core: one short paragraph always worth knowing (read core_memory_read or the memory://core resource);
+- episodic: dated events (who did what, when);
+- semantic: facts and preferences.
+Search before you insert, and update or delete a memory rather than adding a contradicting one.
+Pass expected_version when you update what you read, so concurrent writers never overwrite each other."""
+
+# Let the handshake finish before the warm-up thread competes for the interpreter.
+WARMUP_DELAY_S = 0.3
+# Batch the index work of a burst of writes into one LanceDB commit.
+INDEX_DEBOUNCE_S = 0.05
+
+
+class BackgroundIndexer:
+    """Keeps the search index caught up off the request path, so searches rarely wait."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memalpha-indexer", daemon=True)
+
+    def start(self) -> None:
+        self._wake.set()  # the first round is the warm-up: load the index and the model, catch up
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._stop.wait(WARMUP_DELAY_S):
+            return
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.wait(INDEX_DEBOUNCE_S):
+                return
+            self._wake.clear()
+            try:
+                self.memory.sync_index()
+                self.memory.embedder.embed(["warm-up"])
+            except Exception:
+                log.exception("background index sync failed; searches will retry it")
+
+
+class ServerState:
+    """What the handlers of one server process share; filled in by the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = CallContext(namespace=settings.namespace, source="client")
+        self._memory: Memory | None = None
+        self.indexer: BackgroundIndexer | None = None
+
+    @property
+    def memory(self) -> Memory:
+        if self._memory is None:
+            raise ToolError("the memory store is not open (the server is starting or stopping)")
+        return self._memory
+
+
+def build_server(settings: Settings) -> MCPServer[ServerState]:
+    state = ServerState(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        memory = Memory(settings).open()
+        state._memory = memory
+        state.indexer = BackgroundIndexer(memory)
+        state.indexer.start()
+        log.info("memory at %s (namespace %r)", settings.data_dir, settings.namespace)
+        try:
+            yield state
+        finally:
+            state.indexer.stop()
+            state._memory = None
+            memory.close()
+
+    server: MCPServer[ServerState] = MCPServer(
+        "mcp-memalpha",
+        title="Mem-α memory",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    for spec in TOOLS:
+        server.add_tool(
+            _tool_function(spec, state),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=ToolAnnotations(
+                title=spec.title,
+                read_only_hint=spec.read_only,
+                destructive_hint=spec.destructive,
+                idempotent_hint=spec.idempotent,
+                open_world_hint=False,
+            ),
+            structured_output=True,
+        )
+    _add_resources_and_prompts(server, state)
+    return server
+
+
+def _tool_function(spec: ToolSpec[Any, Any], state: ServerState) -> Callable[..., Any]:
+    """A function whose signature is the spec's argument model, for the SDK to publish and validate.
+
+    The SDK runs sync tools on worker threads, which is where the (blocking) store belongs.
+    """
+
+    def run(**arguments: Any) -> Any:
+        try:
+            result = spec.call(state.memory, state.context, arguments)
+        except MemalphaError as exc:
+            raise ToolError(str(exc)) from None
+        if not spec.read_only and state.indexer is not None:
+            state.indexer.notify()
+        return result
+
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if field.is_required() else field.default,
+            annotation=Annotated[field.annotation, field],
+        )
+        for name, field in spec.args.model_fields.items()
+    ]
+    run.__signature__ = inspect.Signature(parameters, return_annotation=spec.result)  # type: ignore[attr-defined]
+    run.__name__ = spec.name
+    run.__doc__ = spec.description
+    return run
+
+
+def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerState) -> None:
+    @server.resource(
+        "memory://core",
+        name="core_memory",
+        title="Core memory",
+        description="The core memory paragraph: what is always worth knowing about the user.",
+        mime_type="text/plain",
+    )
+    def core_resource() -> str:
+        return state.memory.core(state.context).content
+
+    @server.prompt(
+        name="memory_context",
+        title="Memory context",
+        description=(
+            "Render the memory for a conversation: core paragraph plus the memories most relevant to `topic` "
+            "(or the most recent ones when no topic is given)."
+        ),
+    )
+    def memory_context(topic: str | None = None, max_items: int = 20) -> str:
+        memory, ctx = state.memory, state.context
+        max_items = max(1, min(max_items, state.settings.max_top_k))
+        try:
+            if topic and topic.strip():
+                items = [hit.item for hit in memory.search(ctx, topic, top_k=max_items).hits]
+            else:
+                items = _recent(memory, ctx, max_items)
+        except MemalphaError as exc:
+            raise ToolError(str(exc)) from None
+        header = "What you remember about the user" + (f", relevant to: {topic}" if topic else "") + ".\n\n"
+        return header + render_memory(memory.core(ctx), items)
+
+
+def _recent(memory: Memory, ctx: CallContext, count: int) -> list[Any]:
+    """The newest `count` items of each type, oldest first."""
+    items: list[Any] = []
+    for kind in ("semantic", "episodic"):
+        items += reversed(memory.list_items(ctx, kind, limit=count, newest_first=True).items)
+    return items

@@ -1,0 +1,264 @@
+"""The LanceDB search index: full-text (BM25) and vectors, derived from the ledger.
+
+The index never decides what exists; the ledger does. `sync()` brings the index up to the
+ledger's newest operation: it re-reads the current state of every item touched since the last
+applied sequence number and upserts or deletes it, which is idempotent, so a crash between the
+ledger commit and the index write only means the next sync does the same work again.
+
+The applied sequence number lives in `index/state.json`, inside the folder it describes: delete
+or lose the folder and the index is rebuilt from scratch; restore an old copy and it catches up.
+A cross-process file lock (`index.lock`, beside the folder) lets one process sync at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from mcp_memalpha.embedding import Embedder
+from mcp_memalpha.ids import is_valid_id
+from mcp_memalpha.settings import NAMESPACE_PATTERN
+from mcp_memalpha.store.ledger import ItemRow, Ledger
+
+log = logging.getLogger(__name__)
+
+TABLE = "items"
+STATE_FILE = "state.json"
+BATCH = 5000
+# Compact fragments and fold new rows into the full-text index after this many index commits.
+OPTIMIZE_EVERY = 50
+# Old table versions stay readable this long, for readers in other processes.
+KEEP_OLD_VERSIONS = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a search may return. Every value is validated before it reaches a `where` string."""
+
+    namespace: str
+    memory_types: tuple[str, ...]
+    start_ts: float | None = None
+    end_ts: float | None = None
+
+    def where(self) -> str:
+        if not NAMESPACE_PATTERN.match(self.namespace):
+            raise ValueError(f"unsafe namespace {self.namespace!r}")
+        types = [t for t in self.memory_types if t in ("episodic", "semantic")]
+        clauses = [
+            f"namespace = '{self.namespace}'",
+            "memory_type IN (" + ", ".join(f"'{t}'" for t in types) + ")",
+        ]
+        if self.start_ts is not None:
+            clauses.append(f"event_ts >= {float(self.start_ts)!r}")
+        if self.end_ts is not None:
+            clauses.append(f"event_ts <= {float(self.end_ts)!r}")
+        return " AND ".join(clauses)
+
+
+class SearchIndex:
+    def __init__(self, path: Path, embedder: Embedder) -> None:
+        self.path = path
+        self.embedder = embedder
+        self._lock = threading.Lock()
+        self._file_lock = FileLock(str(path.parent / "index.lock"))
+        self._db: Any = None
+        self._table: Any = None
+
+    # state -------------------------------------------------------------------------------
+    def applied_seq(self) -> int:
+        """The ledger sequence number the index reflects; 0 when there is no usable index."""
+        try:
+            state = json.loads((self.path / STATE_FILE).read_text())
+            return int(state["applied_seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _read_state(self) -> dict[str, int]:
+        try:
+            return dict(json.loads((self.path / STATE_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def _write_state(self, state: dict[str, int]) -> None:
+        tmp = self.path / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.path / STATE_FILE)
+
+    # opening -----------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        if self._db is None:
+            import lancedb
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            # Interval 0: every query sees commits made by other processes.
+            self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        return self._db
+
+    def _schema(self) -> Any:
+        import pyarrow as pa
+
+        return pa.schema(
+            [
+                ("id", pa.string()),
+                ("namespace", pa.string()),
+                ("memory_type", pa.string()),
+                ("content", pa.string()),
+                ("event_ts", pa.float64()),
+                ("vector", pa.list_(pa.float32(), self.embedder.dim)),
+            ]
+        )
+
+    def _reset(self) -> Any:
+        """Drop whatever is there and start an empty table (caller holds the file lock)."""
+        self._db = None
+        self._table = None
+        shutil.rmtree(self.path, ignore_errors=True)
+        table = self._connect().create_table(TABLE, schema=self._schema())
+        self._write_state({"applied_seq": 0, "commits_since_optimize": 0})
+        return table
+
+    def _open_for_sync(self) -> Any:
+        """The table, or a fresh one when the folder is missing, unmarked or unreadable."""
+        if not (self.path / STATE_FILE).exists():
+            return self._reset()
+        try:
+            table = self._connect().open_table(TABLE)
+            table.count_rows()
+            return table
+        except Exception as exc:  # any failure to read it: rebuild from the ledger
+            log.warning("search index at %s is unreadable (%s); rebuilding it from the ledger", self.path, exc)
+            return self._reset()
+
+    def _table_for_query(self) -> Any | None:
+        if self._table is None:
+            try:
+                self._table = self._connect().open_table(TABLE)
+            except Exception:
+                return None
+        return self._table
+
+    # syncing -----------------------------------------------------------------------------
+    def is_behind(self, ledger: Ledger) -> bool:
+        with ledger.read() as tx:
+            head = tx.head()
+        return head > self.applied_seq() or not (self.path / STATE_FILE).exists()
+
+    def sync(self, ledger: Ledger) -> int:
+        """Catch up with the ledger; returns how many items were written or removed."""
+        with self._lock, self._file_lock:
+            table = self._open_for_sync()
+            state = self._read_state()
+            applied = int(state.get("applied_seq", 0))
+            with ledger.read() as tx:
+                head = tx.head()
+                if head <= applied:
+                    self._table = table
+                    return 0
+                changed = tx.changed_item_ids(applied, head)
+                rows = tx.items(changed)
+            live = [row for row in rows.values() if row.alive]
+            dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
+            commits = self._apply(table, live, dead, fresh=applied == 0)
+            state["applied_seq"] = head
+            state["commits_since_optimize"] = int(state.get("commits_since_optimize", 0)) + commits
+            if state["commits_since_optimize"] >= OPTIMIZE_EVERY:
+                self._optimize(table)
+                state["commits_since_optimize"] = 0
+            self._write_state(state)
+            self._table = table
+            return len(live) + len(dead)
+
+    def _apply(self, table: Any, live: list[ItemRow], dead: list[str], fresh: bool) -> int:
+        commits = 0
+        for start in range(0, len(dead), BATCH):
+            ids = [i for i in dead[start : start + BATCH] if is_valid_id(i)]
+            if ids:
+                table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids) + ")")
+                commits += 1
+        for start in range(0, len(live), BATCH):
+            batch = self._rows(live[start : start + BATCH])
+            if fresh:
+                table.add(batch)
+            else:
+                table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
+            commits += 1
+        if live and not self._has_fts(table):
+            from lancedb.index import FTS
+
+            table.create_index("content", config=FTS(with_position=False), replace=True)
+        return commits
+
+    def _rows(self, items: Sequence[ItemRow]) -> Any:
+        import pyarrow as pa
+
+        vectors = self.embedder.embed([item.content for item in items])
+        return pa.Table.from_pydict(
+            {
+                "id": [i.id for i in items],
+                "namespace": [i.namespace for i in items],
+                "memory_type": [i.memory_type for i in items],
+                "content": [i.content for i in items],
+                "event_ts": [i.event_ts for i in items],
+                "vector": list(vectors),
+            },
+            schema=self._schema(),
+        )
+
+    @staticmethod
+    def _has_fts(table: Any) -> bool:
+        return any(index.index_type == "FTS" for index in table.list_indices())
+
+    def _optimize(self, table: Any) -> None:
+        try:
+            table.optimize(cleanup_older_than=KEEP_OLD_VERSIONS)
+        except Exception as exc:  # compaction is housekeeping; a failure must not fail a write
+            log.warning("index optimize failed (will retry later): %s", exc)
+
+    # querying ----------------------------------------------------------------------------
+    def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
+        """BM25 over content (LanceDB native full-text: lower-cased, stemmed, stop words removed)."""
+        table = self._table_for_query()
+        if table is None or not self._has_fts(table):
+            return []
+        from lancedb.query import MatchQuery
+
+        rows = (
+            table.search(MatchQuery(query, "content"), query_type="fts")  # type: ignore[call-arg]
+            .where(where.where(), prefilter=True)
+            .limit(limit)
+            .select(["id", "_score"])
+            .to_list()
+        )
+        return [(row["id"], float(row["_score"])) for row in rows]
+
+    def vector_search(self, vector: Any, where: Filter, limit: int) -> list[tuple[str, float]]:
+        """Cosine similarity, exact (brute force over the prefiltered rows)."""
+        table = self._table_for_query()
+        if table is None:
+            return []
+        rows = (
+            table.search(vector, vector_column_name="vector")
+            .distance_type("cosine")
+            .where(where.where(), prefilter=True)
+            .limit(limit)
+            .select(["id", "_distance"])
+            .to_list()
+        )
+        return [(row["id"], 1.0 - float(row["_distance"])) for row in rows]
+
+    def ids(self) -> set[str]:
+        """Every id in the index (for verification)."""
+        table = self._table_for_query()
+        if table is None:
+            return set()
+        return set(table.to_arrow().column("id").to_pylist())

@@ -1,0 +1,287 @@
+"""The SQLite ledger: items, core paragraphs and the append-only operation log.
+
+It is the source of truth. Every tool call is one transaction (`Ledger.write()` takes SQLite's
+write lock with BEGIN IMMEDIATE), so a call is all-or-nothing and several processes on one
+data directory serialize their writes instead of losing them. WAL mode lets readers proceed
+while a writer works; `synchronous=FULL` makes an acknowledged write survive a power cut.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+from mcp_memalpha.errors import StorageError
+from mcp_memalpha.store import migrations
+
+BUSY_TIMEOUT_S = 30.0
+_CHUNK = 900  # stay well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    id: str
+    namespace: str
+    memory_type: str
+    content: str
+    event_time: str | None
+    event_ts: float | None
+    created_at: str
+    updated_at: str
+    version: int
+    source: str
+    job_id: str | None
+    deleted_at: str | None
+
+    @property
+    def alive(self) -> bool:
+        return self.deleted_at is None
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    namespace: str
+    content: str
+    version: int
+    updated_at: str | None
+    source: str | None
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class OpRow:
+    seq: int
+    at: str
+    namespace: str
+    op: str
+    memory_type: str
+    item_id: str | None
+    version: int
+    content: str | None
+    event_time: str | None
+    source: str
+    job_id: str | None
+
+
+_ITEM_COLUMNS = ", ".join(f.name for f in fields(ItemRow))
+_OP_COLUMNS = ", ".join(f.name for f in fields(OpRow))
+
+
+def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        reason = f"another process held the memory database for over {BUSY_TIMEOUT_S:.0f} s; try again"
+    elif "readonly" in text or "read-only" in text:
+        reason = "the data directory is read-only; nothing was written"
+    elif "full" in text:
+        reason = "the disk is full; nothing was written"
+    else:
+        reason = f"the memory database failed ({text}); nothing was written"
+    return StorageError(f"storage: {reason} (database: {path})")
+
+
+class Tx:
+    """The statements of one transaction. Only the ledger creates it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # items -------------------------------------------------------------------------------
+    def item(self, item_id: str) -> ItemRow | None:
+        row = self._conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
+        return ItemRow(*row) if row else None
+
+    def items(self, item_ids: Iterable[str]) -> dict[str, ItemRow]:
+        ids = list(dict.fromkeys(item_ids))
+        found: dict[str, ItemRow] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id IN ({marks})", chunk):
+                found[row[0]] = ItemRow(*row)
+        return found
+
+    def insert_item(self, item: ItemRow) -> None:
+        """Raises sqlite3.IntegrityError if the id exists (the caller draws a new one)."""
+        marks = ",".join("?" * len(fields(ItemRow)))
+        self._conn.execute(f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({marks})", astuple(item))
+
+    def save_item(self, item: ItemRow) -> None:
+        assignments = ", ".join(f"{f.name} = ?" for f in fields(ItemRow)[1:])
+        self._conn.execute(f"UPDATE items SET {assignments} WHERE id = ?", (*astuple(item)[1:], item.id))
+
+    def list_items(
+        self,
+        namespace: str,
+        memory_type: str,
+        after: tuple[float, str, str] | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[tuple[ItemRow, float]]:
+        """Live items in (time, created_at, id) order with their time key; time is the event time,
+        else the creation time. The key goes into paging cursors exactly as computed here, so
+        pages never overlap or skip."""
+        sql = (
+            f"SELECT {_ITEM_COLUMNS}, COALESCE(event_ts, (julianday(created_at) - 2440587.5) * 86400.0) AS k "
+            "FROM items WHERE namespace = ? AND memory_type = ? AND deleted_at IS NULL"
+        )
+        params: list[object] = [namespace, memory_type]
+        beyond, direction = ("<", "DESC") if newest_first else (">", "ASC")
+        if after is not None:
+            sql += f" AND (k, created_at, id) {beyond} (?, ?, ?)"
+            params += list(after)
+        sql += f" ORDER BY k {direction}, created_at {direction}, id {direction} LIMIT ?"
+        params.append(limit)
+        return [(ItemRow(*row[:-1]), float(row[-1])) for row in self._conn.execute(sql, params)]
+
+    def count_items(self, namespace: str, memory_type: str) -> int:
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM items WHERE namespace = ? AND memory_type = ? AND deleted_at IS NULL",
+            (namespace, memory_type),
+        ).fetchone()
+        return int(row[0])
+
+    def all_items(self, namespace: str | None, include_deleted: bool) -> Iterator[ItemRow]:
+        sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE 1 = 1"
+        params: list[object] = []
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            params.append(namespace)
+        if not include_deleted:
+            sql += " AND deleted_at IS NULL"
+        for row in self._conn.execute(sql + " ORDER BY namespace, created_at, id", params):
+            yield ItemRow(*row)
+
+    # core --------------------------------------------------------------------------------
+    def core(self, namespace: str) -> CoreRow:
+        row = self._conn.execute(
+            "SELECT namespace, content, version, updated_at, source, job_id FROM core WHERE namespace = ?",
+            (namespace,),
+        ).fetchone()
+        return CoreRow(*row) if row else CoreRow(namespace, "", 0, None, None, None)
+
+    def save_core(self, core: CoreRow) -> None:
+        self._conn.execute(
+            "INSERT INTO core (namespace, content, version, updated_at, source, job_id) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(namespace) DO UPDATE SET content = excluded.content, version = excluded.version, "
+            "updated_at = excluded.updated_at, source = excluded.source, job_id = excluded.job_id",
+            astuple(core),
+        )
+
+    def all_cores(self, namespace: str | None) -> list[CoreRow]:
+        sql = "SELECT namespace, content, version, updated_at, source, job_id FROM core"
+        rows = self._conn.execute(
+            sql + (" WHERE namespace = ?" if namespace else ""), (namespace,) if namespace else ()
+        )
+        return [CoreRow(*row) for row in rows]
+
+    # operation log -----------------------------------------------------------------------
+    def log(self, op: str, item: ItemRow | CoreRow, at: str, item_id: str | None = None) -> int:
+        """Append the state `item` reached through `op`; returns its sequence number."""
+        deleted = isinstance(item, ItemRow) and item.deleted_at is not None
+        cursor = self._conn.execute(
+            "INSERT INTO ops (at, namespace, op, memory_type, item_id, version, content, event_time, source, job_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                at,
+                item.namespace,
+                op,
+                item.memory_type if isinstance(item, ItemRow) else "core",
+                item.id if isinstance(item, ItemRow) else item_id,
+                item.version,
+                None if deleted else item.content,
+                item.event_time if isinstance(item, ItemRow) else None,
+                item.source or "client",
+                item.job_id,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def head(self) -> int:
+        """Sequence number of the newest operation (0 for an empty ledger)."""
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ops").fetchone()
+        return int(row[0])
+
+    def changed_item_ids(self, after: int, upto: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT item_id FROM ops WHERE seq > ? AND seq <= ? AND item_id IS NOT NULL "
+            "AND memory_type != 'core'",
+            (after, upto),
+        )
+        return [row[0] for row in rows]
+
+    def history(self, item_id: str) -> list[OpRow]:
+        rows = self._conn.execute(f"SELECT {_OP_COLUMNS} FROM ops WHERE item_id = ? ORDER BY seq", (item_id,))
+        return [OpRow(*row) for row in rows]
+
+
+class Ledger:
+    """One connection per process, guarded by a lock; transactions are short (milliseconds)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> Ledger:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrations.migrate(conn)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc, self.path) from exc
+        except OSError as exc:
+            raise StorageError(f"storage: cannot create the data directory {self.path.parent}: {exc}") from exc
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the ledger is not open")
+        return self._conn
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction: all of it commits, or none of it does."""
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, self.path) from exc
+            try:
+                yield Tx(conn)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise _storage_error(exc, self.path) from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction: one consistent snapshot for everything read inside it."""
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN")
+                yield Tx(conn)
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, self.path) from exc
+            finally:
+                conn.execute("COMMIT")

@@ -1,0 +1,94 @@
+"""Named schema migrations, applied in order and recorded in the `migrations` table.
+
+Never edit a migration that has shipped; add a new one. Each runs inside the same
+`BEGIN IMMEDIATE` transaction as its record, so several processes starting at once on one
+data directory apply it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    (
+        "0001_initial",
+        [
+            """CREATE TABLE items (
+                id TEXT PRIMARY KEY,
+                namespace TEXT NOT NULL,
+                memory_type TEXT NOT NULL CHECK (memory_type IN ('semantic', 'episodic')),
+                content TEXT NOT NULL,
+                event_time TEXT,
+                event_ts REAL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                source TEXT NOT NULL,
+                job_id TEXT,
+                deleted_at TEXT
+            )""",
+            """CREATE INDEX items_listing ON items
+                (namespace, memory_type, deleted_at, event_ts, created_at, id)""",
+            """CREATE TABLE core (
+                namespace TEXT PRIMARY KEY,
+                content TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                updated_at TEXT NOT NULL,
+                source TEXT NOT NULL,
+                job_id TEXT
+            )""",
+            # Append-only: every change, with the full state it produced.
+            """CREATE TABLE ops (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                at TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                op TEXT NOT NULL,
+                memory_type TEXT NOT NULL,
+                item_id TEXT,
+                version INTEGER NOT NULL,
+                content TEXT,
+                event_time TEXT,
+                source TEXT NOT NULL,
+                job_id TEXT
+            )""",
+            "CREATE INDEX ops_item ON ops (item_id, seq)",
+        ],
+    ),
+]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    return [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations; returns the names applied. `conn` must be in autocommit mode."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        done = set(applied(conn))
+        known = {name for name, _ in MIGRATIONS}
+        unknown = done - known
+        if unknown:
+            raise RuntimeError(
+                f"this data directory was written by a newer mcp-memalpha (migrations {sorted(unknown)}); "
+                "upgrade mcp-memalpha to open it"
+            )
+        new = []
+        for name, statements in MIGRATIONS:
+            if name in done:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, _now()))
+            new.append(name)
+        conn.execute("COMMIT")
+        return new
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,490 @@
+"""THE tool interface: one definition per tool (name, description, arguments, result, handler).
+
+The MCP server, the curator policy and the training environment all read the tools from here;
+no other module declares a tool schema. Names and arguments of the four Mem-α tools are kept
+exactly as Memalpha-4B was trained on them (`new_memory_insert`, `memory_update`,
+`memory_delete`, `search_memory`); everything we add is an optional argument or a new tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from mcp_memalpha.errors import InvalidArgument
+from mcp_memalpha.memory import CallContext, Hit, Memory, render_hit
+from mcp_memalpha.store.ledger import CoreRow, ItemRow
+from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
+
+# ---- argument types --------------------------------------------------------------------------
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _no_core(value: Any) -> Any:
+    value = _lower(value)
+    if value in ("core", "core_memory"):
+        raise ValueError(
+            "core memory is not a list of items: it cannot be inserted or searched. Replace it with "
+            "memory_update(memory_type='core', new_content=...) and read it with core_memory_read"
+        )
+    return value
+
+
+ItemTypeArg = Annotated[
+    Literal["episodic", "semantic", "episodic_memory", "semantic_memory"],
+    BeforeValidator(_no_core),
+    Field(description="'episodic' for dated events, 'semantic' for facts (the '_memory' suffix is optional)."),
+]
+AnyTypeArg = Annotated[
+    Literal["core", "episodic", "semantic", "core_memory", "episodic_memory", "semantic_memory"],
+    BeforeValidator(_lower),
+    Field(
+        description="'core' (the one paragraph about the user), 'episodic' (dated events) or 'semantic' "
+        "(facts); the '_memory' suffix is optional."
+    ),
+]
+TimestampArg = Annotated[
+    str | None,
+    Field(
+        description="When the event happened (episodic) or since when the fact holds (semantic): ISO-8601 "
+        "('2023-05-08T13:56') or a common form ('1:56 pm on 8 May, 2023'). Optional.",
+    ),
+]
+ExpectedVersionArg = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        description="Optimistic concurrency: the version you read. If the memory changed since, the call is "
+        "refused with its current version and content instead of overwriting someone else's change.",
+    ),
+]
+
+
+def _base(value: str) -> str:
+    return value.removesuffix("_memory")
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InsertArgs(_Args):
+    memory_type: ItemTypeArg
+    content: Annotated[str, Field(description="The memory, as one self-contained sentence or short paragraph.")]
+    timestamp: TimestampArg = None
+
+
+class UpdateArgs(_Args):
+    memory_type: AnyTypeArg
+    new_content: Annotated[
+        str,
+        Field(description="The full new text; for core memory, the whole new paragraph (it replaces the old)."),
+    ]
+    memory_id: Annotated[
+        str | None, Field(description="Id of the episodic/semantic memory to replace; omit for core memory.")
+    ] = None
+    timestamp: TimestampArg = None
+    expected_version: ExpectedVersionArg = None
+
+
+class DeleteArgs(_Args):
+    memory_type: AnyTypeArg
+    memory_id: Annotated[
+        str | None,
+        Field(description="Id of the episodic/semantic memory to delete; omit for core (clears it)."),
+    ] = None
+    expected_version: ExpectedVersionArg = None
+
+
+class SearchArgs(_Args):
+    query: Annotated[str, Field(description="What to look for, in natural language or keywords.")]
+    memory_type: Annotated[
+        Literal["episodic", "semantic", "episodic_memory", "semantic_memory"] | None,
+        BeforeValidator(_no_core),
+        Field(description="Search only 'episodic' or only 'semantic' memory; omit to search both."),
+    ] = None
+    search_method: Annotated[
+        Literal["hybrid", "bm25", "vector", "text-embedding"],
+        BeforeValidator(_lower),
+        Field(
+            description="'hybrid' (default: keyword and meaning, fused), 'bm25' (keywords only) or 'vector' "
+            "(meaning only; 'text-embedding' is a synonym)."
+        ),
+    ] = "hybrid"
+    top_k: Annotated[int, Field(ge=1, le=100, description="How many memories to return at most.")] = 10
+    start_time: Annotated[str | None, Field(description="Only memories whose event time is at or after this time.")] = (
+        None
+    )
+    end_time: Annotated[
+        str | None,
+        Field(description="Only memories whose event time is at or before this time (a bare date: that whole day)."),
+    ] = None
+    order: Annotated[
+        Literal["relevance", "chronological"],
+        BeforeValidator(_lower),
+        Field(description="'relevance' (best first, default) or 'chronological' (oldest first)."),
+    ] = "relevance"
+    max_tokens: Annotated[
+        int | None,
+        Field(ge=1, le=100_000, description="Token budget: return only the best results whose text fits in it."),
+    ] = None
+
+
+class GetArgs(_Args):
+    memory_ids: Annotated[list[str], Field(min_length=1, max_length=100, description="Ids to fetch.")]
+
+
+class ListArgs(_Args):
+    memory_type: ItemTypeArg
+    limit: Annotated[int, Field(ge=1, le=100, description="Page size.")] = 20
+    cursor: Annotated[
+        str | None, Field(description="The next_cursor of the previous page; omit for the first page.")
+    ] = None
+    newest_first: Annotated[bool, Field(description="List the newest memories first instead of the oldest.")] = False
+
+
+class NoArgs(_Args):
+    pass
+
+
+# ---- results ---------------------------------------------------------------------------------
+
+
+class MemoryOut(BaseModel):
+    memory_id: str
+    memory_type: Literal["episodic", "semantic"]
+    content: str
+    event_time: str | None = Field(description="When it happened / holds since (ISO-8601), if known.")
+    version: int
+    source: str = Field(description="Who wrote the current version: 'client', 'policy' or 'import'.")
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, row: ItemRow) -> MemoryOut:
+        return cls(
+            memory_id=row.id,
+            memory_type=row.memory_type,
+            content=row.content,
+            event_time=row.event_time,
+            version=row.version,
+            source=row.source,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class CoreOut(BaseModel):
+    content: str = Field(description="The core paragraph ('' when empty).")
+    version: int = Field(description="0 until it is first written.")
+    updated_at: str | None
+    tokens: int = Field(description=f"Size in tokens ({TOKENIZER_NAME}).")
+    capacity_tokens: int
+
+    @classmethod
+    def of(cls, row: CoreRow, capacity: int) -> CoreOut:
+        return cls(
+            content=row.content,
+            version=row.version,
+            updated_at=row.updated_at,
+            tokens=count_tokens(row.content),
+            capacity_tokens=capacity,
+        )
+
+
+class UpdateOut(BaseModel):
+    memory_type: Literal["core", "episodic", "semantic"]
+    memory_id: str | None = Field(description="The updated item; null for core memory.")
+    version: int = Field(description="The new version.")
+    content: str
+    event_time: str | None = None
+
+
+class DeleteOut(BaseModel):
+    memory_type: Literal["core", "episodic", "semantic"]
+    memory_id: str | None = Field(description="The deleted item; null when core memory was cleared.")
+    version: int = Field(description="Version of the deletion (history keeps every earlier version).")
+    deleted: bool = True
+
+
+class SearchHitOut(BaseModel):
+    memory_id: str
+    memory_type: Literal["episodic", "semantic"]
+    content: str
+    event_time: str | None
+    version: int
+    score: float = Field(description="Relevance; higher is better (not comparable across methods).")
+
+    @classmethod
+    def of(cls, hit: Hit) -> SearchHitOut:
+        row = hit.item
+        return cls(
+            memory_id=row.id,
+            memory_type=row.memory_type,
+            content=row.content,
+            event_time=row.event_time,
+            version=row.version,
+            score=round(hit.score, 6),
+        )
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHitOut]
+    search_method: str
+    total_tokens: int = Field(description="Tokens of the results as rendered: '[event_time] content'.")
+    truncated: bool = Field(description="True when max_tokens left out some of the top_k results.")
+
+
+class GetOut(BaseModel):
+    memories: list[MemoryOut]
+    missing: list[str] = Field(description="Requested ids that match no live memory in this namespace.")
+
+
+class ListOut(BaseModel):
+    memory_type: Literal["episodic", "semantic"]
+    memories: list[MemoryOut]
+    total: int = Field(description="Live memories of this type in the namespace.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+# ---- handlers --------------------------------------------------------------------------------
+
+
+def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> MemoryOut:
+    return MemoryOut.of(memory.insert(ctx, _base(a.memory_type), a.content, a.timestamp))
+
+
+def _update(memory: Memory, ctx: CallContext, a: UpdateArgs) -> UpdateOut:
+    kind = _base(a.memory_type)
+    if kind == "core":
+        if a.memory_id is not None and a.memory_id.strip():
+            raise InvalidArgument("memory_id", "core memory has no ids; omit memory_id to replace the paragraph")
+        if a.timestamp is not None:
+            raise InvalidArgument("timestamp", "core memory has no event time; omit timestamp")
+        core = memory.set_core(ctx, a.new_content, a.expected_version)
+        return UpdateOut(memory_type="core", memory_id=None, version=core.version, content=core.content)
+    row = memory.update(ctx, kind, a.memory_id, a.new_content, a.timestamp, a.expected_version)
+    return UpdateOut(
+        memory_type=row.memory_type,
+        memory_id=row.id,
+        version=row.version,
+        content=row.content,
+        event_time=row.event_time,
+    )
+
+
+def _delete(memory: Memory, ctx: CallContext, a: DeleteArgs) -> DeleteOut:
+    kind = _base(a.memory_type)
+    if kind == "core":
+        if a.memory_id is not None and a.memory_id.strip():
+            raise InvalidArgument("memory_id", "core memory has no ids; omit memory_id to clear it")
+        core = memory.clear_core(ctx, a.expected_version)
+        return DeleteOut(memory_type="core", memory_id=None, version=core.version)
+    row = memory.delete(ctx, kind, a.memory_id, a.expected_version)
+    return DeleteOut(memory_type=row.memory_type, memory_id=row.id, version=row.version)
+
+
+def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
+    outcome = memory.search(
+        ctx,
+        a.query,
+        memory_types=[_base(a.memory_type)] if a.memory_type else None,
+        method=a.search_method,
+        top_k=a.top_k,
+        start_time=a.start_time,
+        end_time=a.end_time,
+        order=a.order,
+        max_tokens=a.max_tokens,
+    )
+    return SearchOut(
+        results=[SearchHitOut.of(hit) for hit in outcome.hits],
+        search_method="vector" if a.search_method == "text-embedding" else a.search_method,
+        total_tokens=outcome.total_tokens,
+        truncated=outcome.truncated,
+    )
+
+
+def _get(memory: Memory, ctx: CallContext, a: GetArgs) -> GetOut:
+    items, missing = memory.get(ctx, a.memory_ids)
+    return GetOut(memories=[MemoryOut.of(row) for row in items], missing=missing)
+
+
+def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
+    kind = _base(a.memory_type)
+    page = memory.list_items(ctx, kind, a.limit, a.cursor, a.newest_first)
+    return ListOut(
+        memory_type=kind,
+        memories=[MemoryOut.of(row) for row in page.items],
+        total=page.total,
+        next_cursor=page.next_cursor,
+    )
+
+
+def _core(memory: Memory, ctx: CallContext, a: NoArgs) -> CoreOut:
+    return CoreOut.of(memory.core(ctx), memory.settings.core_capacity_tokens)
+
+
+# ---- the specs -------------------------------------------------------------------------------
+
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[A, R]):
+    name: str
+    title: str
+    description: str
+    args: type[A]
+    result: type[R]
+    handler: Callable[[Memory, CallContext, A], R]
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+
+    def input_schema(self) -> dict[str, Any]:
+        return self.args.model_json_schema()
+
+    def parse(self, arguments: dict[str, Any]) -> A:
+        """Validate raw arguments; errors name each bad field and why."""
+        try:
+            return self.args.model_validate(arguments)
+        except ValidationError as exc:
+            raise InvalidArgument(*_first_error(exc)) from None
+
+    def call(self, memory: Memory, ctx: CallContext, arguments: dict[str, Any]) -> R:
+        return self.handler(memory, ctx, self.parse(arguments))
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "arguments"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "is not an argument of this tool"
+        problems.append((field, message))
+    field = problems[0][0]
+    return field, "; ".join(f"{f}: {m}" if i else m for i, (f, m) in enumerate(problems))
+
+
+TOOLS: tuple[ToolSpec[Any, Any], ...] = (
+    ToolSpec(
+        name="new_memory_insert",
+        title="Insert a memory",
+        description=(
+            "Store a new episodic memory (a dated event: who did what, when) or semantic memory (a fact or "
+            "preference that stays true). Write one self-contained sentence per memory and give the event time "
+            "in `timestamp` when known. Returns the new memory with its id; use memory_update to change an "
+            "existing memory instead of inserting a near-duplicate. Core memory cannot be inserted."
+        ),
+        args=InsertArgs,
+        result=MemoryOut,
+        handler=_insert,
+    ),
+    ToolSpec(
+        name="memory_update",
+        title="Update a memory",
+        description=(
+            "Replace the content of one memory. For memory_type='core', new_content becomes the whole core "
+            "paragraph (a short summary of the user, refused if over capacity; never truncated). For episodic "
+            "or semantic memory, pass the memory_id to replace. Pass expected_version (the version you read) "
+            "to be refused instead of overwriting a concurrent change. An unknown id is an error."
+        ),
+        args=UpdateArgs,
+        result=UpdateOut,
+        handler=_update,
+        idempotent=False,
+    ),
+    ToolSpec(
+        name="memory_delete",
+        title="Delete a memory",
+        description=(
+            "Delete one episodic or semantic memory by memory_id, or clear core memory (memory_type='core', no "
+            "id). An unknown id is an error. The history of a deleted memory is kept."
+        ),
+        args=DeleteArgs,
+        result=DeleteOut,
+        handler=_delete,
+        destructive=True,
+    ),
+    ToolSpec(
+        name="search_memory",
+        title="Search memory",
+        description=(
+            "Find the episodic and/or semantic memories most relevant to a query. Hybrid search (default) fuses "
+            "keyword (BM25) and meaning (embedding) rankings. Filter by event time with start_time/end_time, "
+            "order='chronological' to read events in time order, and max_tokens to fit a context budget. "
+            "Each result carries its id, event time and version."
+        ),
+        args=SearchArgs,
+        result=SearchOut,
+        handler=_search,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        name="memory_get",
+        title="Get memories by id",
+        description="Fetch memories by id (up to 100). Ids that match no live memory are listed in `missing`.",
+        args=GetArgs,
+        result=GetOut,
+        handler=_get,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        name="memory_list",
+        title="List memories",
+        description=(
+            "Page through all episodic or semantic memories in time order (event time, else creation time), "
+            "oldest first unless newest_first is set. Pass the returned next_cursor to get the next page."
+        ),
+        args=ListArgs,
+        result=ListOut,
+        handler=_list,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        name="core_memory_read",
+        title="Read core memory",
+        description="Read the core memory paragraph (what is always known about the user), its version and size.",
+        args=NoArgs,
+        result=CoreOut,
+        handler=_core,
+        read_only=True,
+        idempotent=True,
+    ),
+)
+
+TOOLS_BY_NAME: dict[str, ToolSpec[Any, Any]] = {tool.name: tool for tool in TOOLS}
+MEMALPHA_TOOLS = ("new_memory_insert", "memory_update", "memory_delete", "search_memory")
+
+
+def execute(memory: Memory, ctx: CallContext, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run one tool call by name (the entry point for the curator and training rollouts).
+
+    Returns the result as plain JSON data; raises InvalidArgument for an unknown tool or bad
+    arguments and the other MemalphaError subclasses for refused operations.
+    """
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
+        raise InvalidArgument("name", f"unknown tool {name!r}; the tools are {', '.join(TOOLS_BY_NAME)}")
+    return tool.call(memory, ctx, arguments).model_dump(mode="json")
+
+
+def render_memory(core: CoreRow, items: list[ItemRow]) -> str:
+    """Memory as text for a prompt: core paragraph, then items with ids and times."""
+    lines = ["## Core memory", core.content or "(empty)"]
+    for kind in ("semantic", "episodic"):
+        lines.append(f"\n## {kind.capitalize()} memory")
+        chosen = [item for item in items if item.memory_type == kind]
+        lines += [f"- ({item.id}) {render_hit(item)}" for item in chosen] or ["(none)"]
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""Export and import: JSON Lines with every field, so a memory can be backed up or moved.
+
+Format (one JSON object per line):
+- line 1, the header: `{"record": "header", "format": "mcp-memalpha", "format_version": 1, ...}`
+- `{"record": "core", "namespace", "content", "version", "updated_at", "source", "job_id"}`
+- `{"record": "item", "id", "namespace", "memory_type", "content", "event_time", "created_at",
+  "updated_at", "version", "source", "job_id", "deleted_at"}`
+
+An import is validated in full before anything is written, then applied in one transaction:
+a bad file changes nothing. Re-importing the same file is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import astuple, dataclass
+from typing import Literal, TextIO
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from mcp_memalpha import ids
+from mcp_memalpha.errors import InvalidArgument
+from mcp_memalpha.memory import Memory, now_iso
+from mcp_memalpha.settings import NAMESPACE_PATTERN
+from mcp_memalpha.store.ledger import CoreRow, ItemRow, Tx
+from mcp_memalpha.timeparse import from_stored
+from mcp_memalpha.tokens import count_tokens
+
+OnConflict = Literal["error", "skip", "replace"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("namespace", check_fields=False)
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not NAMESPACE_PATTERN.match(value):
+            raise ValueError("is not a valid namespace")
+        return value
+
+
+class HeaderRecord(_Record):
+    record: Literal["header"]
+    format: Literal["mcp-memalpha"]
+    format_version: Literal[1]
+    exported_at: str
+    namespace: str | None = None
+
+
+class CoreRecord(_Record):
+    record: Literal["core"]
+    namespace: str
+    content: str
+    version: int
+    updated_at: str | None
+    source: str | None
+    job_id: str | None = None
+
+
+class ItemRecord(_Record):
+    record: Literal["item"]
+    id: str
+    namespace: str
+    memory_type: Literal["episodic", "semantic"]
+    content: str
+    event_time: str | None
+    created_at: str
+    updated_at: str
+    version: int
+    source: str
+    job_id: str | None = None
+    deleted_at: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ids.is_valid_id(value):
+            raise ValueError("is not a memory id")
+        return value
+
+
+@dataclass
+class ImportReport:
+    items_added: int = 0
+    items_replaced: int = 0
+    items_unchanged: int = 0
+    items_skipped: int = 0
+    cores_written: int = 0
+
+
+def export_jsonl(memory: Memory, out: TextIO, namespace: str | None = None, include_deleted: bool = False) -> int:
+    """Write the header, the core paragraphs and the items; returns the number of records."""
+    header = HeaderRecord(
+        record="header",
+        format="mcp-memalpha",
+        format_version=1,
+        exported_at=now_iso(),
+        namespace=namespace,
+    )
+    out.write(header.model_dump_json() + "\n")
+    count = 0
+    for core in memory.cores(namespace):
+        out.write(json.dumps({"record": "core", **core.__dict__}, ensure_ascii=False) + "\n")
+        count += 1
+    for item in memory.iter_items(namespace, include_deleted):
+        fields = {k: v for k, v in item.__dict__.items() if k != "event_ts"}
+        out.write(json.dumps({"record": "item", **fields}, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def read_records(lines: Iterable[str], memory: Memory) -> tuple[list[CoreRow], list[ItemRow]]:
+    """Parse and validate a whole export; raises InvalidArgument naming the line and field."""
+    cores: list[CoreRow] = []
+    items: list[ItemRow] = []
+    seen_header = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            kind = data.get("record") if isinstance(data, dict) else None
+            if number == 1 or not seen_header:
+                HeaderRecord.model_validate(data)
+                seen_header = True
+            elif kind == "core":
+                cores.append(_core_row(CoreRecord.model_validate(data), memory))
+            elif kind == "item":
+                items.append(_item_row(ItemRecord.model_validate(data), memory))
+            else:
+                raise InvalidArgument("record", f"{kind!r} is not 'core' or 'item'")
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"line {number}", f"is not JSON ({exc.msg})") from None
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in error["loc"])
+            raise InvalidArgument(f"line {number}: {field}", error["msg"].removeprefix("Value error, ")) from None
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"line {number}: {exc.field}", exc.reason) from None
+    if not seen_header:
+        raise InvalidArgument("line 1", "the file is empty; expected an mcp-memalpha export")
+    return cores, items
+
+
+def _core_row(record: CoreRecord, memory: Memory) -> CoreRow:
+    limit = memory.settings.core_capacity_tokens
+    if count_tokens(record.content) > limit:
+        raise InvalidArgument("content", f"core memory is over this store's capacity of {limit} tokens")
+    return CoreRow(record.namespace, record.content, record.version, record.updated_at, record.source, record.job_id)
+
+
+def _item_row(record: ItemRecord, memory: Memory) -> ItemRow:
+    if not record.content.strip():
+        raise InvalidArgument("content", "is empty")
+    if len(record.content) > memory.settings.max_content_chars:
+        raise InvalidArgument(
+            "content", f"is over this store's limit of {memory.settings.max_content_chars} characters"
+        )
+    if record.version < 1:
+        raise InvalidArgument("version", "must be at least 1")
+    when = from_stored(record.event_time) if record.event_time else None
+    return ItemRow(
+        id=record.id,
+        namespace=record.namespace,
+        memory_type=record.memory_type,
+        content=record.content,
+        event_time=when.iso if when else None,
+        event_ts=when.ts if when else None,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        version=record.version,
+        source=record.source,
+        job_id=record.job_id,
+        deleted_at=record.deleted_at,
+    )
+
+
+def import_jsonl(memory: Memory, lines: Iterable[str], on_conflict: OnConflict = "error") -> ImportReport:
+    """Validate everything, then write it all in one transaction (or nothing)."""
+    cores, items = read_records(lines, memory)
+    report = ImportReport()
+    now = now_iso()
+    with memory.ledger.write() as tx:
+        existing = tx.items(item.id for item in items)
+        for item in items:
+            _import_item(tx, item, existing.get(item.id), on_conflict, report, now)
+        for core in cores:
+            current = tx.core(core.namespace)
+            if astuple(current) == astuple(core):
+                continue
+            if current.version > 0 and current.content and on_conflict == "error":
+                raise InvalidArgument(
+                    "core",
+                    f"namespace '{core.namespace}' already has a different core memory; "
+                    "pass on_conflict='replace' or 'skip'",
+                )
+            if current.version > 0 and current.content and on_conflict == "skip":
+                continue
+            tx.save_core(core)
+            tx.log("import", core, now)
+            report.cores_written += 1
+    return report
+
+
+def _import_item(
+    tx: Tx, item: ItemRow, current: ItemRow | None, on_conflict: OnConflict, report: ImportReport, now: str
+) -> None:
+    if current is not None:
+        if current == item:
+            report.items_unchanged += 1
+            return
+        if on_conflict == "error":
+            raise InvalidArgument(
+                "id",
+                f"memory '{item.id}' already exists with different content; pass on_conflict='replace' or 'skip'",
+            )
+        if on_conflict == "skip":
+            report.items_skipped += 1
+            return
+        tx.save_item(item)
+        report.items_replaced += 1
+    else:
+        tx.insert_item(item)
+        report.items_added += 1
+    tx.log("import", item, now)

@@ -1,0 +1,125 @@
+"""Shared fixtures: real data directories, real spawned servers (stdio and HTTP), real clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from mcp_memalpha import CallContext, Memory, Settings
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def memory(settings: Settings) -> Iterator[Memory]:
+    with Memory(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
+def ctx() -> CallContext:
+    return CallContext()
+
+
+def command() -> list[str]:
+    """The installed console script, as a client would launch it."""
+    script = Path(sys.executable).parent / "mcp-memalpha"
+    found = str(script) if script.exists() else shutil.which("mcp-memalpha")
+    return [found] if found else [sys.executable, "-m", "mcp_memalpha"]
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MEMALPHA_")}
+    env.update(extra)
+    return env
+
+
+def stdio_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameters:
+    cmd = command()
+    return StdioServerParameters(
+        command=cmd[0], args=[*cmd[1:], "serve", "--data-dir", str(data_dir), *args], env=server_env(**env)
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server did not listen on {port} within {timeout} s")
+
+
+@contextmanager
+def http_server(data_dir: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A spawned `mcp-memalpha serve --transport http`; yields its URL and process."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*command(), "serve", "--transport", "http", "--port", str(port), "--data-dir", str(data_dir), *args],
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/mcp", process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+@asynccontextmanager
+async def connect(target: StdioServerParameters | str, **kwargs: Any) -> AsyncIterator[Client]:
+    async with Client(target, read_timeout_seconds=60, **kwargs) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; return its structured result."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, f"{tool} failed: {result.content}"
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, tool: str, **arguments: Any) -> str:
+    """Call a tool that must fail; return its error text."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, f"{tool} should have failed but returned {result.structured_content}"
+    return result.content[0].text  # type: ignore[union-attr]
