@@ -35,8 +35,8 @@ class _Record(BaseModel):
 
     @field_validator("namespace", check_fields=False)
     @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not NAMESPACE_PATTERN.match(value):
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not NAMESPACE_PATTERN.match(value):
             raise ValueError("is not a valid namespace")
         return value
 

@@ -1,0 +1,59 @@
+"""The command line: export/import round trip, demo, and refusals with clear messages."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mcp_memalpha import CallContext, Memory, Settings
+from mcp_memalpha.cli import main
+from tests.conftest import command, server_env
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command(), *args], capture_output=True, text=True, env=server_env(), timeout=120)
+
+
+def test_export_import_round_trip_through_the_cli(tmp_path: Path) -> None:
+    source, target = tmp_path / "a", tmp_path / "b"
+    with Memory(Settings(data_dir=source)) as memory:
+        ctx = CallContext()
+        memory.set_core(ctx, "Ravi runs marathons.")
+        memory.insert(ctx, "episodic", "Ravi ran the Berlin marathon", "24 September 2023")
+        memory.insert(CallContext(namespace="work"), "semantic", "Ravi manages the payments team")
+    first = tmp_path / "first.jsonl"
+    assert run("export", "--data-dir", str(source), "-o", str(first)).returncode == 0
+    imported = run("import", str(first), "--data-dir", str(target))
+    assert imported.returncode == 0, imported.stderr
+    assert "2 added" in imported.stderr and "1 core" in imported.stderr
+    second = run("export", "--data-dir", str(target))
+    assert second.stdout.splitlines()[1:] == first.read_text().splitlines()[1:]
+    # the imported store is searchable right away
+    with Memory(Settings(data_dir=target)) as memory:
+        hits = memory.search(CallContext(), "Berlin marathon").hits
+        assert hits[0].item.event_time == "2023-09-24T00:00:00"
+
+
+def test_import_of_a_bad_file_names_the_line_and_changes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"record": "header", "format": "mcp-memalpha", "format_version": 1, "exported_at": "x"}\n{"record":'
+    )
+    result = run("import", str(bad), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode != 0 and "nothing was imported" in result.stderr and "line 2" in result.stderr
+
+
+def test_bad_settings_name_the_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path), "--namespace", "bad name!"])
+    assert result.exit_code == 2 and "--namespace" in result.output
+    result = CliRunner().invoke(main, ["serve", "--transport", "http", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--host" in result.output and "loopback" in result.output
+
+
+def test_demo_runs_on_embedded_defaults() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stderr
+    assert "Core memory" in result.stdout and "Episodic memory (12)" in result.stdout
+    assert "Q: When does Maya fly to Lisbon?" in result.stdout and "April 18th" in result.stdout

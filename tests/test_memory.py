@@ -1,0 +1,231 @@
+"""The memory service on real SQLite and LanceDB files: rules, errors, index catch-up."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+
+from mcp_memalpha import CallContext, CapacityExceeded, InvalidArgument, Memory, NotFound, Settings, VersionConflict
+from mcp_memalpha.ids import ID_PATTERN
+from mcp_memalpha.memory import reciprocal_rank_fusion
+
+
+def live_ids(memory: Memory) -> set[str]:
+    return {item.id for item in memory.iter_items(None)}
+
+
+def test_insert_assigns_short_unique_ids_and_records_everything(memory: Memory, ctx: CallContext) -> None:
+    items = [memory.insert(ctx, "episodic", f"event {i}", f"2024-01-{i % 28 + 1:02d}") for i in range(500)]
+    assert len({item.id for item in items}) == 500
+    assert all(ID_PATTERN.match(item.id) and len(item.id) == 8 for item in items)
+    first = items[0]
+    assert (first.version, first.source, first.namespace, first.event_time) == (
+        1,
+        "client",
+        "default",
+        "2024-01-01T00:00:00",
+    )
+    with memory.ledger.read() as tx:
+        assert tx.head() == 500
+        assert [op.op for op in tx.history(first.id)] == ["insert"]
+
+
+def test_update_delete_versions_and_history(memory: Memory, ctx: CallContext) -> None:
+    item = memory.insert(ctx, "semantic", "Ana likes tea")
+    updated = memory.update(ctx, "semantic_memory", item.id, "Ana likes green tea", expected_version=1)
+    assert updated.version == 2 and updated.created_at == item.created_at
+    with pytest.raises(VersionConflict) as conflict:
+        memory.update(ctx, "semantic", item.id, "Ana likes coffee", expected_version=1)
+    assert conflict.value.current == 2 and conflict.value.current_content == "Ana likes green tea"
+    deleted = memory.delete(ctx, "semantic", item.id, expected_version=2)
+    assert deleted.version == 3 and deleted.deleted_at
+    with pytest.raises(NotFound, match="deleted"):
+        memory.update(ctx, "semantic", item.id, "again")
+    history = memory.history(ctx, item.id)
+    assert [(op.op, op.version, op.content) for op in history] == [
+        ("insert", 1, "Ana likes tea"),
+        ("update", 2, "Ana likes green tea"),
+        ("delete", 3, None),
+    ]
+
+
+def test_unknown_and_mistyped_ids_are_errors(memory: Memory, ctx: CallContext) -> None:
+    item = memory.insert(ctx, "episodic", "went swimming")
+    with pytest.raises(NotFound, match="memory_id"):
+        memory.delete(ctx, "episodic", "e-aaaaaa")
+    with pytest.raises(InvalidArgument, match="memory_type: memory '.*' is episodic memory, not semantic"):
+        memory.update(ctx, "semantic", item.id, "x")
+    with pytest.raises(InvalidArgument, match="memory_id: .* is not a memory id"):
+        memory.delete(ctx, "episodic", "'; DROP TABLE items; --")
+    with pytest.raises(InvalidArgument, match="memory_id: is required"):
+        memory.update(ctx, "episodic", None, "x")
+    # copying slips are forgiven
+    assert memory.update(ctx, "episodic", f" [{item.id.upper()}] ", "went swimming twice").version == 2
+
+
+def test_content_limits(memory: Memory, ctx: CallContext, settings: Settings) -> None:
+    with pytest.raises(InvalidArgument, match="content: is empty"):
+        memory.insert(ctx, "semantic", " \n ")
+    with pytest.raises(CapacityExceeded, match=f"over the limit of {settings.max_content_chars} characters"):
+        memory.insert(ctx, "semantic", "x" * (settings.max_content_chars + 1))
+    with pytest.raises(InvalidArgument, match="NUL"):
+        memory.insert(ctx, "semantic", "a\x00b")
+    with pytest.raises(InvalidArgument, match="memory_type: core memory cannot be inserted"):
+        memory.insert(ctx, "core", "x")
+    assert live_ids(memory) == set()  # nothing was half-written
+
+
+def test_core_capacity_is_refused_not_truncated(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path, core_capacity_tokens=20)
+    with Memory(settings) as memory:
+        ctx = CallContext()
+        memory.set_core(ctx, "Sam is a nurse in Leeds.")
+        with pytest.raises(CapacityExceeded) as error:
+            memory.set_core(ctx, "Sam " * 30)
+        assert error.value.size == 30 and error.value.limit == 20
+        assert "30 tokens" in str(error.value) and "20 tokens" in str(error.value)
+        assert memory.core(ctx).content == "Sam is a nurse in Leeds."
+        cleared = memory.clear_core(ctx, expected_version=1)
+        assert (cleared.content, cleared.version) == ("", 2)
+
+
+def test_namespaces_are_separate(memory: Memory) -> None:
+    work, home = CallContext(namespace="work"), CallContext(namespace="home")
+    item = memory.insert(work, "semantic", "The quarterly report is due Friday")
+    memory.set_core(home, "Home core")
+    assert memory.get(home, [item.id]) == ([], [item.id])
+    with pytest.raises(NotFound):
+        memory.delete(home, "semantic", item.id)
+    assert memory.search(home, "quarterly report").hits == []
+    assert [h.item.id for h in memory.search(work, "quarterly report").hits] == [item.id]
+    assert memory.core(work).content == ""
+
+
+def test_search_methods_filters_and_budget(memory: Memory, ctx: CallContext) -> None:
+    hike = memory.insert(ctx, "episodic", "Went hiking in the Alps with Jonas", "2023-07-01")
+    memory.insert(ctx, "episodic", "Cooked pasta for dinner", "2023-07-02")
+    fact = memory.insert(ctx, "semantic", "Jonas is an experienced mountain guide")
+    for method in ("bm25", "vector", "hybrid", "text-embedding"):
+        hits = memory.search(ctx, "hiking Alps", method=method).hits
+        assert hits[0].item.id == hike.id, method
+    only_semantic = memory.search(ctx, "Jonas", memory_types=["semantic_memory"]).hits
+    assert [h.item.id for h in only_semantic] == [fact.id]
+    july_second = memory.search(ctx, "dinner hiking", start_time="2023-07-02", end_time="2023-07-02").hits
+    assert [h.item.content for h in july_second] == ["Cooked pasta for dinner"]
+    budget = memory.search(ctx, "Jonas hiking", max_tokens=12)
+    assert budget.total_tokens <= 12 and budget.truncated
+    assert memory.search(ctx, "Jonas hiking").truncated is False
+    with pytest.raises(InvalidArgument, match="end_time: .* is before start_time"):
+        memory.search(ctx, "x", start_time="2023-08-01", end_time="2023-07-01")
+    with pytest.raises(InvalidArgument, match="query: is empty"):
+        memory.search(ctx, "  ")
+
+
+def test_search_is_deterministic(memory: Memory, ctx: CallContext) -> None:
+    for i in range(40):
+        memory.insert(ctx, "semantic", f"Note {i % 4} about the garden")
+    first = [h.item.id for h in memory.search(ctx, "garden note").hits]
+    assert all([h.item.id for h in memory.search(ctx, "garden note").hits] == first for _ in range(3))
+
+
+def test_deleted_items_never_returned_even_if_index_is_stale(memory: Memory, ctx: CallContext) -> None:
+    item = memory.insert(ctx, "semantic", "The spare key is under the blue flowerpot")
+    memory.sync_index()
+    # Delete straight in the ledger, leaving the index behind on purpose.
+    memory.delete(ctx, "semantic", item.id)
+    assert item.id in memory.index.ids()
+    ranked = memory._rank("spare key flowerpot", memory_filter(ctx), "hybrid", 10)
+    assert item.id in [i for i, _ in ranked]  # the stale index still has it ...
+    assert memory.search(ctx, "spare key flowerpot").hits == []  # ... but search never returns it
+    assert item.id not in memory.index.ids()  # and the search caught the index up
+
+
+def memory_filter(ctx: CallContext):
+    from mcp_memalpha.store.index import Filter
+
+    return Filter(ctx.namespace, ("episodic", "semantic"))
+
+
+def test_index_rebuilt_when_folder_deleted_or_corrupted(memory: Memory, ctx: CallContext, settings: Settings) -> None:
+    items = [memory.insert(ctx, "semantic", f"Fact number {i} about llamas") for i in range(30)]
+    memory.delete(ctx, "semantic", items[0].id)
+    memory.sync_index()
+    shutil.rmtree(settings.index_path)
+    assert memory.index.is_behind(memory.ledger)
+    assert len(memory.search(ctx, "llamas", top_k=50).hits) == 29
+    assert memory.index.ids() == live_ids(memory)
+    # Corrupt the table's files: the next sync notices and rebuilds from the ledger.
+    for path in (settings.index_path / "items.lance").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")
+    memory.index._table = None
+    memory.index._db = None
+    memory.insert(ctx, "semantic", "One more llama fact")
+    assert len(memory.search(ctx, "llama", top_k=50).hits) == 30
+    assert memory.index.ids() == live_ids(memory)
+
+
+def test_index_catches_up_after_another_process_wrote(settings: Settings, ctx: CallContext) -> None:
+    with Memory(settings) as first, Memory(settings) as second:
+        first.sync_index()
+        written = [second.insert(ctx, "episodic", f"Second process event {i}") for i in range(25)]
+        assert first.index.is_behind(first.ledger)
+        hits = first.search(ctx, "second process event", top_k=50).hits
+        assert {h.item.id for h in hits} == {w.id for w in written}
+
+
+def test_listing_pages_never_overlap_or_skip(memory: Memory, ctx: CallContext) -> None:
+    expected = []
+    for i in range(23):
+        when = None if i % 5 == 0 else f"2024-02-{i % 7 + 1:02d}"  # ties and missing times
+        expected.append(memory.insert(ctx, "episodic", f"event {i}", when).id)
+    seen, cursor = [], None
+    while True:
+        page = memory.list_items(ctx, "episodic", limit=4, cursor=cursor)
+        seen += [item.id for item in page.items]
+        assert page.total == 23
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(expected) and len(seen) == 23
+    newest = memory.list_items(ctx, "episodic", limit=23, newest_first=True).items
+    assert [i.id for i in newest] == list(reversed(seen))
+    with pytest.raises(InvalidArgument, match="cursor"):
+        memory.list_items(ctx, "episodic", cursor="garbage")
+
+
+def test_ledger_is_all_or_nothing(memory: Memory, ctx: CallContext) -> None:
+    """A failure inside a write transaction leaves no trace."""
+    with pytest.raises(RuntimeError), memory.ledger.write() as tx:
+        from mcp_memalpha.store.ledger import ItemRow
+
+        tx.insert_item(ItemRow("s-abcdef", "default", "semantic", "x", None, None, "t", "t", 1, "client", None, None))
+        raise RuntimeError("crash in the middle")
+    assert memory.get(ctx, ["s-abcdef"]) == ([], ["s-abcdef"])
+
+
+def test_schema_is_migrated_once_and_recorded(settings: Settings) -> None:
+    with Memory(settings), Memory(settings):
+        pass
+    conn = sqlite3.connect(settings.ledger_path)
+    assert [row[0] for row in conn.execute("SELECT name FROM migrations")] == ["0001_initial"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_newer_schema_is_refused(settings: Settings) -> None:
+    with Memory(settings):
+        pass
+    conn = sqlite3.connect(settings.ledger_path)
+    conn.execute("INSERT INTO migrations VALUES ('9999_future', 'now')")
+    conn.commit()
+    with pytest.raises(Exception, match="newer mcp-memalpha"):
+        Memory(settings).open()
+
+
+def test_reciprocal_rank_fusion_rewards_agreement_and_breaks_ties_by_id() -> None:
+    fused = reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 0.9), ("c", 0.8)]])
+    assert [item for item, _ in fused] == ["b", "a", "c"]
+    assert [i for i, _ in reciprocal_rank_fusion([[("y", 1.0)], [("x", 1.0)]])] == ["x", "y"]

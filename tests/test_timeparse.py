@@ -1,0 +1,50 @@
+"""Event times from ISO-8601 and the forms people and datasets write."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_memalpha.errors import InvalidArgument
+from mcp_memalpha.timeparse import from_stored, parse_time
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("2023-05-08", "2023-05-08T00:00:00"),
+        ("2023-05-08T13:56", "2023-05-08T13:56:00"),
+        ("2023-05-08T13:56:07.250", "2023-05-08T13:56:07.250000"),
+        ("2023-05-08T13:56:00Z", "2023-05-08T13:56:00Z"),
+        ("2023-05-08T15:56:00+02:00", "2023-05-08T13:56:00Z"),
+        ("1:56 pm on 8 May, 2023", "2023-05-08T13:56:00"),  # LoCoMo session dates
+        ("10:37 am on 27 June, 2023", "2023-06-27T10:37:00"),
+        ("2023/05/25 (Thu) 17:08", "2023-05-25T17:08:00"),  # LongMemEval headers
+        ("May 8, 2023", "2023-05-08T00:00:00"),
+        ("8 May 2023 at 9pm", "2023-05-08T21:00:00"),
+    ],
+)
+def test_parses_common_forms(text: str, iso: str) -> None:
+    assert parse_time(text).iso == iso
+
+
+def test_order_and_round_trip() -> None:
+    earlier, later = parse_time("1:56 pm on 8 May, 2023"), parse_time("2023-05-08T14:00")
+    assert earlier.ts < later.ts
+    assert from_stored(earlier.iso) == earlier
+    assert from_stored(parse_time("2023-05-08T13:56:00Z").iso).iso == "2023-05-08T13:56:00Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "is empty"),
+        ("the day after never", "could not read"),
+        ("8 May", "has no year"),
+        ("2023-13-45", "could not read"),
+        ("x" * 200, "at most 100"),
+    ],
+)
+def test_bad_times_name_the_field(text: str, reason: str) -> None:
+    with pytest.raises(InvalidArgument, match=reason) as error:
+        parse_time(text, "start_time")
+    assert error.value.field == "start_time"
