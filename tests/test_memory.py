@@ -55,9 +55,9 @@ def test_unknown_and_mistyped_ids_are_errors(memory: Memory, ctx: CallContext) -
     item = memory.insert(ctx, "episodic", "went swimming")
     with pytest.raises(NotFound, match="memory_id"):
         memory.delete(ctx, "episodic", "e-aaaaaa")
-    with pytest.raises(InvalidArgument, match="memory_type: memory '.*' is episodic memory, not semantic"):
+    with pytest.raises(InvalidArgument, match=r"memory_type: memory '.*' is episodic memory, not semantic"):
         memory.update(ctx, "semantic", item.id, "x")
-    with pytest.raises(InvalidArgument, match="memory_id: .* is not a memory id"):
+    with pytest.raises(InvalidArgument, match=r"memory_id: .* is not a memory id"):
         memory.delete(ctx, "episodic", "'; DROP TABLE items; --")
     with pytest.raises(InvalidArgument, match="memory_id: is required"):
         memory.update(ctx, "episodic", None, "x")
@@ -117,7 +117,7 @@ def test_search_methods_filters_and_budget(memory: Memory, ctx: CallContext) -> 
     budget = memory.search(ctx, "Jonas hiking", max_tokens=12)
     assert budget.total_tokens <= 12 and budget.truncated
     assert memory.search(ctx, "Jonas hiking").truncated is False
-    with pytest.raises(InvalidArgument, match="end_time: .* is before start_time"):
+    with pytest.raises(InvalidArgument, match=r"end_time: .* is before start_time"):
         memory.search(ctx, "x", start_time="2023-08-01", end_time="2023-07-01")
     with pytest.raises(InvalidArgument, match="query: is empty"):
         memory.search(ctx, "  ")

@@ -59,7 +59,7 @@ def test_bad_line_imports_nothing(tmp_path: Path) -> None:
     with Memory(Settings(data_dir=tmp_path / "b")) as target:
         with pytest.raises(InvalidArgument, match=f"line {len(lines)}: memory_type"):
             import_jsonl(target, io.StringIO(bad))
-        with pytest.raises(InvalidArgument, match="line 2: .*not JSON"):
+        with pytest.raises(InvalidArgument, match=r"line 2: .*not JSON"):
             import_jsonl(target, io.StringIO(lines[0] + "\n{oops\n"))
         with pytest.raises(InvalidArgument, match="line 1"):
             import_jsonl(target, io.StringIO('{"record": "item"}\n'))
