@@ -1,0 +1,146 @@
+"""Cold start of the stdio server: spawn -> `initialize` reply, and the first search after it.
+
+Spawns `mcp-memalpha serve` over a real pipe, as Claude Desktop does, sends `initialize` and
+times the reply. For scale, a one-tool server on the bare MCP SDK is timed in the same run (the
+floor set by importing the SDK). Then, on a store of --items memories, times the first
+`search_memory` after the handshake (LanceDB import, embedding model load, index open).
+
+    python benchmarks/startup.py --runs 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+}
+BARE_SERVER = """
+from mcp.server.mcpserver import MCPServer
+server = MCPServer("bare")
+@server.tool()
+def ping() -> str:
+    return "pong"
+server.run("stdio")
+"""
+
+
+def server_command() -> list[str]:
+    script = Path(sys.executable).parent / "mcp-memalpha"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
+
+
+def send(process: subprocess.Popen[bytes], message: dict) -> None:
+    assert process.stdin is not None
+    process.stdin.write((json.dumps(message) + "\n").encode())
+    process.stdin.flush()
+
+
+def receive(process: subprocess.Popen[bytes], want_id: int, timeout: float = 60.0) -> dict:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if selector.select(timeout=deadline - time.monotonic()):
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("server closed stdout")
+            message = json.loads(line)
+            if message.get("id") == want_id:
+                return message
+    raise TimeoutError(f"no reply to request {want_id} within {timeout} s")
+
+
+def spawn(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
+    """Start the server and return it with the seconds until its initialize reply."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    send(process, INITIALIZE)
+    receive(process, 1)
+    elapsed = time.perf_counter() - started
+    send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return process, elapsed
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def fill(data_dir: Path, items: int) -> None:
+    from mcp_memalpha import CallContext, Memory, Settings
+
+    with Memory(Settings(data_dir=data_dir)) as memory:
+        ctx = CallContext()
+        for i in range(items):
+            memory.insert(ctx, "episodic", f"Event {i}: met a friend at the cafe number {i % 97}", f"2024-01-{i % 28 + 1:02d}")
+        memory.sync_index()
+
+
+def summary(name: str, seconds: list[float]) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    p90 = ms[min(len(ms) - 1, round(0.9 * (len(ms) - 1)))]
+    return f"| {name} | {len(ms)} | {statistics.median(ms):.0f} | {p90:.0f} | {ms[0]:.0f} | {ms[-1]:.0f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--items", type=int, default=1000, help="memories in the store for the first-search figure")
+    args = parser.parse_args()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMALPHA_")}
+    work = Path(tempfile.mkdtemp(prefix="memalpha-bench-"))
+    try:
+        fill(work / "filled", args.items)
+        ours, bare, first_search = [], [], []
+        for run in range(args.runs):
+            print(f"run {run + 1}/{args.runs}", end="\r", file=sys.stderr, flush=True)
+            process, seconds = spawn([sys.executable, "-c", BARE_SERVER], env)
+            bare.append(seconds)
+            stop(process)
+            process, seconds = spawn([*server_command(), "serve", "--data-dir", str(work / f"empty{run}")], env)
+            ours.append(seconds)
+            stop(process)
+            process, _ = spawn([*server_command(), "serve", "--data-dir", str(work / "filled")], env)
+            started = time.perf_counter()
+            call = {"name": "search_memory", "arguments": {"query": "friend at the cafe"}}
+            send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+            reply = receive(process, 2)
+            first_search.append(time.perf_counter() - started)
+            assert reply["result"]["structuredContent"]["results"], reply
+            stop(process)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"Cold start over stdio, {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
+    print("| measure | runs | median ms | p90 ms | min ms | max ms |")
+    print("|---|---|---|---|---|---|")
+    print(summary("spawn -> initialize reply, bare MCP SDK server (floor)", bare))
+    print(summary("spawn -> initialize reply, mcp-memalpha serve", ours))
+    print(summary(f"first search_memory after initialize ({args.items} items)", first_search))
+
+
+if __name__ == "__main__":
+    main()
