@@ -205,3 +205,40 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
     assert search["result"]["structuredContent"]["results"][0]["content"] == "a fact"
     assert process.stdout.read().strip() == ""  # nothing more after the last reply, shutdown included
     assert "DEBUG" in process.stderr.read()  # logs went to stderr
+
+
+async def snapshot(client: Client) -> dict:
+    """Everything a client can read: core and every item of both types."""
+    state = {"core": await call(client, "core_memory_read")}
+    for kind in ("episodic", "semantic"):
+        state[kind] = (await call(client, "memory_list", memory_type=kind, limit=100))["memories"]
+    return state
+
+
+async def test_export_import_round_trip_through_mcp(tmp_path: Path) -> None:
+    source, target = tmp_path / "source", tmp_path / "target"
+    async with connect(stdio_params(source)) as client:
+        await call(client, "memory_update", memory_type="core", new_content="Ines is a marine biologist.")
+        kept = await call(
+            client, "new_memory_insert", memory_type="episodic", content="Ines dove at Sagres", timestamp="2024-08-01"
+        )
+        await call(
+            client, "memory_update", memory_type="episodic", memory_id=kept["memory_id"], new_content="Ines dove twice"
+        )
+        gone = await call(client, "new_memory_insert", memory_type="semantic", content="Ines dislikes sardines")
+        await call(client, "memory_delete", memory_type="semantic", memory_id=gone["memory_id"])
+        await call(client, "new_memory_insert", memory_type="semantic", content="Ines speaks Portuguese and Danish")
+        before = await snapshot(client)
+    dump = tmp_path / "dump.jsonl"
+    exported = subprocess.run(
+        [*command(), "export", "--data-dir", str(source), "-o", str(dump)], env=server_env(), capture_output=True
+    )
+    assert exported.returncode == 0, exported.stderr
+    imported = subprocess.run(
+        [*command(), "import", str(dump), "--data-dir", str(target)], env=server_env(), capture_output=True
+    )
+    assert imported.returncode == 0, imported.stderr
+    async with connect(stdio_params(target)) as client:
+        assert await snapshot(client) == before
+        found = await call(client, "search_memory", query="dove Sagres")
+        assert found["results"][0]["memory_id"] == kept["memory_id"] and found["results"][0]["version"] == 2
