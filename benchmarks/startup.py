@@ -94,7 +94,9 @@ def fill(data_dir: Path, items: int) -> None:
     with Memory(Settings(data_dir=data_dir)) as memory:
         ctx = CallContext()
         for i in range(items):
-            memory.insert(ctx, "episodic", f"Event {i}: met a friend at the cafe number {i % 97}", f"2024-01-{i % 28 + 1:02d}")
+            memory.insert(
+                ctx, "episodic", f"Event {i}: met a friend at the cafe number {i % 97}", f"2024-01-{i % 28 + 1:02d}"
+            )
         memory.sync_index()
 
 

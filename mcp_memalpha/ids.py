@@ -26,4 +26,4 @@ def normalize_id(raw: str) -> str:
 
 
 def is_valid_id(memory_id: str) -> bool:
-    return bool(ID_PATTERN.match(memory_id))
+    return isinstance(memory_id, str) and bool(ID_PATTERN.fullmatch(memory_id))

@@ -9,6 +9,7 @@ hits are re-read from the ledger, so a deleted or stale item is never returned.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from typing import Literal
 from mcp_memalpha import ids
 from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, NotFound, VersionConflict
-from mcp_memalpha.settings import Settings
+from mcp_memalpha.settings import NAMESPACE_PATTERN, Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
 from mcp_memalpha.timeparse import EventTime, parse_time
@@ -32,7 +33,10 @@ Source = Literal["client", "policy", "import"]
 SearchMethod = Literal["hybrid", "bm25", "vector"]
 Order = Literal["relevance", "chronological"]
 ITEM_TYPES: tuple[ItemType, ...] = ("episodic", "semantic")
+SOURCES = ("client", "policy", "import")
 RRF_K = 60
+MAX_TOP_K = 100  # most results, ids or page items one call may ask for
+_ID_CLASH = "UNIQUE constraint failed: items.id"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class CallContext:
     namespace: str = "default"
     source: Source = "client"
     job_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not NAMESPACE_PATTERN.fullmatch(self.namespace):
+            raise InvalidArgument("namespace", f"{self.namespace!r} is not a valid namespace")
+        if self.source not in SOURCES:
+            raise InvalidArgument("source", f"{self.source!r} is not one of {', '.join(SOURCES)}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,22 @@ class Page:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def clean_text(value: object, field: str, empty: str) -> str:
+    """Stripped text that SQLite, LanceDB and JSON can all store, or InvalidArgument."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, f"must be text, not {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise InvalidArgument(field, empty)
+    if "\x00" in text:
+        raise InvalidArgument(field, "contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, "contains invalid Unicode (a lone surrogate)") from None
+    return text
 
 
 def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memory_type") -> str:
@@ -112,11 +138,7 @@ class Memory:
 
     # validation --------------------------------------------------------------------------
     def _content(self, value: str, field: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidArgument(field, "is empty; write the memory as a non-empty sentence")
-        text = value.strip()
-        if "\x00" in text:
-            raise InvalidArgument(field, "contains a NUL character")
+        text = clean_text(value, field, "is empty; write the memory as a non-empty sentence")
         limit = self.settings.max_content_chars
         if len(text) > limit:
             raise CapacityExceeded(field, len(text), limit, "characters", "split it into several memories")
@@ -158,6 +180,7 @@ class Memory:
         text = self._content(content, "content")
         when = self._time(timestamp)
         now = now_iso()
+        attempts = 0
         with self.ledger.write() as tx:
             while True:
                 item = ItemRow(
@@ -177,8 +200,10 @@ class Memory:
                 try:
                     tx.insert_item(item)
                     break
-                except sqlite3.IntegrityError:  # the id was taken: draw another
-                    continue
+                except sqlite3.IntegrityError as exc:  # the id was taken: draw another
+                    attempts += 1
+                    if _ID_CLASH not in str(exc) or attempts >= 20:
+                        raise
             tx.log("insert", item, now)
         return item
 
@@ -244,11 +269,8 @@ class Memory:
 
     def set_core(self, ctx: CallContext, new_content: str, expected_version: int | None = None) -> CoreRow:
         """Replace the core paragraph; refused (not truncated) when over capacity."""
-        if not isinstance(new_content, str) or not new_content.strip():
-            raise InvalidArgument("new_content", "is empty; to clear core memory use memory_delete(memory_type='core')")
-        text = new_content.strip()
-        if "\x00" in text:
-            raise InvalidArgument("new_content", "contains a NUL character")
+        empty = "is empty; to clear core memory use memory_delete(memory_type='core')"
+        text = clean_text(new_content, "new_content", empty)
         limit = self.settings.core_capacity_tokens
         size = count_tokens(text)
         if size > limit:
@@ -280,8 +302,8 @@ class Memory:
     # reads -------------------------------------------------------------------------------
     def get(self, ctx: CallContext, memory_ids: list[str]) -> tuple[list[ItemRow], list[str]]:
         """Live items with these ids, in the order asked, and the ids that matched nothing."""
-        if len(memory_ids) > self.settings.max_top_k:
-            raise InvalidArgument("memory_ids", f"has {len(memory_ids)} ids; ask for at most {self.settings.max_top_k}")
+        if len(memory_ids) > MAX_TOP_K:
+            raise InvalidArgument("memory_ids", f"has {len(memory_ids)} ids; ask for at most {MAX_TOP_K}")
         wanted = [ids.normalize_id(str(raw)) for raw in memory_ids]
         with self.ledger.read() as tx:
             found = tx.items(i for i in wanted if ids.is_valid_id(i))
@@ -304,8 +326,8 @@ class Memory:
     ) -> Page:
         """A page of live items in time order (event time, else creation time)."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
-        if not 1 <= limit <= self.settings.max_top_k:
-            raise InvalidArgument("limit", f"{limit} is out of range; use 1 to {self.settings.max_top_k}")
+        if not 1 <= limit <= MAX_TOP_K:
+            raise InvalidArgument("limit", f"{limit} is out of range; use 1 to {MAX_TOP_K}")
         after = _decode_cursor(cursor) if cursor else None
         with self.ledger.read() as tx:
             rows = tx.list_items(ctx.namespace, kind, after, limit + 1, newest_first)
@@ -344,8 +366,8 @@ class Memory:
         method = _search_method(method)
         if order not in ("relevance", "chronological"):
             raise InvalidArgument("order", f"{order!r} is not 'relevance' or 'chronological'")
-        if not 1 <= top_k <= self.settings.max_top_k:
-            raise InvalidArgument("top_k", f"{top_k} is out of range; use 1 to {self.settings.max_top_k}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgument("top_k", f"{top_k} is out of range; use 1 to {MAX_TOP_K}")
         if max_tokens is not None and max_tokens < 1:
             raise InvalidArgument("max_tokens", f"{max_tokens} must be at least 1")
         where = Filter(ctx.namespace, kinds, *_time_range(start_time, end_time))
@@ -368,8 +390,7 @@ class Memory:
         return SearchOutcome(hits, sum(h.tokens for h in hits), truncated)
 
     def _query(self, query: str) -> str:
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgument("query", "is empty; say what to look for")
+        query = clean_text(query, "query", "is empty; say what to look for")
         if len(query) > self.settings.max_query_chars:
             raise CapacityExceeded(
                 "query", len(query), self.settings.max_query_chars, "characters", "ask a shorter question"
@@ -436,7 +457,7 @@ def _time_range(start_time: str | None, end_time: str | None) -> tuple[float | N
     end = None
     if end_at is not None:
         # A bare date as the end means the whole of that day.
-        end = end_at.ts + 86399.999999 if end_at.ts % 86400 == 0 else end_at.ts
+        end = end_at.ts + 86399.999999 if end_at.date_only else end_at.ts
     if start is not None and end is not None and start > end:
         raise InvalidArgument("end_time", f"{end_time!r} is before start_time {start_time!r}")
     return start, end
@@ -467,6 +488,8 @@ def _encode_cursor(item: ItemRow, key: float) -> str:
 def _decode_cursor(cursor: str) -> tuple[float, str, str]:
     try:
         key, created_at, item_id = cursor.split("|", 2)
+        if not math.isfinite(float(key)):
+            raise ValueError(key)
         return float(key), created_at, item_id
     except ValueError:
         raise InvalidArgument("cursor", f"{cursor!r} is not a cursor returned by memory_list") from None

@@ -7,20 +7,22 @@ handshake, so a stdio client gets its `initialize` reply as fast as the SDK allo
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import ToolAnnotations
+from pydantic import ConfigDict
 
 from mcp_memalpha import __version__
 from mcp_memalpha.errors import MemalphaError
-from mcp_memalpha.memory import CallContext, Memory
+from mcp_memalpha.memory import MAX_TOP_K, CallContext, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tools import TOOLS, ToolSpec, render_memory
 
@@ -116,33 +118,29 @@ def build_server(settings: Settings) -> MCPServer[ServerState]:
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
+        tools=[_mcp_tool(spec, state) for spec in TOOLS],
     )
-    for spec in TOOLS:
-        server.add_tool(
-            _tool_function(spec, state),
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            annotations=ToolAnnotations(
-                title=spec.title,
-                read_only_hint=spec.read_only,
-                destructive_hint=spec.destructive,
-                idempotent_hint=spec.idempotent,
-                open_world_hint=False,
-            ),
-            structured_output=True,
-        )
     _add_resources_and_prompts(server, state)
     return server
 
 
-def _tool_function(spec: ToolSpec[Any, Any], state: ServerState) -> Callable[..., Any]:
-    """A function whose signature is the spec's argument model, for the SDK to publish and validate.
+class _RawArguments(ArgModelBase):
+    """Hands the call's arguments to the tool untouched: `ToolSpec.parse` validates them (one
+    validator, errors that name the field), against the schema it also publishes."""
 
-    The SDK runs sync tools on worker threads, which is where the (blocking) store belongs.
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.__pydantic_extra__ or {})}
+
+
+def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
+    """An SDK tool for `spec`: its schema, description and annotations come from the spec.
+
+    Sync, so the SDK runs it on a worker thread, which is where the (blocking) store belongs.
     """
 
-    def run(**arguments: Any) -> Any:
+    def run(arguments: dict[str, Any]) -> Any:
         try:
             result = spec.call(state.memory, state.context, arguments)
         except MemalphaError as exc:
@@ -151,19 +149,24 @@ def _tool_function(spec: ToolSpec[Any, Any], state: ServerState) -> Callable[...
             state.indexer.notify()
         return result
 
-    parameters = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if field.is_required() else field.default,
-            annotation=Annotated[field.annotation, field],
-        )
-        for name, field in spec.args.model_fields.items()
-    ]
-    run.__signature__ = inspect.Signature(parameters, return_annotation=spec.result)  # type: ignore[attr-defined]
-    run.__name__ = spec.name
-    run.__doc__ = spec.description
-    return run
+    run.__annotations__["return"] = spec.result
+    tool = Tool.from_function(
+        run,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=ToolAnnotations(
+            title=spec.title,
+            read_only_hint=spec.read_only,
+            destructive_hint=spec.destructive,
+            idempotent_hint=spec.idempotent,
+            open_world_hint=False,
+        ),
+        structured_output=True,
+    )
+    tool.parameters = spec.input_schema()
+    tool.fn_metadata.arg_model = _RawArguments
+    return tool
 
 
 def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerState) -> None:
@@ -187,7 +190,7 @@ def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerStat
     )
     def memory_context(topic: str | None = None, max_items: int = 20) -> str:
         memory, ctx = state.memory, state.context
-        max_items = max(1, min(max_items, state.settings.max_top_k))
+        max_items = max(1, min(max_items, MAX_TOP_K))
         try:
             if topic and topic.strip():
                 items = [hit.item for hit in memory.search(ctx, topic, top_k=max_items).hits]

@@ -41,7 +41,6 @@ class Settings(BaseSettings):
         8000, ge=100, le=1_000_000, description="Largest episodic/semantic item accepted, in characters."
     )
     max_query_chars: int = Field(2000, ge=10, le=100_000, description="Longest search query accepted.")
-    max_top_k: int = Field(100, ge=1, le=10_000, description="Largest top_k / limit a caller may ask for.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level; logs go to stderr, never stdout."
     )
@@ -49,7 +48,7 @@ class Settings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace_shape(cls, value: str) -> str:
-        if not NAMESPACE_PATTERN.match(value):
+        if not NAMESPACE_PATTERN.fullmatch(value):
             raise ValueError(
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
             )

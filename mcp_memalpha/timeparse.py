@@ -11,8 +11,9 @@ from mcp_memalpha.errors import InvalidArgument
 
 _PARENS = re.compile(r"[()\[\]]")
 # Two different defaults: a component the text did not give comes out differently in each.
-_DEFAULT_A = datetime(2001, 1, 1)
-_DEFAULT_B = datetime(2002, 2, 2)
+_DEFAULT_A = datetime(2001, 1, 1, 0, 0)
+_DEFAULT_B = datetime(2002, 2, 2, 1, 1)
+_HINT = "use ISO-8601 such as 2023-05-08T13:56 or a form like '1:56 pm on 8 May, 2023'"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class EventTime:
 
     iso: str
     ts: float
+    date_only: bool = False  # no time of day was given ("8 May 2023")
 
 
 def parse_time(value: str, field: str = "timestamp") -> EventTime:
@@ -34,11 +36,15 @@ def parse_time(value: str, field: str = "timestamp") -> EventTime:
         raise InvalidArgument(field, "is empty; give a date such as 2023-05-08 or '1:56 pm on 8 May, 2023'")
     if len(text) > 100:
         raise InvalidArgument(field, f"is {len(text)} characters long; a date/time is at most 100")
-    moment = _parse_iso(text) or _parse_human(text, field)
-    return from_datetime(moment)
+    iso = _parse_iso(text)
+    moment, date_only = (iso, len(text) <= 10) if iso is not None else _parse_human(text, field)
+    try:
+        return from_datetime(moment, date_only)
+    except (OverflowError, ValueError):
+        raise InvalidArgument(field, f"{text!r} is out of the supported range (years 1 to 9999 in UTC)") from None
 
 
-def from_datetime(moment: datetime) -> EventTime:
+def from_datetime(moment: datetime, date_only: bool = False) -> EventTime:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
         suffix = "Z"
@@ -46,12 +52,15 @@ def from_datetime(moment: datetime) -> EventTime:
         suffix = ""
     spec = "seconds" if moment.microsecond == 0 else "microseconds"
     ts = moment.replace(tzinfo=UTC).timestamp()
-    return EventTime(moment.isoformat(timespec=spec) + suffix, ts)
+    return EventTime(moment.isoformat(timespec=spec) + suffix, ts, date_only)
 
 
-def from_stored(iso: str) -> EventTime:
-    """Rebuild an EventTime from its stored `iso` form (trusted, canonical)."""
-    return from_datetime(datetime.fromisoformat(iso.replace("Z", "+00:00")))
+def from_stored(iso: str, field: str = "event_time") -> EventTime:
+    """Rebuild an EventTime from its stored ISO form; raises InvalidArgument if it is not one."""
+    try:
+        return from_datetime(datetime.fromisoformat(iso.replace("Z", "+00:00")))
+    except (OverflowError, ValueError, AttributeError):
+        raise InvalidArgument(field, f"{iso!r} is not an ISO-8601 date/time") from None
 
 
 def _parse_iso(text: str) -> datetime | None:
@@ -61,7 +70,7 @@ def _parse_iso(text: str) -> datetime | None:
         return None
 
 
-def _parse_human(text: str, field: str) -> datetime:
+def _parse_human(text: str, field: str) -> tuple[datetime, bool]:
     from dateutil import parser
 
     cleaned = _PARENS.sub(" ", text)
@@ -69,11 +78,7 @@ def _parse_human(text: str, field: str) -> datetime:
         first = parser.parse(cleaned, default=_DEFAULT_A)
         second = parser.parse(cleaned, default=_DEFAULT_B)
     except (ValueError, OverflowError, parser.ParserError) as exc:
-        raise InvalidArgument(
-            field,
-            f"could not read {text!r} as a date/time ({exc}); use ISO-8601 such as 2023-05-08T13:56 "
-            "or a form like '1:56 pm on 8 May, 2023'",
-        ) from None
+        raise InvalidArgument(field, f"could not read {text!r} as a date/time ({exc}); {_HINT}") from None
     if first.year != second.year:
         raise InvalidArgument(field, f"{text!r} has no year; add one, e.g. '8 May 2023'")
-    return first
+    return first, first.hour != second.hour

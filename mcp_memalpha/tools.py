@@ -8,6 +8,7 @@ exactly as Memalpha-4B was trained on them (`new_memory_insert`, `memory_update`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.memory import CallContext, Hit, Memory, render_hit
+from mcp_memalpha.memory import MAX_TOP_K, CallContext, Hit, Memory, render_hit
 from mcp_memalpha.store.ledger import CoreRow, ItemRow
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
 
@@ -117,7 +118,7 @@ class SearchArgs(_Args):
             "(meaning only; 'text-embedding' is a synonym)."
         ),
     ] = "hybrid"
-    top_k: Annotated[int, Field(ge=1, le=100, description="How many memories to return at most.")] = 10
+    top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many memories to return at most.")] = 10
     start_time: Annotated[str | None, Field(description="Only memories whose event time is at or after this time.")] = (
         None
     )
@@ -137,12 +138,12 @@ class SearchArgs(_Args):
 
 
 class GetArgs(_Args):
-    memory_ids: Annotated[list[str], Field(min_length=1, max_length=100, description="Ids to fetch.")]
+    memory_ids: Annotated[list[str], Field(min_length=1, max_length=MAX_TOP_K, description="Ids to fetch.")]
 
 
 class ListArgs(_Args):
     memory_type: ItemTypeArg
-    limit: Annotated[int, Field(ge=1, le=100, description="Page size.")] = 20
+    limit: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="Page size.")] = 20
     cursor: Annotated[
         str | None, Field(description="The next_cursor of the previous page; omit for the first page.")
     ] = None
@@ -353,13 +354,30 @@ class ToolSpec(Generic[A, R]):
 
     def parse(self, arguments: dict[str, Any]) -> A:
         """Validate raw arguments; errors name each bad field and why."""
+        if not isinstance(arguments, dict):
+            raise InvalidArgument("arguments", f"must be a JSON object, not {type(arguments).__name__}")
         try:
-            return self.args.model_validate(arguments)
+            return self.args.model_validate(_unwrap_json_strings(self.args, arguments))
         except ValidationError as exc:
             raise InvalidArgument(*_first_error(exc)) from None
 
     def call(self, memory: Memory, ctx: CallContext, arguments: dict[str, Any]) -> R:
         return self.handler(memory, ctx, self.parse(arguments))
+
+
+def _unwrap_json_strings(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Some clients (and small models) send a list argument as a JSON string: accept it."""
+    fixed = dict(arguments)
+    for name, value in arguments.items():
+        field = model.model_fields.get(name)
+        if field is not None and isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(parsed, list) and "list" in str(field.annotation):
+                fixed[name] = parsed
+    return fixed
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:

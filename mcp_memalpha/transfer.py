@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass
-from typing import Literal, TextIO
+from dataclasses import astuple, dataclass, replace
+from typing import Annotated, Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mcp_memalpha import ids
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.memory import Memory, now_iso
+from mcp_memalpha.memory import Memory, clean_text, now_iso
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Tx
 from mcp_memalpha.timeparse import from_stored
@@ -30,15 +30,33 @@ from mcp_memalpha.tokens import count_tokens
 OnConflict = Literal["error", "skip", "replace"]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MAX_VERSION = 2**63 - 1
 
-    @field_validator("namespace", check_fields=False)
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and not NAMESPACE_PATTERN.match(value):
-            raise ValueError("is not a valid namespace")
-        return value
+
+def _timestamp(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            from_stored(value)
+        except InvalidArgument as exc:  # a ValueError lets pydantic name the field
+            raise ValueError(exc.reason) from None
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+
+
+def _namespace(value: str) -> str:
+    if not NAMESPACE_PATTERN.fullmatch(value):
+        raise ValueError("is not a valid namespace")
+    return value
+
+
+Namespace = Annotated[str, AfterValidator(_namespace)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class HeaderRecord(_Record):
@@ -46,39 +64,46 @@ class HeaderRecord(_Record):
     format: Literal["mcp-memalpha"]
     format_version: Literal[1]
     exported_at: str
-    namespace: str | None = None
+    namespace: Namespace | None = None
 
 
 class CoreRecord(_Record):
     record: Literal["core"]
-    namespace: str
+    namespace: Namespace
     content: str
-    version: int
-    updated_at: str | None
-    source: str | None
+    version: Annotated[int, Field(ge=0, le=MAX_VERSION)]
+    updated_at: Timestamp | None
+    source: Literal["client", "policy", "import"] | None
     job_id: str | None = None
+
+    @model_validator(mode="after")
+    def _written_core_has_a_time(self) -> CoreRecord:
+        if self.version > 0 and (self.updated_at is None or self.source is None):
+            raise ValueError("a core memory with a version needs updated_at and source")
+        return self
 
 
 class ItemRecord(_Record):
     record: Literal["item"]
     id: str
-    namespace: str
+    namespace: Namespace
     memory_type: Literal["episodic", "semantic"]
     content: str
-    event_time: str | None
-    created_at: str
-    updated_at: str
-    version: int
-    source: str
+    event_time: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    version: Version
+    source: Literal["client", "policy", "import"]
     job_id: str | None = None
-    deleted_at: str | None = None
+    deleted_at: Timestamp | None = None
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not ids.is_valid_id(value):
-            raise ValueError("is not a memory id")
-        return value
+    @model_validator(mode="after")
+    def _id_matches_type(self) -> ItemRecord:
+        if not ids.is_valid_id(self.id):
+            raise ValueError(f"id {self.id!r} is not a memory id")
+        if ids.TYPE_OF_PREFIX[self.id[0]] != self.memory_type:
+            raise ValueError(f"id {self.id!r} is not a {self.memory_type} id")
+        return self
 
 
 @dataclass
@@ -115,6 +140,7 @@ def read_records(lines: Iterable[str], memory: Memory) -> tuple[list[CoreRow], l
     """Parse and validate a whole export; raises InvalidArgument naming the line and field."""
     cores: list[CoreRow] = []
     items: list[ItemRow] = []
+    first_line: dict[str, int] = {}
     seen_header = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -126,9 +152,13 @@ def read_records(lines: Iterable[str], memory: Memory) -> tuple[list[CoreRow], l
                 HeaderRecord.model_validate(data)
                 seen_header = True
             elif kind == "core":
-                cores.append(_core_row(CoreRecord.model_validate(data), memory))
+                core = _core_row(CoreRecord.model_validate(data), memory)
+                _once(first_line, f"core:{core.namespace}", number, "namespace")
+                cores.append(core)
             elif kind == "item":
-                items.append(_item_row(ItemRecord.model_validate(data), memory))
+                item = _item_row(ItemRecord.model_validate(data), memory)
+                _once(first_line, item.id, number, "id")
+                items.append(item)
             else:
                 raise InvalidArgument("record", f"{kind!r} is not 'core' or 'item'")
         except json.JSONDecodeError as exc:
@@ -144,7 +174,15 @@ def read_records(lines: Iterable[str], memory: Memory) -> tuple[list[CoreRow], l
     return cores, items
 
 
+def _once(first_line: dict[str, int], key: str, number: int, field: str) -> None:
+    if key in first_line:
+        raise InvalidArgument(field, f"repeats the record of line {first_line[key]}")
+    first_line[key] = number
+
+
 def _core_row(record: CoreRecord, memory: Memory) -> CoreRow:
+    if record.content:
+        clean_text(record.content, "content", "is empty")
     limit = memory.settings.core_capacity_tokens
     if count_tokens(record.content) > limit:
         raise InvalidArgument("content", f"core memory is over this store's capacity of {limit} tokens")
@@ -152,8 +190,7 @@ def _core_row(record: CoreRecord, memory: Memory) -> CoreRow:
 
 
 def _item_row(record: ItemRecord, memory: Memory) -> ItemRow:
-    if not record.content.strip():
-        raise InvalidArgument("content", "is empty")
+    clean_text(record.content, "content", "is empty")
     if len(record.content) > memory.settings.max_content_chars:
         raise InvalidArgument(
             "content", f"is over this store's limit of {memory.settings.max_content_chars} characters"
@@ -198,6 +235,8 @@ def import_jsonl(memory: Memory, lines: Iterable[str], on_conflict: OnConflict =
                 )
             if current.version > 0 and current.content and on_conflict == "skip":
                 continue
+            if current.version > 0:
+                core = replace(core, version=max(core.version, current.version + 1))
             tx.save_core(core)
             tx.log("import", core, now)
             report.cores_written += 1
@@ -216,9 +255,17 @@ def _import_item(
                 "id",
                 f"memory '{item.id}' already exists with different content; pass on_conflict='replace' or 'skip'",
             )
+        if current.namespace != item.namespace:
+            raise InvalidArgument(
+                "namespace",
+                f"memory '{item.id}' belongs to namespace '{current.namespace}', "
+                f"not '{item.namespace}'; an import never moves memories between namespaces",
+            )
         if on_conflict == "skip":
             report.items_skipped += 1
             return
+        # Versions only go up, so a client holding an old version still gets a conflict.
+        item = replace(item, version=max(item.version, current.version + 1))
         tx.save_item(item)
         report.items_replaced += 1
     else:

@@ -130,6 +130,12 @@ async def scenario(client: Client) -> None:
     assert "expected_version" in await call_error(
         client, "memory_delete", memory_type="semantic", memory_id=dog["memory_id"], expected_version=-1
     )
+    assert "timestmap" in await call_error(
+        client, "new_memory_insert", memory_type="episodic", content="x", timestmap="2024-01-01"
+    )
+    assert tools["new_memory_insert"].input_schema["additionalProperties"] is False
+    as_json_string = await call(client, "memory_get", memory_ids=json.dumps([dog["memory_id"]]))
+    assert [m["memory_id"] for m in as_json_string["memories"]] == [dog["memory_id"]]
     assert (await call(client, "memory_list", memory_type="semantic"))["total"] == 1
 
 

@@ -10,6 +10,7 @@ import pytest
 from mcp_memalpha import CallContext, CapacityExceeded, InvalidArgument, Memory, NotFound, Settings, VersionConflict
 from mcp_memalpha.ids import ID_PATTERN
 from mcp_memalpha.memory import reciprocal_rank_fusion
+from mcp_memalpha.store.migrations import MIGRATIONS
 
 
 def live_ids(memory: Memory) -> set[str]:
@@ -210,7 +211,7 @@ def test_schema_is_migrated_once_and_recorded(settings: Settings) -> None:
     with Memory(settings), Memory(settings):
         pass
     conn = sqlite3.connect(settings.ledger_path)
-    assert [row[0] for row in conn.execute("SELECT name FROM migrations")] == ["0001_initial"]
+    assert [row[0] for row in conn.execute("SELECT name FROM migrations")] == [name for name, _ in MIGRATIONS]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -229,3 +230,94 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_breaks_ties_by_id() -> Non
     fused = reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 0.9), ("c", 0.8)]])
     assert [item for item, _ in fused] == ["b", "a", "c"]
     assert [i for i, _ in reciprocal_rank_fusion([[("y", 1.0)], [("x", 1.0)]])] == ["x", "y"]
+
+
+def test_upgrade_from_the_first_schema_keeps_data(settings: Settings) -> None:
+    """A data directory written before 0002 (no ledger identity) opens, keeps its items, and indexes."""
+    settings.data_dir.mkdir(parents=True)
+    conn = sqlite3.connect(settings.ledger_path)
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for statement in MIGRATIONS[0][1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO migrations VALUES ('0001_initial', 'then')")
+    conn.execute(
+        "INSERT INTO items VALUES ('s-abcdef', 'default', 'semantic', 'Old fact about owls', NULL, NULL, "
+        "'2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z', 1, 'client', NULL, NULL)"
+    )
+    conn.execute(
+        "INSERT INTO ops (at, namespace, op, memory_type, item_id, version, content, source) "
+        "VALUES ('2024-01-01T00:00:00.000000Z', 'default', 'insert', 'semantic', 's-abcdef', 1, "
+        "'Old fact about owls', 'client')"
+    )
+    conn.commit()
+    conn.close()
+    with Memory(settings) as memory:
+        assert len(memory.ledger.ledger_id) == 32
+        assert [h.item.id for h in memory.search(CallContext(), "owls").hits] == ["s-abcdef"]
+
+
+def test_index_rebuilds_when_the_ledger_is_restored_from_a_backup(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    ctx = CallContext()
+    with Memory(settings) as memory:
+        memory.insert(ctx, "semantic", "Tea is good")
+        memory.sync_index()
+        backup = tmp_path / "backup.db"
+        with sqlite3.connect(settings.ledger_path) as source, sqlite3.connect(backup) as target:
+            source.backup(target)
+        for i in range(4):
+            memory.insert(ctx, "semantic", f"Later fact {i}")
+        memory.sync_index()
+    settings.ledger_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        settings.ledger_path.with_name(settings.ledger_path.name + suffix).unlink(missing_ok=True)
+    backup.rename(settings.ledger_path)
+    with Memory(settings) as memory:
+        oolong = memory.insert(ctx, "semantic", "Oolong is a semi-oxidised tea")
+        assert [h.item.id for h in memory.search(ctx, "oolong", method="bm25").hits] == [oolong.id]
+        assert memory.index.ids() == {i.id for i in memory.iter_items(None)}
+
+
+def test_first_build_interrupted_never_duplicates_rows(memory: Memory, ctx: CallContext, settings: Settings) -> None:
+    for i in range(3):
+        memory.insert(ctx, "semantic", f"Fact {i} about otters")
+    memory.sync_index()
+    (settings.index_path / "state.json").write_text("")  # as if the process died before recording it
+    memory.index._table = None
+    hits = memory.search(ctx, "otters", top_k=10).hits
+    assert len(hits) == 3 and len(memory.index._table.to_arrow()) == 3
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_out_of_range_times_are_argument_errors(memory: Memory, ctx: CallContext, value: str) -> None:
+    with pytest.raises(InvalidArgument, match=r"timestamp: .*out of the supported range"):
+        memory.insert(ctx, "episodic", "x", value)
+    with pytest.raises(InvalidArgument, match="start_time"):
+        memory.search(ctx, "x", start_time=value)
+
+
+def test_an_explicit_midnight_end_time_is_not_the_whole_day(memory: Memory, ctx: CallContext) -> None:
+    memory.insert(ctx, "episodic", "Lunch with Bo", "2024-01-01T12:00:00Z")
+    assert memory.search(ctx, "lunch", end_time="2024-01-01T00:00:00Z").hits == []
+    assert len(memory.search(ctx, "lunch", end_time="2024-01-01").hits) == 1
+    assert len(memory.search(ctx, "lunch", end_time="1 January 2024").hits) == 1
+
+
+def test_invalid_unicode_and_bad_contexts_are_refused(memory: Memory, ctx: CallContext) -> None:
+    with pytest.raises(InvalidArgument, match="content: contains invalid Unicode"):
+        memory.insert(ctx, "semantic", "bad \ud800 text")
+    with pytest.raises(InvalidArgument, match="query: contains invalid Unicode"):
+        memory.search(ctx, "\udfff")
+    with pytest.raises(InvalidArgument, match="new_content"):
+        memory.set_core(ctx, "x\ud800")
+    with pytest.raises(InvalidArgument, match="namespace"):
+        CallContext(namespace="x' OR '1'='1")
+    with pytest.raises(InvalidArgument, match="namespace"):
+        CallContext(namespace=None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="cursor"):
+        memory.list_items(ctx, "semantic", cursor="nan|a|b")
+
+
+def test_transactions_do_not_nest(memory: Memory) -> None:
+    with memory.ledger.write(), pytest.raises(RuntimeError, match="nesting"), memory.ledger.read():
+        pass

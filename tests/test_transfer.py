@@ -80,3 +80,58 @@ def test_conflicting_ids(tmp_path: Path) -> None:
         assert import_jsonl(target, io.StringIO(changed), on_conflict="skip").items_skipped == 1
         assert import_jsonl(target, io.StringIO(changed), on_conflict="replace").items_replaced == 1
         assert any("three concerts" in item.content for item in target.iter_items(None))
+
+
+def _export(tmp_path: Path) -> list[dict]:
+    with Memory(Settings(data_dir=tmp_path / "src")) as source:
+        fill(source)
+        buffer = io.StringIO()
+        export_jsonl(source, buffer)
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def _dump(lines: list[dict]) -> io.StringIO:
+    return io.StringIO("\n".join(json.dumps(line) for line in lines))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"created_at": "not a time"}, "created_at"),
+        ({"id": "s-bbbbbb\n"}, "not a memory id"),
+        ({"id": "e-bbbbbb"}, "not a semantic id"),
+        ({"version": 0}, "version"),
+        ({"version": 2**70}, "version"),
+        ({"content": "a\u0000b"}, "NUL"),
+        ({"event_time": "9999-12-31T23:59:59-01:00"}, "event_time"),
+        ({"namespace": "bad ns"}, "namespace"),
+        ({"version": "3"}, "version"),
+    ],
+)
+def test_import_refuses_records_that_break_invariants(tmp_path: Path, change: dict, message: str) -> None:
+    lines = _export(tmp_path)
+    item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
+    lines[item] = lines[item] | change
+    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+        with pytest.raises(InvalidArgument, match=f"line {item + 1}") as error:
+            import_jsonl(target, _dump(lines))
+        assert message in str(error.value)
+        assert list(target.iter_items(None, include_deleted=True)) == []
+
+
+def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_path: Path) -> None:
+    lines = _export(tmp_path)
+    item = next(i for i, line in enumerate(lines) if line.get("record") == "item")
+    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+        with pytest.raises(InvalidArgument, match=f"line {len(lines) + 1}: id: repeats the record of line {item + 1}"):
+            import_jsonl(target, _dump([*lines, lines[item]]))
+        import_jsonl(target, _dump(lines))
+        moved = [dict(line) for line in lines]
+        moved[item]["namespace"] = "elsewhere"
+        with pytest.raises(InvalidArgument, match="never moves memories between namespaces"):
+            import_jsonl(target, _dump(moved), on_conflict="replace")
+        older = [dict(line) for line in lines]
+        older[item] |= {"content": "an older text", "version": 1}
+        import_jsonl(target, _dump(older), on_conflict="replace")
+        current = target.get(CallContext(namespace=lines[item]["namespace"]), [lines[item]["id"]])[0][0]
+        assert current.content == "an older text" and current.version == lines[item]["version"] + 1

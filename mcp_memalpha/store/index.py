@@ -51,7 +51,7 @@ class Filter:
     end_ts: float | None = None
 
     def where(self) -> str:
-        if not NAMESPACE_PATTERN.match(self.namespace):
+        if not NAMESPACE_PATTERN.fullmatch(self.namespace):
             raise ValueError(f"unsafe namespace {self.namespace!r}")
         types = [t for t in self.memory_types if t in ("episodic", "semantic")]
         clauses = [
@@ -75,23 +75,18 @@ class SearchIndex:
         self._table: Any = None
 
     # state -------------------------------------------------------------------------------
-    def applied_seq(self) -> int:
-        """The ledger sequence number the index reflects; 0 when there is no usable index."""
-        try:
-            state = json.loads((self.path / STATE_FILE).read_text())
-            return int(state["applied_seq"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
-
-    def _read_state(self) -> dict[str, int]:
+    def _read_state(self) -> dict[str, Any]:
         try:
             return dict(json.loads((self.path / STATE_FILE).read_text()))
         except (OSError, ValueError, TypeError):
             return {}
 
-    def _write_state(self, state: dict[str, int]) -> None:
+    def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.path / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state))
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(state))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.path / STATE_FILE)
 
     # opening -----------------------------------------------------------------------------
@@ -118,26 +113,28 @@ class SearchIndex:
             ]
         )
 
-    def _reset(self) -> Any:
+    def _reset(self, ledger_id: str) -> Any:
         """Drop whatever is there and start an empty table (caller holds the file lock)."""
         self._db = None
         self._table = None
         shutil.rmtree(self.path, ignore_errors=True)
         table = self._connect().create_table(TABLE, schema=self._schema())
-        self._write_state({"applied_seq": 0, "commits_since_optimize": 0})
+        self._write_state({"ledger_id": ledger_id, "applied_seq": 0, "complete": False, "commits_since_optimize": 0})
         return table
 
-    def _open_for_sync(self) -> Any:
-        """The table, or a fresh one when the folder is missing, unmarked or unreadable."""
-        if not (self.path / STATE_FILE).exists():
-            return self._reset()
+    def _open_for_sync(self, ledger_id: str, head: int) -> Any:
+        """The table, or a fresh one when the folder is missing, from another ledger, ahead of the
+        ledger (a restored memory.db), never completed its first build, or unreadable."""
+        state = self._read_state()
+        if state.get("ledger_id") != ledger_id or int(state.get("applied_seq", 0)) > head or not state.get("complete"):
+            return self._reset(ledger_id)
         try:
             table = self._connect().open_table(TABLE)
             table.count_rows()
             return table
         except Exception as exc:  # any failure to read it: rebuild from the ledger
             log.warning("search index at %s is unreadable (%s); rebuilding it from the ledger", self.path, exc)
-            return self._reset()
+            return self._reset(ledger_id)
 
     def _table_for_query(self) -> Any | None:
         if self._table is None:
@@ -151,25 +148,32 @@ class SearchIndex:
     def is_behind(self, ledger: Ledger) -> bool:
         with ledger.read() as tx:
             head = tx.head()
-        return head > self.applied_seq() or not (self.path / STATE_FILE).exists()
+        state = self._read_state()
+        current = state.get("complete") and state.get("ledger_id") == ledger.ledger_id
+        return not current or int(state.get("applied_seq", 0)) != head
 
     def sync(self, ledger: Ledger) -> int:
         """Catch up with the ledger; returns how many items were written or removed."""
         with self._lock, self._file_lock:
-            table = self._open_for_sync()
-            state = self._read_state()
-            applied = int(state.get("applied_seq", 0))
             with ledger.read() as tx:
                 head = tx.head()
-                if head <= applied:
-                    self._table = table
-                    return 0
-                changed = tx.changed_item_ids(applied, head)
+            table = self._open_for_sync(ledger.ledger_id, head)
+            state = self._read_state()
+            applied = int(state.get("applied_seq", 0))
+            fresh = not state.get("complete")
+            with ledger.read() as tx:
+                head = tx.head()
+                changed = tx.changed_item_ids(applied, head) if head > applied else []
                 rows = tx.items(changed)
+            if not changed and not fresh:
+                self._table = table
+                return 0
             live = [row for row in rows.values() if row.alive]
             dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
-            commits = self._apply(table, live, dead, fresh=applied == 0)
+            # A fresh table was just created empty, so plain appends cannot duplicate rows.
+            commits = self._apply(table, live, [] if fresh else dead, fresh)
             state["applied_seq"] = head
+            state["complete"] = True
             state["commits_since_optimize"] = int(state.get("commits_since_optimize", 0)) + commits
             if state["commits_since_optimize"] >= OPTIMIZE_EVERY:
                 self._optimize(table)

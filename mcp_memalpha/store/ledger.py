@@ -201,6 +201,9 @@ class Tx:
         )
         return int(cursor.lastrowid or 0)
 
+    def ledger_id(self) -> str:
+        return str(self._conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()[0])
+
     def head(self) -> int:
         """Sequence number of the newest operation (0 for an empty ledger)."""
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ops").fetchone()
@@ -226,6 +229,7 @@ class Ledger:
         self.path = path
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self.ledger_id = ""
 
     def open(self) -> Ledger:
         try:
@@ -240,6 +244,8 @@ class Ledger:
         except OSError as exc:
             raise StorageError(f"storage: cannot create the data directory {self.path.parent}: {exc}") from exc
         self._conn = conn
+        with self.read() as tx:
+            self.ledger_id = tx.ledger_id()
         return self
 
     def close(self) -> None:
@@ -259,6 +265,8 @@ class Ledger:
         """A write transaction: all of it commits, or none of it does."""
         with self._lock:
             conn = self.conn
+            if conn.in_transaction:
+                raise RuntimeError("a ledger transaction is already open on this thread; nesting is not allowed")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -278,8 +286,13 @@ class Ledger:
         """A read transaction: one consistent snapshot for everything read inside it."""
         with self._lock:
             conn = self.conn
+            if conn.in_transaction:
+                raise RuntimeError("a ledger transaction is already open on this thread; nesting is not allowed")
             try:
                 conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, self.path) from exc
+            try:
                 yield Tx(conn)
             except sqlite3.Error as exc:
                 raise _storage_error(exc, self.path) from exc

@@ -55,6 +55,15 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ops_item ON ops (item_id, seq)",
         ],
     ),
+    (
+        # A random identity for this ledger: the search index records which ledger it was built
+        # from, so a restored or replaced memory.db makes it rebuild instead of trusting old rows.
+        "0002_ledger_identity",
+        [
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "INSERT INTO meta (key, value) VALUES ('ledger_id', lower(hex(randomblob(16))))",
+        ],
+    ),
 ]
 
 
