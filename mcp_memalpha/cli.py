@@ -170,5 +170,26 @@ def demo(data_dir: Path | None) -> None:
     run_demo(data_dir)
 
 
+@main.command("eval-retrieval")
+@click.option(
+    "--locomo",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="LoCoMo JSON (a list of conversations), e.g. ../shared/data/locomo/locomo_dev.json.",
+)
+@click.option("--methods", default="hybrid,bm25,vector", show_default=True, help="search_method values to compare.")
+@click.option("--ks", default="5,10,20", show_default=True, help="Cut-offs k to report.")
+@click.option("--limit", type=int, default=None, help="Only the first N conversations (smoke runs).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table here.")
+def eval_retrieval(locomo: Path, methods: str, ks: str, limit: int | None, output: Path | None) -> None:
+    """Retrieval quality on LoCoMo through the MCP tools of a spawned server."""
+    from mcp_memalpha.retrieval_eval import run_eval
+
+    report = run_eval(locomo, methods.split(","), [int(k) for k in ks.split(",")], limit)
+    click.echo(report)
+    if output is not None:
+        output.write_text(report + "\n")
+
+
 if __name__ == "__main__":
     main()

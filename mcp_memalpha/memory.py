@@ -22,7 +22,7 @@ from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, NotFound, Ver
 from mcp_memalpha.settings import NAMESPACE_PATTERN, Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
-from mcp_memalpha.timeparse import EventTime, parse_time
+from mcp_memalpha.timeparse import EventTime, human_date, parse_time, relative_dates
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,11 @@ SearchMethod = Literal["hybrid", "bm25", "vector"]
 Order = Literal["relevance", "chronological"]
 ITEM_TYPES: tuple[ItemType, ...] = ("episodic", "semantic")
 SOURCES = ("client", "policy", "import")
-RRF_K = 60
+# Hybrid search: BM25 scores scaled by the best one, plus this weight times the cosine
+# similarity standardised over the vector pool. The static embedding is weaker than BM25 on
+# exact facts, so it breaks ties and rescues paraphrases rather than leading (docs/retrieval.md).
+VECTOR_WEIGHT = 0.1
+VECTOR_POOL = 100
 MAX_TOP_K = 100  # most results, ids or page items one call may ask for
 _ID_CLASH = "UNIQUE constraint failed: items.id"
 
@@ -110,8 +114,13 @@ def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memo
 
 
 def render_hit(item: ItemRow) -> str:
-    """How an item reads in a prompt or a token budget: its time, then its content."""
-    return f"[{item.event_time}] {item.content}" if item.event_time else item.content
+    """How an item reads in a prompt or a token budget: its date, its content, and the relative
+    dates in it resolved against that date: `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
+    if not item.event_time:
+        return item.content
+    when = datetime.fromisoformat(item.event_time.removesuffix("Z"))
+    notes = relative_dates(item.content, when)
+    return f"[{human_date(when)}] {item.content}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 class Memory:
@@ -399,7 +408,7 @@ class Memory:
 
     def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
         # Extra candidates: some may be filtered out as deleted since the index last synced.
-        pool = max(top_k * 3, 30)
+        pool = max(top_k * 3, 50)
         try:
             return self._rank_once(query, where, method, pool)
         except Exception as exc:  # a stale handle after another process rebuilt the index
@@ -409,15 +418,13 @@ class Memory:
             return self._rank_once(query, where, method, pool)
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
-        lists: list[list[tuple[str, float]]] = []
-        if method in ("bm25", "hybrid"):
-            lists.append(self.index.text_search(query, where, pool))
-        if method in ("vector", "hybrid"):
-            vector = self.embedder.embed([query])[0]
-            lists.append(self.index.vector_search(vector, where, pool))
-        if len(lists) == 1:
-            return sorted(lists[0], key=lambda pair: (-pair[1], pair[0]))
-        return reciprocal_rank_fusion(lists)
+        text = self.index.text_search(query, where, pool) if method != "vector" else []
+        if method == "bm25":
+            return _by_score(text)
+        vector = self.index.vector_search(self.embedder.embed([query])[0], where, max(pool, VECTOR_POOL))
+        if method == "vector":
+            return _by_score(vector)
+        return hybrid_fusion(text, vector)
 
     # export / import support -------------------------------------------------------------
     def iter_items(self, namespace: str | None, include_deleted: bool = False) -> Iterator[ItemRow]:
@@ -429,14 +436,30 @@ class Memory:
             return tx.all_cores(namespace)
 
 
-def reciprocal_rank_fusion(lists: list[list[tuple[str, float]]], k: int = RRF_K) -> list[tuple[str, float]]:
-    """Fuse ranked lists by 1/(k + rank); ties broken by id so results are deterministic."""
+def _by_score(ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    return sorted(ranked, key=lambda pair: (-pair[1], pair[0]))
+
+
+def hybrid_fusion(
+    text: list[tuple[str, float]], vector: list[tuple[str, float]], weight: float = VECTOR_WEIGHT
+) -> list[tuple[str, float]]:
+    """BM25 / best BM25 + weight * z-scored cosine; ties broken by id so results are deterministic.
+
+    Items the vector search did not return get the pool's lowest z-score.
+    """
     scores: dict[str, float] = {}
-    for ranked in lists:
-        ordered = sorted(ranked, key=lambda pair: (-pair[1], pair[0]))
-        for rank, (item_id, _) in enumerate(ordered, start=1):
-            scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+    best = max((score for _, score in text), default=0.0)
+    for item_id, score in text:
+        scores[item_id] = score / best if best > 0 else 0.0
+    if vector:
+        sims = [sim for _, sim in vector]
+        mean = sum(sims) / len(sims)
+        spread = math.sqrt(sum((s - mean) ** 2 for s in sims) / len(sims)) or 1.0
+        z = {item_id: (sim - mean) / spread for item_id, sim in vector}
+        floor = min(z.values())
+        for item_id in scores.keys() | z.keys():
+            scores[item_id] = scores.get(item_id, 0.0) + weight * z.get(item_id, floor)
+    return _by_score(list(scores.items()))
 
 
 def _search_method(method: str) -> str:

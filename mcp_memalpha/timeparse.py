@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from mcp_memalpha.errors import InvalidArgument
 
@@ -82,3 +82,82 @@ def _parse_human(text: str, field: str) -> tuple[datetime, bool]:
     if first.year != second.year:
         raise InvalidArgument(field, f"{text!r} has no year; add one, e.g. '8 May 2023'")
     return first, first.hour != second.hour
+
+
+# ---- reading dates back to people ------------------------------------------------------------
+
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "a couple of": 2,
+    "couple of": 2,
+    "a few": 3,
+    "few": 3,
+}
+_COUNT = r"(\d{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|(?:a )?couple of|(?:a )?few)"
+_RELATIVE = re.compile(
+    r"\b(?:(?P<day>yesterday|last night|tomorrow)"
+    rf"|(?P<count>{_COUNT})\s+(?P<unit>day|week|month|year)s?\s+ago"
+    r"|(?P<dir>last|next)\s+(?P<span>week(?:end)?|month|year|" + "|".join(_WEEKDAYS) + r"))\b",
+    re.IGNORECASE,
+)
+
+
+def human_date(moment: datetime) -> str:
+    """`8 May 2023`: the form people write and ask about."""
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def relative_dates(text: str, anchor: datetime) -> list[str]:
+    """Resolve relative dates in `text` against the time it was said, e.g. `yesterday = 7 May 2023`.
+
+    A turn saying "I went yesterday" answers "when did she go?" only once "yesterday" is read
+    against the turn's own date; readers and keyword search both need the absolute date.
+    """
+    notes: list[str] = []
+    for match in _RELATIVE.finditer(text):
+        resolved = _resolve(match, anchor)
+        note = f"{match.group(0).lower()} = {resolved}"
+        if resolved and note not in notes:
+            notes.append(note)
+    return notes
+
+
+def _resolve(match: re.Match[str], anchor: datetime) -> str:
+    from dateutil.relativedelta import relativedelta
+
+    said = human_date(anchor)
+    if day := match.group("day"):
+        return human_date(anchor + timedelta(days=1 if day.lower() == "tomorrow" else -1))
+    if match.group("count"):
+        count_text = match.group("count").lower()
+        count = int(count_text) if count_text.isdigit() else _NUMBERS[count_text]
+        unit = match.group("unit").lower()
+        if count_text in ("a few", "few", "a couple of", "couple of"):
+            return f"{count_text} {unit}s before {said}"
+        moment = anchor - relativedelta(**{f"{unit}s": count})  # type: ignore[arg-type]
+        return str(moment.year) if unit == "year" else f"{moment:%B %Y}" if unit == "month" else human_date(moment)
+    direction, span = match.group("dir").lower(), match.group("span").lower()
+    step = -1 if direction == "last" else 1
+    if span in ("week", "weekend"):
+        return f"the {span} {'before' if step < 0 else 'after'} {said}"
+    if span == "month":
+        return f"{anchor + relativedelta(months=step):%B %Y}"
+    if span == "year":
+        return str(anchor.year + step)
+    target = _WEEKDAYS.index(span)
+    # "last Sunday" said on a Sunday is a week back, never the same day.
+    distance = (anchor.weekday() - target) % 7 if step < 0 else (target - anchor.weekday()) % 7
+    moment = anchor + timedelta(days=step * (distance or 7))
+    return f"{span.capitalize()} {human_date(moment)}"

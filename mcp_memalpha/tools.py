@@ -221,6 +221,7 @@ class SearchHitOut(BaseModel):
     event_time: str | None
     version: int
     score: float = Field(description="Relevance; higher is better (not comparable across methods).")
+    text: str = Field(description="The memory as a reader should see it: its date, then its content.")
 
     @classmethod
     def of(cls, hit: Hit) -> SearchHitOut:
@@ -232,6 +233,7 @@ class SearchHitOut(BaseModel):
             event_time=row.event_time,
             version=row.version,
             score=round(hit.score, 6),
+            text=render_hit(row),
         )
 
 

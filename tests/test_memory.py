@@ -9,7 +9,7 @@ import pytest
 
 from mcp_memalpha import CallContext, CapacityExceeded, InvalidArgument, Memory, NotFound, Settings, VersionConflict
 from mcp_memalpha.ids import ID_PATTERN
-from mcp_memalpha.memory import reciprocal_rank_fusion
+from mcp_memalpha.memory import hybrid_fusion, render_hit
 from mcp_memalpha.store.migrations import MIGRATIONS
 
 
@@ -226,10 +226,13 @@ def test_newer_schema_is_refused(settings: Settings) -> None:
         Memory(settings).open()
 
 
-def test_reciprocal_rank_fusion_rewards_agreement_and_breaks_ties_by_id() -> None:
-    fused = reciprocal_rank_fusion([[("a", 9.0), ("b", 5.0)], [("b", 0.9), ("c", 0.8)]])
-    assert [item for item, _ in fused] == ["b", "a", "c"]
-    assert [i for i, _ in reciprocal_rank_fusion([[("y", 1.0)], [("x", 1.0)]])] == ["x", "y"]
+def test_hybrid_fusion_leads_with_keywords_and_breaks_ties_with_meaning() -> None:
+    text = [("a", 8.0), ("b", 8.0), ("c", 2.0)]
+    vector = [("b", 0.9), ("d", 0.8), ("a", 0.3), ("c", 0.1)]
+    fused = [item for item, _ in hybrid_fusion(text, vector)]
+    assert fused[:2] == ["b", "a"]  # equal BM25: the closer meaning wins
+    assert fused.index("c") < fused.index("d")  # a keyword match beats meaning alone
+    assert [i for i, _ in hybrid_fusion([("y", 1.0), ("x", 1.0)], [])] == ["x", "y"]  # deterministic ties
 
 
 def test_upgrade_from_the_first_schema_keeps_data(settings: Settings) -> None:
@@ -321,3 +324,26 @@ def test_invalid_unicode_and_bad_contexts_are_refused(memory: Memory, ctx: CallC
 def test_transactions_do_not_nest(memory: Memory) -> None:
     with memory.ledger.write(), pytest.raises(RuntimeError, match="nesting"), memory.ledger.read():
         pass
+
+
+def test_fragments_are_found_through_their_event_context(memory: Memory, ctx: CallContext) -> None:
+    """A reply like "Yes, loved it" is found by the question it answers, and follows edits to it."""
+    when = "2:00 pm on 3 June 2023"
+    question = memory.insert(ctx, "episodic", "Mia: Did you go to the pottery class?", when)
+    answer = memory.insert(ctx, "episodic", "Leo: Yes! I made a bowl.", when)
+    memory.insert(ctx, "episodic", "Mia: I also signed up for pottery.", "2023-07-01")  # another event
+    found = [h.item.id for h in memory.search(ctx, "pottery class", method="bm25").hits]
+    assert answer.id in found
+    memory.update(ctx, "episodic", question.id, "Mia: Did you go to the yoga class?")
+    assert answer.id not in [h.item.id for h in memory.search(ctx, "pottery", method="bm25").hits]
+    assert answer.id in [h.item.id for h in memory.search(ctx, "yoga class", method="bm25").hits]
+    memory.delete(ctx, "episodic", question.id)
+    assert [h.item.id for h in memory.search(ctx, "yoga", method="bm25").hits] == []
+
+
+def test_hits_read_with_dates_and_resolved_relative_dates(memory: Memory, ctx: CallContext) -> None:
+    memory.insert(ctx, "episodic", "Caroline: I went to the support group yesterday.", "1:56 pm on 8 May, 2023")
+    hit = memory.search(ctx, "support group").hits[0]
+    assert render_hit(hit.item) == (
+        "[8 May 2023] Caroline: I went to the support group yesterday. (yesterday = 7 May 2023)"
+    )

@@ -48,3 +48,28 @@ def test_bad_times_name_the_field(text: str, reason: str) -> None:
     with pytest.raises(InvalidArgument, match=reason) as error:
         parse_time(text, "start_time")
     assert error.value.field == "start_time"
+
+
+@pytest.mark.parametrize(
+    ("text", "notes"),
+    [
+        ("I went to the group yesterday!", ["yesterday = 24 May 2023"]),
+        ("We ran a charity race last Sunday", ["last sunday = Sunday 21 May 2023"]),
+        ("Last Thursday was rainy", ["last thursday = Thursday 18 May 2023"]),  # said on a Thursday
+        ("I painted that two years ago", ["two years ago = 2021"]),
+        ("3 weeks ago we moved", ["3 weeks ago = 4 May 2023"]),
+        ("a few days ago", ["a few days ago = a few days before 25 May 2023"]),
+        (
+            "last week, and last month, and last year",
+            ["last week = the week before 25 May 2023", "last month = April 2023", "last year = 2022"],
+        ),
+        ("next month we fly; see you tomorrow", ["next month = June 2023", "tomorrow = 26 May 2023"]),
+        ("Nothing relative here, on 5 June.", []),
+    ],
+)
+def test_relative_dates_resolve_against_when_they_were_said(text: str, notes: list[str]) -> None:
+    from datetime import datetime
+
+    from mcp_memalpha.timeparse import relative_dates
+
+    assert relative_dates(text, datetime(2023, 5, 25, 13, 0)) == notes  # a Thursday

@@ -12,6 +12,7 @@ A cross-process file lock (`index.lock`, beside the folder) lets one process syn
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -28,13 +29,17 @@ from filelock import FileLock
 from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.ids import is_valid_id
 from mcp_memalpha.settings import NAMESPACE_PATTERN
-from mcp_memalpha.store.ledger import ItemRow, Ledger
+from mcp_memalpha.store.ledger import ItemRow, Ledger, Tx
 
 log = logging.getLogger(__name__)
 
 TABLE = "items"
 STATE_FILE = "state.json"
+# Bump when the table's columns or their meaning change: older indexes are rebuilt.
+INDEX_FORMAT = 2
 BATCH = 5000
+# An incremental sync touching more items than this rebuilds the index in one pass instead.
+REBUILD_ABOVE = 5000
 # Compact fragments and fold new rows into the full-text index after this many index commits.
 OPTIMIZE_EVERY = 50
 # Old table versions stay readable this long, for readers in other processes.
@@ -108,6 +113,7 @@ class SearchIndex:
                 ("namespace", pa.string()),
                 ("memory_type", pa.string()),
                 ("content", pa.string()),
+                ("search_text", pa.string()),
                 ("event_ts", pa.float64()),
                 ("vector", pa.list_(pa.float32(), self.embedder.dim)),
             ]
@@ -119,14 +125,23 @@ class SearchIndex:
         self._table = None
         shutil.rmtree(self.path, ignore_errors=True)
         table = self._connect().create_table(TABLE, schema=self._schema())
-        self._write_state({"ledger_id": ledger_id, "applied_seq": 0, "complete": False, "commits_since_optimize": 0})
+        self._write_state(
+            {
+                "format": INDEX_FORMAT,
+                "ledger_id": ledger_id,
+                "applied_seq": 0,
+                "complete": False,
+                "commits_since_optimize": 0,
+            }
+        )
         return table
 
-    def _open_for_sync(self, ledger_id: str, head: int) -> Any:
+    def _open_for_sync(self, ledger_id: str, head: int, rebuild: bool = False) -> Any:
         """The table, or a fresh one when the folder is missing, from another ledger, ahead of the
         ledger (a restored memory.db), never completed its first build, or unreadable."""
         state = self._read_state()
-        if state.get("ledger_id") != ledger_id or int(state.get("applied_seq", 0)) > head or not state.get("complete"):
+        stale = state.get("format") != INDEX_FORMAT or state.get("ledger_id") != ledger_id
+        if rebuild or stale or int(state.get("applied_seq", 0)) > head or not state.get("complete"):
             return self._reset(ledger_id)
         try:
             table = self._connect().open_table(TABLE)
@@ -149,7 +164,9 @@ class SearchIndex:
         with ledger.read() as tx:
             head = tx.head()
         state = self._read_state()
-        current = state.get("complete") and state.get("ledger_id") == ledger.ledger_id
+        current = (
+            state.get("complete") and state.get("format") == INDEX_FORMAT and state.get("ledger_id") == ledger.ledger_id
+        )
         return not current or int(state.get("applied_seq", 0)) != head
 
     def sync(self, ledger: Ledger) -> int:
@@ -157,21 +174,23 @@ class SearchIndex:
         with self._lock, self._file_lock:
             with ledger.read() as tx:
                 head = tx.head()
-            table = self._open_for_sync(ledger.ledger_id, head)
+            # A big catch-up (a bulk import) is faster as one fresh build.
+            big = head - int(self._read_state().get("applied_seq", 0)) > REBUILD_ABOVE
+            table = self._open_for_sync(ledger.ledger_id, head, rebuild=big)
             state = self._read_state()
             applied = int(state.get("applied_seq", 0))
             fresh = not state.get("complete")
             with ledger.read() as tx:
                 head = tx.head()
-                changed = tx.changed_item_ids(applied, head) if head > applied else []
-                rows = tx.items(changed)
-            if not changed and not fresh:
+                if fresh:
+                    live, dead = list(tx.all_items(None, include_deleted=False)), list[str]()
+                else:
+                    live, dead = _touched(tx, tx.changed_item_ids(applied, head) if head > applied else [])
+            if not live and not dead and not fresh:
                 self._table = table
                 return 0
-            live = [row for row in rows.values() if row.alive]
-            dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
             # A fresh table was just created empty, so plain appends cannot duplicate rows.
-            commits = self._apply(table, live, [] if fresh else dead, fresh)
+            commits = self._apply(table, live, dead, fresh)
             state["applied_seq"] = head
             state["complete"] = True
             state["commits_since_optimize"] = int(state.get("commits_since_optimize", 0)) + commits
@@ -199,19 +218,21 @@ class SearchIndex:
         if live and not self._has_fts(table):
             from lancedb.index import FTS
 
-            table.create_index("content", config=FTS(with_position=False), replace=True)
+            table.create_index("search_text", config=FTS(with_position=False), replace=True)
         return commits
 
     def _rows(self, items: Sequence[ItemRow]) -> Any:
         import pyarrow as pa
 
         vectors = self.embedder.embed([item.content for item in items])
+        previous = _previous_in_event(items)
         return pa.Table.from_pydict(
             {
                 "id": [i.id for i in items],
                 "namespace": [i.namespace for i in items],
                 "memory_type": [i.memory_type for i in items],
                 "content": [i.content for i in items],
+                "search_text": [f"{previous[i.id]}\n{i.content}" if i.id in previous else i.content for i in items],
                 "event_ts": [i.event_ts for i in items],
                 "vector": list(vectors),
             },
@@ -230,14 +251,15 @@ class SearchIndex:
 
     # querying ----------------------------------------------------------------------------
     def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
-        """BM25 over content (LanceDB native full-text: lower-cased, stemmed, stop words removed)."""
+        """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
+        stemmed, stop words removed)."""
         table = self._table_for_query()
         if table is None or not self._has_fts(table):
             return []
         from lancedb.query import MatchQuery
 
         rows = (
-            table.search(MatchQuery(query, "content"), query_type="fts")  # type: ignore[call-arg]
+            table.search(MatchQuery(query, "search_text"), query_type="fts")  # type: ignore[call-arg]
             .where(where.where(), prefilter=True)
             .limit(limit)
             .select(["id", "_score"])
@@ -266,3 +288,37 @@ class SearchIndex:
         if table is None:
             return set()
         return set(table.to_arrow().column("id").to_pylist())
+
+
+def _touched(tx: Tx, changed: list[str]) -> tuple[list[ItemRow], list[str]]:
+    """Items to rewrite and ids to remove after `changed` changed.
+
+    A memory is indexed with the one written just before it for the same event, so a change
+    also rewrites the rest of its event group (same namespace, type and event time).
+    """
+    rows = tx.items(changed)
+    dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
+    live = {row.id: row for row in rows.values() if row.alive}
+    groups = {(r.namespace, r.memory_type, r.event_ts) for r in rows.values() if r.event_ts is not None}
+    for namespace, memory_type, event_ts in groups:
+        for row in tx.event_group(namespace, memory_type, event_ts):
+            live[row.id] = row
+    return list(live.values()), dead
+
+
+def _previous_in_event(items: Sequence[ItemRow]) -> dict[str, str]:
+    """For each item, the content of the item written just before it for the same event.
+
+    Parts of one event (turns of one conversation session, steps of one episode) share an event
+    time; a fragment such as "Yes, last Saturday!" is only findable with what came before it.
+    `items` holds whole event groups (see `_touched`), so the predecessor is always among them.
+    """
+    ordered = sorted(
+        (i for i in items if i.event_ts is not None),
+        key=lambda i: (i.namespace, i.memory_type, i.event_ts, i.created_at, i.id),
+    )
+    previous: dict[str, str] = {}
+    for before, item in itertools.pairwise(ordered):
+        if (before.namespace, before.memory_type, before.event_ts) == (item.namespace, item.memory_type, item.event_ts):
+            previous[item.id] = before.content
+    return previous

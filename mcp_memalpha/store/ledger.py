@@ -217,6 +217,15 @@ class Tx:
         )
         return [row[0] for row in rows]
 
+    def event_group(self, namespace: str, memory_type: str, event_ts: float) -> list[ItemRow]:
+        """Live items recorded for one event (same namespace, type and event time), in write order."""
+        rows = self._conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE namespace = ? AND memory_type = ? AND event_ts = ? "
+            "AND deleted_at IS NULL ORDER BY created_at, id",
+            (namespace, memory_type, event_ts),
+        )
+        return [ItemRow(*row) for row in rows]
+
     def history(self, item_id: str) -> list[OpRow]:
         rows = self._conn.execute(f"SELECT {_OP_COLUMNS} FROM ops WHERE item_id = ? ORDER BY seq", (item_id,))
         return [OpRow(*row) for row in rows]

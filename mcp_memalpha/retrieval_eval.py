@@ -1,0 +1,163 @@
+"""`mcp-memalpha eval-retrieval`: retrieval quality on LoCoMo, measured through the MCP tools.
+
+Protocol (the same for every retriever): each turn of a conversation is stored as one episodic
+memory, `"{speaker}: {text}"` with its session's date as the timestamp, by `new_memory_insert`
+on a spawned `mcp-memalpha serve` (one data directory per conversation). Each question of
+categories 1-4 is a `search_memory` query. For the top k results:
+- evidence recall: share of the question's evidence turns among them;
+- answer-token recall: share of the normalized gold-answer tokens present in their text, where
+  a result's text is what the client reads (`text` of each hit: date, content, resolved dates);
+- retrieved size: tokens of that text (WordPiece, `mcp_memalpha.tokens`) and its whitespace words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+_PUNCT = re.compile(r"[^\w\s]")
+_ARTICLES = {"a", "an", "the", "and"}
+
+
+def answer_tokens(text: str) -> list[str]:
+    """LoCoMo's normalization: lower case, punctuation dropped, articles and 'and' removed."""
+    return [t for t in _PUNCT.sub(" ", str(text).lower()).split() if t not in _ARTICLES]
+
+
+def answer_token_recall(answer: str, retrieved: str) -> float:
+    gold = answer_tokens(answer)
+    if not gold:
+        return 0.0
+    present = set(answer_tokens(retrieved))
+    return sum(token in present for token in gold) / len(gold)
+
+
+@dataclass
+class Scores:
+    """Per (method, k, category) lists of per-question values."""
+
+    evidence: dict[tuple[str, int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
+    answer: dict[tuple[str, int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
+    tokens: dict[tuple[str, int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
+    words: dict[tuple[str, int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _server_command() -> list[str]:
+    script = Path(sys.executable).parent / "mcp-memalpha"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
+
+
+async def _evaluate_conversation(
+    conversation: dict[str, Any], data_dir: Path, methods: list[str], ks: list[int], scores: Scores
+) -> int:
+    from mcp import Client, StdioServerParameters
+
+    from mcp_memalpha.tokens import count_tokens
+
+    params = StdioServerParameters(
+        command=_server_command()[0],
+        args=[*_server_command()[1:], "serve", "--data-dir", str(data_dir), "--log-level", "WARNING"],
+    )
+    turns = conversation["conversation"]
+    dia_of: dict[str, str] = {}
+    async with Client(params, read_timeout_seconds=120) as client:
+        for session in range(1, 200):
+            if f"session_{session}" not in turns:
+                continue
+            date = turns[f"session_{session}_date_time"]
+            for turn in turns[f"session_{session}"]:
+                arguments = {
+                    "memory_type": "episodic",
+                    "content": f"{turn['speaker']}: {turn['text']}",
+                    "timestamp": date,
+                }
+                result = await client.call_tool("new_memory_insert", arguments)
+                if result.is_error:
+                    raise click.ClickException(f"insert failed: {result.content}")
+                dia_of[result.structured_content["memory_id"]] = turn["dia_id"]
+        questions = 0
+        for qa in conversation["qa"]:
+            category = qa.get("category")
+            if category not in CATEGORIES or not qa.get("evidence") or "answer" not in qa:
+                continue
+            questions += 1
+            for method in methods:
+                for k in ks:
+                    started = time.perf_counter()
+                    result = await client.call_tool(
+                        "search_memory", {"query": qa["question"], "search_method": method, "top_k": k}
+                    )
+                    scores.latency_ms[method].append((time.perf_counter() - started) * 1000)
+                    if result.is_error:
+                        raise click.ClickException(f"search failed: {result.content}")
+                    hits = result.structured_content["results"]
+                    found = {dia_of.get(hit["memory_id"]) for hit in hits}
+                    text = "\n".join(hit["text"] for hit in hits)
+                    key = (method, k, category)
+                    scores.evidence[key].append(sum(e in found for e in qa["evidence"]) / len(qa["evidence"]))
+                    scores.answer[key].append(answer_token_recall(qa["answer"], text))
+                    scores.tokens[key].append(sum(count_tokens(hit["text"]) for hit in hits))
+                    scores.words[key].append(len(text.split()))
+    return questions
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.mean(values) if values else float("nan")
+
+
+def render_report(scores: Scores, methods: list[str], ks: list[int]) -> str:
+    lines = []
+    header = "| method | k | metric | " + " | ".join(CATEGORIES.values()) + " | overall |"
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    for method in methods:
+        for k in ks:
+            for metric, table in (("evidence recall", scores.evidence), ("answer-token recall", scores.answer)):
+                cells = [f"{_mean(table[(method, k, c)]):.3f}" for c in CATEGORIES]
+                overall = _mean([v for c in CATEGORIES for v in table[(method, k, c)]])
+                lines.append(f"| {method} | {k} | {metric} | " + " | ".join(cells) + f" | **{overall:.3f}** |")
+            blanks = " | " * (len(CATEGORIES) - 1)
+            for unit, sizes in (("WordPiece tokens", scores.tokens), ("words", scores.words)):
+                mean = _mean([n for c in CATEGORIES for n in sizes[(method, k, c)]])
+                lines.append(f"| {method} | {k} | retrieved {unit} | {blanks} | {mean:.0f} |")
+    lines.append("")
+    lines.append("| method | search calls | p50 ms | p95 ms |")
+    lines.append("|---|---|---|---|")
+    for method in methods:
+        ms = sorted(scores.latency_ms[method])
+        p95 = ms[min(len(ms) - 1, int(0.95 * len(ms)))]
+        lines.append(f"| {method} | {len(ms)} | {statistics.median(ms):.1f} | {p95:.1f} |")
+    return "\n".join(lines)
+
+
+def run_eval(locomo: Path, methods: list[str], ks: list[int], limit: int | None) -> str:
+    conversations = json.loads(locomo.read_text())[:limit]
+    scores = Scores()
+    work = Path(tempfile.mkdtemp(prefix="memalpha-eval-"))
+    try:
+        for number, conversation in enumerate(conversations, start=1):
+            started = time.perf_counter()
+            data_dir = work / conversation["sample_id"]
+            questions = anyio.run(_evaluate_conversation, conversation, data_dir, methods, ks, scores)
+            click.echo(
+                f"[{number}/{len(conversations)}] {conversation['sample_id']}: {questions} questions, "
+                f"{time.perf_counter() - started:.1f} s",
+                err=True,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return render_report(scores, methods, ks)
