@@ -12,6 +12,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -131,12 +132,14 @@ class Memory:
         self.ledger = Ledger(settings.ledger_path)
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memalpha-search")
 
     def open(self) -> Memory:
         self.ledger.open()
         return self
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self.ledger.close()
 
     def __enter__(self) -> Memory:
@@ -354,6 +357,12 @@ class Memory:
             return tx.history(memory_id)
 
     # search ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load everything a search needs (index, vectors, model) and catch the index up."""
+        self.sync_index()
+        self.index._refresh_vectors(self.ledger)
+        self.embedder.embed(["warm-up"])
+
     def sync_index(self) -> int:
         """Bring the search index up to the ledger; returns the number of items it rewrote."""
         return self.index.sync(self.ledger)
@@ -384,19 +393,34 @@ class Memory:
         if self.index.is_behind(self.ledger):
             self.sync_index()
         ranked = self._rank(text, where, method, top_k)
-        with self.ledger.read() as tx:
-            rows = tx.items(item_id for item_id, _ in ranked)
-        hits_items = [
-            (rows[i], score)
-            for i, score in ranked
-            if i in rows and rows[i].alive and rows[i].namespace == ctx.namespace and rows[i].memory_type in kinds
-        ][:top_k]
+        hits_items = self._hydrate(ctx, ranked, kinds, top_k)
         sizes = count_many([render_hit(item) for item, _ in hits_items]) if hits_items else []
         hits = [Hit(item, score, size) for (item, score), size in zip(hits_items, sizes, strict=True)]
         hits, truncated = _pack(hits, max_tokens)
         if order == "chronological":
             hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
         return SearchOutcome(hits, sum(h.tokens for h in hits), truncated)
+
+    def _hydrate(
+        self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int
+    ) -> list[tuple[ItemRow, float]]:
+        """The first `top_k` ranked ids that are live in the ledger, read from it, with their scores.
+
+        Reads the head of the ranking first and more only if the index returned items the
+        ledger has since deleted, so a search reads about top_k rows, not the whole pool.
+        """
+        found: list[tuple[ItemRow, float]] = []
+        start, step = 0, 2 * top_k
+        while len(found) < top_k and start < len(ranked):
+            chunk = ranked[start : start + step]
+            with self.ledger.read() as tx:
+                rows = tx.items(item_id for item_id, _ in chunk)
+            for item_id, score in chunk:
+                row = rows.get(item_id)
+                if row is not None and row.alive and row.namespace == ctx.namespace and row.memory_type in kinds:
+                    found.append((row, score))
+            start, step = start + step, 4 * step
+        return found[:top_k]
 
     def _query(self, query: str) -> str:
         query = clean_text(query, "query", "is empty; say what to look for")
@@ -418,13 +442,15 @@ class Memory:
             return self._rank_once(query, where, method, pool)
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
-        text = self.index.text_search(query, where, pool) if method != "vector" else []
         if method == "bm25":
-            return _by_score(text)
-        vector = self.index.vector_search(self.embedder.embed([query])[0], where, max(pool, VECTOR_POOL))
+            return _by_score(self.index.text_search(query, where, pool))
+        embedding = self.embedder.embed([query])[0]
         if method == "vector":
-            return _by_score(vector)
-        return hybrid_fusion(text, vector)
+            return _by_score(self.index.vector_search(self.ledger, embedding, where, pool))
+        # Both halves release the GIL (LanceDB's Rust, numpy's BLAS): run them side by side.
+        text = self._pool.submit(self.index.text_search, query, where, pool)
+        vector = self.index.vector_search(self.ledger, embedding, where, max(pool, VECTOR_POOL))
+        return hybrid_fusion(text.result(), vector)
 
     # export / import support -------------------------------------------------------------
     def iter_items(self, namespace: str | None, include_deleted: bool = False) -> Iterator[ItemRow]:

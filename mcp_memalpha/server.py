@@ -36,8 +36,9 @@ Long-term memory for this user, in three parts:
 Search before you insert, and update or delete a memory rather than adding a contradicting one.
 Pass expected_version when you update what you read, so concurrent writers never overwrite each other."""
 
-# Let the handshake finish before the warm-up thread competes for the interpreter.
-WARMUP_DELAY_S = 0.3
+# The warm-up (LanceDB import ~1 s, model, vectors) starts at once: the initialize reply follows
+# the lifespan within milliseconds, and the first search should not wait longer than it must.
+WARMUP_DELAY_S = 0.0
 # Batch the index work of a burst of writes into one LanceDB commit.
 INDEX_DEBOUNCE_S = 0.05
 
@@ -72,8 +73,7 @@ class BackgroundIndexer:
                 return
             self._wake.clear()
             try:
-                self.memory.sync_index()
-                self.memory.embedder.embed(["warm-up"])
+                self.memory.warm_up()
             except Exception:
                 log.exception("background index sync failed; searches will retry it")
 

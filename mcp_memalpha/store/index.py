@@ -22,9 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
+
+if TYPE_CHECKING:
+    from mcp_memalpha.store.vectors import VectorCache
 
 from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.ids import is_valid_id
@@ -78,6 +81,7 @@ class SearchIndex:
         self._file_lock = FileLock(str(path.parent / "index.lock"))
         self._db: Any = None
         self._table: Any = None
+        self._vector_cache: VectorCache | None = None
 
     # state -------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
@@ -267,20 +271,28 @@ class SearchIndex:
         )
         return [(row["id"], float(row["_score"])) for row in rows]
 
-    def vector_search(self, vector: Any, where: Filter, limit: int) -> list[tuple[str, float]]:
-        """Cosine similarity, exact (brute force over the prefiltered rows)."""
-        table = self._table_for_query()
-        if table is None:
-            return []
-        rows = (
-            table.search(vector, vector_column_name="vector")
-            .distance_type("cosine")
-            .where(where.where(), prefilter=True)
-            .limit(limit)
-            .select(["id", "_distance"])
-            .to_list()
-        )
-        return [(row["id"], 1.0 - float(row["_distance"])) for row in rows]
+    def vector_search(self, ledger: Ledger, vector: Any, where: Filter, limit: int) -> list[tuple[str, float]]:
+        """Cosine similarity, exact, over the in-memory copy of the vectors (see `vectors.py`)."""
+        cache = self._refresh_vectors(ledger)
+        return cache.search(vector, where.namespace, where.memory_types, where.start_ts, where.end_ts, limit)
+
+    def _refresh_vectors(self, ledger: Ledger) -> VectorCache:
+        if self._vector_cache is None:
+            from mcp_memalpha.store.vectors import VectorCache  # numpy: not before the handshake
+
+            self._vector_cache = VectorCache(self.embedder.dim)
+        cache = self._vector_cache
+        seq = int(self._read_state().get("applied_seq", 0))
+        if cache.ledger_id != ledger.ledger_id or cache.seq < 0 or cache.seq > seq:
+            table = self._table_for_query()
+            if table is not None:
+                cache.load(table, ledger.ledger_id, seq)
+        elif cache.seq < seq:
+            with ledger.read() as tx:
+                changed = tx.changed_item_ids(cache.seq, seq)
+                live = [row for row in tx.items(changed).values() if row.alive]
+            cache.apply(changed, live, self.embedder.embed, seq)
+        return cache
 
     def ids(self) -> set[str]:
         """Every id in the index (for verification)."""
