@@ -358,10 +358,15 @@ class Memory:
 
     # search ------------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load everything a search needs (index, vectors, model) and catch the index up."""
+        """Load everything a search needs and catch the index up, so the first search is quick.
+
+        The embedding model loads on a second thread while LanceDB imports; one query per
+        method then pulls the full-text index and the vectors into memory.
+        """
+        model = self._pool.submit(self.embedder.embed, ["warm-up"])
         self.sync_index()
-        self.index._refresh_vectors(self.ledger)
-        self.embedder.embed(["warm-up"])
+        model.result()
+        self.search(CallContext(), "warm-up", top_k=1)
 
     def sync_index(self) -> int:
         """Bring the search index up to the ledger; returns the number of items it rewrote."""

@@ -82,6 +82,7 @@ class SearchIndex:
         self._db: Any = None
         self._table: Any = None
         self._vector_cache: VectorCache | None = None
+        self._vector_lock = threading.Lock()
 
     # state -------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
@@ -220,10 +221,18 @@ class SearchIndex:
                 table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
             commits += 1
         if live and not self._has_fts(table):
-            from lancedb.index import FTS
-
-            table.create_index("search_text", config=FTS(with_position=False), replace=True)
+            self._create_indexes(table)
         return commits
+
+    @staticmethod
+    def _create_indexes(table: Any) -> None:
+        """Full-text on the search text; scalar indexes so filters do not scan every row."""
+        from lancedb.index import FTS, Bitmap, BTree
+
+        table.create_index("search_text", config=FTS(with_position=False), replace=True)
+        table.create_index("namespace", config=Bitmap(), replace=True)
+        table.create_index("memory_type", config=Bitmap(), replace=True)
+        table.create_index("event_ts", config=BTree(), replace=True)
 
     def _rows(self, items: Sequence[ItemRow]) -> Any:
         import pyarrow as pa
@@ -277,6 +286,10 @@ class SearchIndex:
         return cache.search(vector, where.namespace, where.memory_types, where.start_ts, where.end_ts, limit)
 
     def _refresh_vectors(self, ledger: Ledger) -> VectorCache:
+        with self._vector_lock:  # the warm-up and a first search must not both load it
+            return self._refresh_vectors_locked(ledger)
+
+    def _refresh_vectors_locked(self, ledger: Ledger) -> VectorCache:
         if self._vector_cache is None:
             from mcp_memalpha.store.vectors import VectorCache  # numpy: not before the handshake
 
