@@ -347,3 +347,18 @@ def test_hits_read_with_dates_and_resolved_relative_dates(memory: Memory, ctx: C
     assert render_hit(hit.item) == (
         "[8 May 2023] Caroline: I went to the support group yesterday. (yesterday = 7 May 2023)"
     )
+
+
+def test_a_write_rewrites_only_itself_and_its_successor_in_the_index(memory: Memory, ctx: CallContext) -> None:
+    """Event context costs O(1) index rows per write, however many memories share the event time."""
+    items = []
+    for i in range(40):
+        items.append(memory.insert(ctx, "episodic", f"turn {i}", "2024-03-01T10:00"))
+        memory.sync_index()
+    assert memory.sync_index() == 0
+    memory.insert(ctx, "episodic", "turn 40", "2024-03-01T10:00")
+    assert memory.sync_index() == 1  # appended last: nothing follows it
+    memory.update(ctx, "episodic", items[10].id, "turn 10, revised")
+    assert memory.sync_index() == 2  # itself and turn 11
+    memory.delete(ctx, "episodic", items[20].id)
+    assert memory.sync_index() == 2  # its removal and turn 21, which now follows turn 19

@@ -12,6 +12,7 @@ A cross-process file lock (`index.lock`, beside the folder) lets one process syn
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
@@ -189,13 +190,15 @@ class SearchIndex:
                 head = tx.head()
                 if fresh:
                     live, dead = list(tx.all_items(None, include_deleted=False)), list[str]()
+                    previous = _previous_in_event(live)
                 else:
-                    live, dead = _touched(tx, tx.changed_item_ids(applied, head) if head > applied else [])
+                    changed = tx.changed_item_ids(applied, head) if head > applied else []
+                    live, dead, previous = _touched(tx, changed)
             if not live and not dead and not fresh:
                 self._table = table
                 return 0
             # A fresh table was just created empty, so plain appends cannot duplicate rows.
-            commits = self._apply(table, live, dead, fresh)
+            commits = self._apply(table, live, dead, previous, fresh)
             state["applied_seq"] = head
             state["complete"] = True
             state["commits_since_optimize"] = int(state.get("commits_since_optimize", 0)) + commits
@@ -206,7 +209,7 @@ class SearchIndex:
             self._table = table
             return len(live) + len(dead)
 
-    def _apply(self, table: Any, live: list[ItemRow], dead: list[str], fresh: bool) -> int:
+    def _apply(self, table: Any, live: list[ItemRow], dead: list[str], previous: dict[str, str], fresh: bool) -> int:
         commits = 0
         for start in range(0, len(dead), BATCH):
             ids = [i for i in dead[start : start + BATCH] if is_valid_id(i)]
@@ -214,7 +217,7 @@ class SearchIndex:
                 table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids) + ")")
                 commits += 1
         for start in range(0, len(live), BATCH):
-            batch = self._rows(live[start : start + BATCH])
+            batch = self._rows(live[start : start + BATCH], previous)
             if fresh:
                 table.add(batch)
             else:
@@ -234,11 +237,10 @@ class SearchIndex:
         table.create_index("memory_type", config=Bitmap(), replace=True)
         table.create_index("event_ts", config=BTree(), replace=True)
 
-    def _rows(self, items: Sequence[ItemRow]) -> Any:
+    def _rows(self, items: Sequence[ItemRow], previous: dict[str, str]) -> Any:
         import pyarrow as pa
 
         vectors = self.embedder.embed([item.content for item in items])
-        previous = _previous_in_event(items)
         return pa.Table.from_pydict(
             {
                 "id": [i.id for i in items],
@@ -315,20 +317,30 @@ class SearchIndex:
         return set(table.to_arrow().column("id").to_pylist())
 
 
-def _touched(tx: Tx, changed: list[str]) -> tuple[list[ItemRow], list[str]]:
-    """Items to rewrite and ids to remove after `changed` changed.
+def _touched(tx: Tx, changed: list[str]) -> tuple[list[ItemRow], list[str], dict[str, str]]:
+    """After `changed` changed: the rows to rewrite, the ids to remove, and each rewritten row's
+    predecessor text.
 
-    A memory is indexed with the one written just before it for the same event, so a change
-    also rewrites the rest of its event group (same namespace, type and event time).
+    A memory is indexed with the one written just before it for the same event, so a change also
+    rewrites the live item that follows it in its event group (same namespace, type and time).
     """
     rows = tx.items(changed)
     dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
-    live = {row.id: row for row in rows.values() if row.alive}
+    write = {row.id: row for row in rows.values() if row.alive}
+    previous: dict[str, str] = {}
     groups = {(r.namespace, r.memory_type, r.event_ts) for r in rows.values() if r.event_ts is not None}
     for namespace, memory_type, event_ts in groups:
-        for row in tx.event_group(namespace, memory_type, event_ts):
-            live[row.id] = row
-    return list(live.values()), dead
+        group = tx.event_group(namespace, memory_type, event_ts)
+        keys = [(row.created_at, row.id) for row in group]
+        for row in rows.values():
+            if (row.namespace, row.memory_type, row.event_ts) == (namespace, memory_type, event_ts):
+                following = bisect.bisect_right(keys, (row.created_at, row.id))
+                if following < len(group):
+                    write[group[following].id] = group[following]
+        for before, row in itertools.pairwise(group):
+            if row.id in write:
+                previous[row.id] = before.content
+    return list(write.values()), dead, previous
 
 
 def _previous_in_event(items: Sequence[ItemRow]) -> dict[str, str]:
@@ -336,7 +348,6 @@ def _previous_in_event(items: Sequence[ItemRow]) -> dict[str, str]:
 
     Parts of one event (turns of one conversation session, steps of one episode) share an event
     time; a fragment such as "Yes, last Saturday!" is only findable with what came before it.
-    `items` holds whole event groups (see `_touched`), so the predecessor is always among them.
     """
     ordered = sorted(
         (i for i in items if i.event_ts is not None),
