@@ -228,7 +228,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         p95 = [result[f"{m}_p95"] - result[f"{m}_p50"] for m in METHODS]
         ax.bar(xs, p50, width, yerr=[[0] * len(METHODS), p95], capsize=4, label=f"{result['items']:,} items")
     ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(METHODS))], METHODS)
-    ax.set_ylabel("ms per search_memory over HTTP (bar p50, whisker p95)")
+    ax.set_ylabel("ms per search (bar p50, whisker p95)")
     ax.set_title("Search latency through MCP, 2 cores")
     ax.legend()
     fig.tight_layout()
