@@ -29,14 +29,11 @@ from typing import Any
 
 import anyio
 
+from mcp_memalpha.cli import launch_command
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 METHODS = ("hybrid", "bm25", "vector")
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).parent / "mcp-memalpha"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
 
 
 def real_sentences(limit: int) -> list[str]:
@@ -119,7 +116,7 @@ async def measure_server(data_dir: Path, questions: list[str], texts: list[str],
     started = time.perf_counter()
     process = subprocess.Popen(
         [
-            *command(),
+            *launch_command(),
             "serve",
             "--transport",
             "http",
@@ -180,7 +177,9 @@ def run_size(size: int, texts: list[str], questions: list[str], queries: int, wo
     data_dir, dump = work / f"data{size}", work / f"items{size}.jsonl"
     write_import_file(dump, texts, size, rng)
     started = time.perf_counter()
-    subprocess.run([*command(), "import", str(dump), "--data-dir", str(data_dir)], check=True, capture_output=True)
+    subprocess.run(
+        [*launch_command(), "import", str(dump), "--data-dir", str(data_dir)], check=True, capture_output=True
+    )
     import_s = time.perf_counter() - started
     result = anyio.run(measure_server, data_dir, questions, texts, queries)
     result |= {

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mcp_memalpha.cli import launch_command
+
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -36,11 +38,6 @@ def ping() -> str:
     return "pong"
 server.run("stdio")
 """
-
-
-def server_command() -> list[str]:
-    script = Path(sys.executable).parent / "mcp-memalpha"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
 
 
 def send(process: subprocess.Popen[bytes], message: dict) -> None:
@@ -122,10 +119,10 @@ def main() -> None:
             process, seconds = spawn([sys.executable, "-c", BARE_SERVER], env)
             bare.append(seconds)
             stop(process)
-            process, seconds = spawn([*server_command(), "serve", "--data-dir", str(work / f"empty{run}")], env)
+            process, seconds = spawn([*launch_command(), "serve", "--data-dir", str(work / f"empty{run}")], env)
             ours.append(seconds)
             stop(process)
-            process, _ = spawn([*server_command(), "serve", "--data-dir", str(work / "filled")], env)
+            process, _ = spawn([*launch_command(), "serve", "--data-dir", str(work / "filled")], env)
             started = time.perf_counter()
             call = {"name": "search_memory", "arguments": {"query": "friend at the cafe"}}
             send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})

@@ -18,6 +18,12 @@ from pydantic import ValidationError
 from mcp_memalpha.settings import Settings
 
 
+def launch_command() -> list[str]:
+    """How to start this installation's `mcp-memalpha` (for spawning servers: evals, tests, benchmarks)."""
+    script = Path(sys.executable).parent / "mcp-memalpha"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
+
+
 def _settings(**options: Any) -> Settings:
     """Settings from the command line over `MEMALPHA_*` variables; errors name the option."""
     given = {key: value for key, value in options.items() if value is not None}

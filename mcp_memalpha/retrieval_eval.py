@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -57,21 +56,17 @@ class Scores:
     latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _server_command() -> list[str]:
-    script = Path(sys.executable).parent / "mcp-memalpha"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
-
-
 async def _evaluate_conversation(
     conversation: dict[str, Any], data_dir: Path, methods: list[str], ks: list[int], scores: Scores
 ) -> int:
     from mcp import Client, StdioServerParameters
 
+    from mcp_memalpha.cli import launch_command
     from mcp_memalpha.tokens import count_tokens
 
+    launch = launch_command()
     params = StdioServerParameters(
-        command=_server_command()[0],
-        args=[*_server_command()[1:], "serve", "--data-dir", str(data_dir), "--log-level", "WARNING"],
+        command=launch[0], args=[*launch[1:], "serve", "--data-dir", str(data_dir), "--log-level", "WARNING"]
     )
     turns = conversation["conversation"]
     dia_of: dict[str, str] = {}

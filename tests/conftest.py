@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -17,6 +15,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from mcp_memalpha import CallContext, Memory, Settings
+from mcp_memalpha.cli import launch_command
 
 
 @pytest.fixture
@@ -42,9 +41,7 @@ def ctx() -> CallContext:
 
 def command() -> list[str]:
     """The installed console script, as a client would launch it."""
-    script = Path(sys.executable).parent / "mcp-memalpha"
-    found = str(script) if script.exists() else shutil.which("mcp-memalpha")
-    return [found] if found else [sys.executable, "-m", "mcp_memalpha"]
+    return launch_command()
 
 
 def server_env(**extra: str) -> dict[str, str]:
