@@ -8,6 +8,7 @@ so the MCP handshake does not pay for it.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -18,6 +19,26 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "minilm-static"
 EMBEDDING_DIM = 256
+
+
+def _static_model(model_dir: Path) -> Any:
+    """model2vec's StaticModel built from the folder's files directly.
+
+    `StaticModel.from_pretrained` also parses the model card and consults the hub machinery:
+    0.29 s against 0.07 s here, on the path of the first search after a cold start.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never reach for a hub
+    from model2vec import StaticModel
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    config = json.loads((model_dir / "config.json").read_text())
+    return StaticModel(
+        vectors=load_file(str(model_dir / "model.safetensors"))["embeddings"],
+        tokenizer=Tokenizer.from_file(str(model_dir / "tokenizer.json")),
+        config=config,
+        normalize=bool(config.get("normalize", True)),
+    )
 
 
 class Embedder:
@@ -31,11 +52,7 @@ class Embedder:
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                # The model is a local folder; make sure nothing ever reaches for a hub.
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                from model2vec import StaticModel
-
-                self._model = StaticModel.from_pretrained(str(self.model_dir))
+                self._model = _static_model(self.model_dir)
         return self._model
 
     @property
