@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -363,10 +364,15 @@ class Memory:
         The embedding model loads on a second thread while LanceDB imports; one query per
         method then pulls the full-text index and the vectors into memory.
         """
+        started = time.perf_counter()
         model = self._pool.submit(self.embedder.embed, ["warm-up"])
         self.sync_index()
+        log.debug("warm-up: index synced after %.2f s", time.perf_counter() - started)
         model.result()
+        log.debug("warm-up: model loaded after %.2f s", time.perf_counter() - started)
+        self.index.prewarm()
         self.search(CallContext(), "warm-up", top_k=1)
+        log.info("warm-up: ready to search after %.2f s", time.perf_counter() - started)
 
     def sync_index(self) -> int:
         """Bring the search index up to the ledger; returns the number of items it rewrote."""

@@ -264,6 +264,15 @@ class SearchIndex:
         except Exception as exc:  # compaction is housekeeping; a failure must not fail a write
             log.warning("index optimize failed (will retry later): %s", exc)
 
+    def prewarm(self) -> None:
+        """Load the whole full-text index into memory: otherwise each new query term pays a read."""
+        table = self._table_for_query()
+        if table is not None and self._has_fts(table):
+            try:
+                table.prewarm_index("search_text_idx")
+            except Exception as exc:  # a hint only; searches work without it
+                log.debug("could not prewarm the full-text index: %s", exc)
+
     # querying ----------------------------------------------------------------------------
     def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
         """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
