@@ -22,11 +22,18 @@ KILLS = 3
 async def write_until_killed(
     url: str, process, round_no: int, acked: dict[str, str], deleted: set[str], rng: random.Random
 ) -> None:
-    """Stream inserts (and some deletes) while the server is SIGKILLed at a random moment."""
-    kill_after = rng.uniform(0.3, 1.2)
+    """Stream inserts (and some deletes) while the server is SIGKILLed at a random moment.
+
+    The kill comes after a random number of acknowledged writes plus a random few milliseconds,
+    so it lands mid-stream however fast the machine is.
+    """
+    target = len(acked) + rng.randint(30, 120)
+    delay = rng.uniform(0, 0.01)
 
     async def killer() -> None:
-        await anyio.sleep(kill_after)
+        while len(acked) < target:
+            await anyio.sleep(0.001)
+        await anyio.sleep(delay)
         process.send_signal(signal.SIGKILL)
 
     with suppress(Exception):
@@ -58,7 +65,7 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_write(tmp_path: Path) ->
     for round_no in range(KILLS):
         with http_server(data) as (url, process):
             await write_until_killed(url, process, round_no, acked, deleted, rng)
-    assert len(acked) > 50 and deleted
+    assert len(acked) > 60 and deleted
 
     with http_server(data) as (url, _process):
         async with connect(url) as client:
