@@ -447,8 +447,8 @@ class Memory:
         try:
             return self._rank_once(query, where, method, pool)
         except Exception as exc:  # a stale handle after another process rebuilt the index
-            log.info("index query failed (%s); resyncing and retrying once", exc)
-            self.index._table = None
+            log.info("index query failed (%s); reopening the index and retrying once", exc)
+            self.index.reopen()
             self.sync_index()
             return self._rank_once(query, where, method, pool)
 

@@ -93,6 +93,16 @@ class ServerState:
             raise ToolError("the memory store is not open (the server is starting or stopping)")
         return self._memory
 
+    def attach(self, memory: Memory) -> None:
+        self._memory = memory
+        self.indexer = BackgroundIndexer(memory)
+        self.indexer.start()
+
+    def detach(self) -> None:
+        if self.indexer is not None:
+            self.indexer.stop()
+        self._memory = None
+
 
 def build_server(settings: Settings) -> MCPServer[ServerState]:
     state = ServerState(settings)
@@ -100,15 +110,12 @@ def build_server(settings: Settings) -> MCPServer[ServerState]:
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
         memory = Memory(settings).open()
-        state._memory = memory
-        state.indexer = BackgroundIndexer(memory)
-        state.indexer.start()
+        state.attach(memory)
         log.info("memory at %s (namespace %r)", settings.data_dir, settings.namespace)
         try:
             yield state
         finally:
-            state.indexer.stop()
-            state._memory = None
+            state.detach()
             memory.close()
 
     server: MCPServer[ServerState] = MCPServer(

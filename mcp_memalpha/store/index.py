@@ -264,6 +264,11 @@ class SearchIndex:
         except Exception as exc:  # compaction is housekeeping; a failure must not fail a write
             log.warning("index optimize failed (will retry later): %s", exc)
 
+    def reopen(self) -> None:
+        """Drop cached handles, e.g. after another process rebuilt the folder under us."""
+        self._table = None
+        self._db = None
+
     def prewarm(self) -> None:
         """Load the whole full-text index into memory: otherwise each new query term pays a read."""
         table = self._table_for_query()
