@@ -106,9 +106,16 @@ _NUMBERS = {
     "few": 3,
 }
 _COUNT = r"(\d{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|(?:a )?couple of|(?:a )?few)"
+_DAY_OFFSETS = {
+    "the day before yesterday": -2,
+    "the day after tomorrow": 2,
+    "yesterday": -1,
+    "last night": -1,
+    "tomorrow": 1,
+}
 _RELATIVE = re.compile(
-    r"\b(?:(?P<day>yesterday|last night|tomorrow)"
-    rf"|(?P<count>{_COUNT})\s+(?P<unit>day|week|month|year)s?\s+ago"
+    r"\b(?:(?P<day>the day before yesterday|the day after tomorrow|yesterday|last night|tomorrow)"
+    rf"|(?<![\d,.])(?P<count>{_COUNT})\s+(?P<unit>day|week|month|year)s?\s+ago"
     r"|(?P<dir>last|next)\s+(?P<span>week(?:end)?|month|year|" + "|".join(_WEEKDAYS) + r"))\b",
     re.IGNORECASE,
 )
@@ -127,8 +134,11 @@ def relative_dates(text: str, anchor: datetime) -> list[str]:
     """
     notes: list[str] = []
     for match in _RELATIVE.finditer(text):
-        resolved = _resolve(match, anchor)
-        note = f"{match.group(0).lower()} = {resolved}"
+        try:
+            resolved = _resolve(match, anchor)
+        except (OverflowError, ValueError):  # beyond year 1 or 9999: say nothing rather than fail
+            continue
+        note = f"{' '.join(match.group(0).lower().split())} = {resolved}"
         if resolved and note not in notes:
             notes.append(note)
     return notes
@@ -139,7 +149,7 @@ def _resolve(match: re.Match[str], anchor: datetime) -> str:
 
     said = human_date(anchor)
     if day := match.group("day"):
-        return human_date(anchor + timedelta(days=1 if day.lower() == "tomorrow" else -1))
+        return human_date(anchor + timedelta(days=_DAY_OFFSETS[" ".join(day.lower().split())]))
     if match.group("count"):
         count_text = match.group("count").lower()
         count = int(count_text) if count_text.isdigit() else _NUMBERS[count_text]

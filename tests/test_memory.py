@@ -362,3 +362,61 @@ def test_a_write_rewrites_only_itself_and_its_successor_in_the_index(memory: Mem
     assert memory.sync_index() == 2  # itself and turn 11
     memory.delete(ctx, "episodic", items[20].id)
     assert memory.sync_index() == 2  # its removal and turn 21, which now follows turn 19
+
+
+def search_texts(memory: Memory) -> dict[str, str]:
+    table = memory.index._table_for_query()
+    data = table.to_arrow()
+    return dict(zip(data.column("id").to_pylist(), data.column("search_text").to_pylist(), strict=True))
+
+
+def test_moving_a_memory_to_another_event_rewrites_its_old_neighbour(memory: Memory, ctx: CallContext) -> None:
+    a = memory.insert(ctx, "episodic", "alpha turn one", "2024-01-01T10:00")
+    b = memory.insert(ctx, "episodic", "bravo zebra turn two", "2024-01-01T10:00")
+    c = memory.insert(ctx, "episodic", "charlie turn three", "2024-01-01T10:00")
+    memory.sync_index()
+    assert search_texts(memory)[c.id] == "bravo zebra turn two\ncharlie turn three"
+    memory.update(ctx, "episodic", b.id, "bravo zebra turn two", timestamp="2024-02-02T10:00")
+    memory.sync_index()
+    texts = search_texts(memory)
+    assert texts[c.id] == "alpha turn one\ncharlie turn three" and texts[b.id] == "bravo zebra turn two"
+    assert [h.item.id for h in memory.search(ctx, "zebra", method="bm25").hits] == [b.id]
+    assert a.id in texts
+
+
+def test_a_restored_ledger_with_new_writes_is_reindexed(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    ctx = CallContext()
+    with Memory(settings) as memory:
+        for i in range(3):
+            memory.insert(ctx, "semantic", f"old fact {i}")
+        with sqlite3.connect(settings.ledger_path) as source, sqlite3.connect(tmp_path / "backup.db") as target:
+            source.backup(target)
+        for i in range(3):
+            memory.insert(ctx, "semantic", f"lost fact {i}")
+        memory.sync_index()
+    for suffix in ("", "-wal", "-shm"):
+        settings.ledger_path.with_name(settings.ledger_path.name + suffix).unlink(missing_ok=True)
+    (tmp_path / "backup.db").rename(settings.ledger_path)
+    with Memory(settings) as memory:
+        new = [memory.insert(ctx, "semantic", f"kiwi fruit note {i}") for i in range(4)]  # head passes the old index
+        assert {h.item.id for h in memory.search(ctx, "kiwi fruit note", method="bm25").hits} == {n.id for n in new}
+        assert {h.item.id for h in memory.search(ctx, "kiwi fruit note", method="vector", top_k=4).hits} == {
+            n.id for n in new
+        }
+        assert memory.index.ids() == {i.id for i in memory.iter_items(None)}
+
+
+def test_core_writes_do_not_leave_the_index_behind(memory: Memory, ctx: CallContext) -> None:
+    memory.insert(ctx, "semantic", "a fact")
+    memory.search(ctx, "fact")
+    memory.set_core(ctx, "The user likes facts.")
+    memory.search(ctx, "fact")
+    assert not memory.index.is_behind(memory.ledger)
+
+
+def test_relative_dates_at_the_edge_of_time_do_not_break_search(memory: Memory, ctx: CallContext) -> None:
+    memory.insert(ctx, "episodic", "I moved here yesterday", "0001-01-01")
+    memory.insert(ctx, "episodic", "meeting next month", "9999-12-20")
+    texts = [render_hit(h.item) for h in memory.search(ctx, "moved meeting").hits]
+    assert sorted(texts) == ["[1 January 1] I moved here yesterday", "[20 December 9999] meeting next month"]

@@ -73,3 +73,20 @@ def test_relative_dates_resolve_against_when_they_were_said(text: str, notes: li
     from mcp_memalpha.timeparse import relative_dates
 
     assert relative_dates(text, datetime(2023, 5, 25, 13, 0)) == notes  # a Thursday
+
+
+@pytest.mark.parametrize(
+    ("text", "notes"),
+    [
+        ("the day before yesterday", ["the day before yesterday = 23 May 2023"]),
+        ("The day after tomorrow", ["the day after tomorrow = 27 May 2023"]),
+        ("1,000 days ago", []),
+        ("last\nSunday", ["last sunday = Sunday 21 May 2023"]),
+    ],
+)
+def test_relative_date_phrasing_edge_cases(text: str, notes: list[str]) -> None:
+    from datetime import datetime
+
+    from mcp_memalpha.timeparse import relative_dates
+
+    assert relative_dates(text, datetime(2023, 5, 25, 13, 0)) == notes

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,7 @@ from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.ids import is_valid_id
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import ItemRow, Ledger, Tx
+from mcp_memalpha.timeparse import from_stored
 
 log = logging.getLogger(__name__)
 
@@ -135,27 +137,44 @@ class SearchIndex:
             {
                 "format": INDEX_FORMAT,
                 "ledger_id": ledger_id,
+                "generation": uuid.uuid4().hex,  # tells every process's vector copy to reload
                 "applied_seq": 0,
+                "applied_mark": "",
                 "complete": False,
                 "commits_since_optimize": 0,
             }
         )
         return table
 
-    def _open_for_sync(self, ledger_id: str, head: int, rebuild: bool = False) -> Any:
-        """The table, or a fresh one when the folder is missing, from another ledger, ahead of the
-        ledger (a restored memory.db), never completed its first build, or unreadable."""
-        state = self._read_state()
-        stale = state.get("format") != INDEX_FORMAT or state.get("ledger_id") != ledger_id
-        if rebuild or stale or int(state.get("applied_seq", 0)) > head or not state.get("complete"):
-            return self._reset(ledger_id)
+    @staticmethod
+    def _reflects(state: dict[str, Any], ledger: Ledger, tx: Tx) -> bool:
+        """Whether the index was completely built from this ledger's history as it stands now.
+
+        The mark of the last applied operation catches a memory.db restored from a backup:
+        same ledger id, but its operation at that sequence number is another one, or none.
+        """
+        applied = int(state.get("applied_seq", 0))
+        return (
+            bool(state.get("complete"))
+            and state.get("format") == INDEX_FORMAT
+            and state.get("ledger_id") == ledger.ledger_id
+            and state.get("applied_mark", "") == tx.op_mark(applied)
+        )
+
+    def _open_for_sync(self, ledger: Ledger, rebuild: bool = False) -> Any:
+        """The table, or a fresh one when the folder is missing, from another ledger or another
+        history of it (a restored memory.db), never completed its first build, or unreadable."""
+        with ledger.read() as tx:
+            reflects = self._reflects(self._read_state(), ledger, tx)
+        if rebuild or not reflects:
+            return self._reset(ledger.ledger_id)
         try:
             table = self._connect().open_table(TABLE)
             table.count_rows()
             return table
         except Exception as exc:  # any failure to read it: rebuild from the ledger
             log.warning("search index at %s is unreadable (%s); rebuilding it from the ledger", self.path, exc)
-            return self._reset(ledger_id)
+            return self._reset(ledger.ledger_id)
 
     def _table_for_query(self) -> Any | None:
         if self._table is None:
@@ -167,13 +186,9 @@ class SearchIndex:
 
     # syncing -----------------------------------------------------------------------------
     def is_behind(self, ledger: Ledger) -> bool:
-        with ledger.read() as tx:
-            head = tx.head()
         state = self._read_state()
-        current = (
-            state.get("complete") and state.get("format") == INDEX_FORMAT and state.get("ledger_id") == ledger.ledger_id
-        )
-        return not current or int(state.get("applied_seq", 0)) != head
+        with ledger.read() as tx:
+            return not self._reflects(state, ledger, tx) or int(state.get("applied_seq", 0)) != tx.head()
 
     def sync(self, ledger: Ledger) -> int:
         """Catch up with the ledger; returns how many items were written or removed."""
@@ -182,24 +197,25 @@ class SearchIndex:
                 head = tx.head()
             # A big catch-up (a bulk import) is faster as one fresh build.
             big = head - int(self._read_state().get("applied_seq", 0)) > REBUILD_ABOVE
-            table = self._open_for_sync(ledger.ledger_id, head, rebuild=big)
+            table = self._open_for_sync(ledger, rebuild=big)
             state = self._read_state()
             applied = int(state.get("applied_seq", 0))
             fresh = not state.get("complete")
             with ledger.read() as tx:
                 head = tx.head()
+                mark = tx.op_mark(head)
                 if fresh:
                     live, dead = list(tx.all_items(None, include_deleted=False)), list[str]()
                     previous = _previous_in_event(live)
                 else:
-                    changed = tx.changed_item_ids(applied, head) if head > applied else []
-                    live, dead, previous = _touched(tx, changed)
-            if not live and not dead and not fresh:
-                self._table = table
+                    live, dead, previous = _touched(tx, applied, head)
+            self._table = table
+            if head == applied and not fresh:
                 return 0
             # A fresh table was just created empty, so plain appends cannot duplicate rows.
             commits = self._apply(table, live, dead, previous, fresh)
-            state["applied_seq"] = head
+            state["applied_seq"] = head  # also when only core memory changed: nothing to index
+            state["applied_mark"] = mark
             state["complete"] = True
             state["commits_since_optimize"] = int(state.get("commits_since_optimize", 0)) + commits
             if state["commits_since_optimize"] >= OPTIMIZE_EVERY:
@@ -311,11 +327,12 @@ class SearchIndex:
 
             self._vector_cache = VectorCache(self.embedder.dim)
         cache = self._vector_cache
-        seq = int(self._read_state().get("applied_seq", 0))
-        if cache.ledger_id != ledger.ledger_id or cache.seq < 0 or cache.seq > seq:
+        state = self._read_state()
+        seq, generation = int(state.get("applied_seq", 0)), str(state.get("generation", ""))
+        if cache.generation != generation or cache.seq < 0 or cache.seq > seq:
             table = self._table_for_query()
             if table is not None:
-                cache.load(table, ledger.ledger_id, seq)
+                cache.load(table, generation, seq)
         elif cache.seq < seq:
             with ledger.read() as tx:
                 changed = tx.changed_item_ids(cache.seq, seq)
@@ -331,29 +348,47 @@ class SearchIndex:
         return set(table.to_arrow().column("id").to_pylist())
 
 
-def _touched(tx: Tx, changed: list[str]) -> tuple[list[ItemRow], list[str], dict[str, str]]:
-    """After `changed` changed: the rows to rewrite, the ids to remove, and each rewritten row's
-    predecessor text.
+def _touched(tx: Tx, applied: int, head: int) -> tuple[list[ItemRow], list[str], dict[str, str]]:
+    """After the operations in (applied, head]: the rows to rewrite, the ids to remove, and each
+    rewritten row's predecessor text.
 
     A memory is indexed with the one written just before it for the same event, so a change also
     rewrites the live item that follows it in its event group (same namespace, type and time).
+    An item that moved to another event time, or was replaced by an import (which may change its
+    creation time, hence its place), has its whole old and new groups rewritten instead.
     """
+    changed = tx.changed_item_ids(applied, head) if head > applied else []
     rows = tx.items(changed)
     dead = [item_id for item_id in changed if item_id not in rows or not rows[item_id].alive]
     write = {row.id: row for row in rows.values() if row.alive}
+    whole: set[tuple[str, str, float | None]] = set()
+    imported = tx.imported_item_ids(applied, head)
+    for item_id, before in tx.states_before(changed, applied).items():
+        row = rows.get(item_id)
+        old = (before.namespace, before.memory_type, from_stored(before.event_time).ts if before.event_time else None)
+        if row is not None and (old != (row.namespace, row.memory_type, row.event_ts) or item_id in imported):
+            whole |= {key for key in (old, (row.namespace, row.memory_type, row.event_ts)) if key[2] is not None}
+    for row in rows.values():
+        if row.id in imported and row.event_ts is not None:
+            whole.add((row.namespace, row.memory_type, row.event_ts))
+    groups = {(r.namespace, r.memory_type, r.event_ts) for r in rows.values() if r.event_ts is not None} | whole
     previous: dict[str, str] = {}
-    groups = {(r.namespace, r.memory_type, r.event_ts) for r in rows.values() if r.event_ts is not None}
     for namespace, memory_type, event_ts in groups:
+        if event_ts is None:  # no event time, no group
+            continue
         group = tx.event_group(namespace, memory_type, event_ts)
-        keys = [(row.created_at, row.id) for row in group]
-        for row in rows.values():
-            if (row.namespace, row.memory_type, row.event_ts) == (namespace, memory_type, event_ts):
-                following = bisect.bisect_right(keys, (row.created_at, row.id))
-                if following < len(group):
-                    write[group[following].id] = group[following]
-        for before, row in itertools.pairwise(group):
+        if (namespace, memory_type, event_ts) in whole:
+            write.update((member.id, member) for member in group)
+        else:
+            keys = [(member.created_at, member.id) for member in group]
+            for row in rows.values():
+                if (row.namespace, row.memory_type, row.event_ts) == (namespace, memory_type, event_ts):
+                    following = bisect.bisect_right(keys, (row.created_at, row.id))
+                    if following < len(group):
+                        write[group[following].id] = group[following]
+        for before_row, row in itertools.pairwise(group):
             if row.id in write:
-                previous[row.id] = before.content
+                previous[row.id] = before_row.content
     return list(write.values()), dead, previous
 
 

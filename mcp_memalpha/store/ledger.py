@@ -226,6 +226,32 @@ class Tx:
         )
         return [ItemRow(*row) for row in rows]
 
+    def op_mark(self, seq: int) -> str:
+        """A fingerprint of operation `seq` (its time and item), to tell a ledger from an older copy."""
+        row = self._conn.execute("SELECT at, COALESCE(item_id, namespace) FROM ops WHERE seq = ?", (seq,)).fetchone()
+        return f"{row[0]}|{row[1]}" if row else ""
+
+    def states_before(self, item_ids: list[str], seq: int) -> dict[str, OpRow]:
+        """For each id, its last operation at or before `seq` (where it stood then)."""
+        found: dict[str, OpRow] = {}
+        for start in range(0, len(item_ids), _CHUNK):
+            chunk = item_ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT {_OP_COLUMNS} FROM ops o WHERE item_id IN ({marks}) AND seq = "
+                "(SELECT MAX(seq) FROM ops WHERE item_id = o.item_id AND seq <= ?)",
+                (*chunk, seq),
+            )
+            found.update((row[5], OpRow(*row)) for row in rows)
+        return found
+
+    def imported_item_ids(self, after: int, upto: int) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT item_id FROM ops WHERE seq > ? AND seq <= ? AND op = 'import' AND item_id IS NOT NULL",
+            (after, upto),
+        )
+        return {row[0] for row in rows}
+
     def history(self, item_id: str) -> list[OpRow]:
         rows = self._conn.execute(f"SELECT {_OP_COLUMNS} FROM ops WHERE item_id = ? ORDER BY seq", (item_id,))
         return [OpRow(*row) for row in rows]

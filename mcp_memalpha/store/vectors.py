@@ -23,7 +23,7 @@ _TYPES = {"episodic": 0, "semantic": 1}
 class VectorCache:
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self.ledger_id: str | None = None
+        self.generation: str | None = None  # of the index it was loaded from
         self.seq = -1
         self._lock = threading.Lock()
         self._clear(1024)
@@ -40,7 +40,7 @@ class VectorCache:
         self._used = 0
 
     # keeping current -----------------------------------------------------------------------
-    def load(self, table: Any, ledger_id: str, seq: int) -> None:
+    def load(self, table: Any, generation: str, seq: int) -> None:
         """Replace everything with the rows of a LanceDB table that reflects ledger `seq`.
 
         Reads only the columns it keeps, in batches, straight into the preallocated arrays, so
@@ -53,7 +53,7 @@ class VectorCache:
             self._clear(count + count // 4 + 1024)
             for batch in batches:
                 self._append_batch(batch)
-            self.ledger_id, self.seq = ledger_id, seq
+            self.generation, self.seq = generation, seq
 
     def _append_batch(self, batch: Any) -> None:
         size = batch.num_rows
