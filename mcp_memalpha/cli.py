@@ -163,6 +163,25 @@ def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None
 
 
 @main.command()
+@data_dir_option
+@click.option("--repair", is_flag=True, help="Rebuild the search index if it disagrees with the ledger.")
+def doctor(data_dir: Path | None, repair: bool) -> None:
+    """Check a data directory (ledger integrity, index against ledger); exit 1 on problems."""
+    from mcp_memalpha.doctor import diagnose
+    from mcp_memalpha.memory import Memory
+
+    settings = _settings(data_dir=data_dir)
+    if not settings.ledger_path.exists():
+        raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
+    with Memory(settings) as memory:
+        report = diagnose(memory, repair)
+    click.echo(report.render())
+    if not report.healthy and not report.repaired:
+        click.echo("run `mcp-memalpha doctor --repair` to rebuild the search index", err=True)
+    sys.exit(0 if report.healthy else 1)
+
+
+@main.command()
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -350,7 +350,10 @@ class Memory:
         return Page([item for item, _ in page], next_cursor, total)
 
     def history(self, ctx: CallContext, memory_id: str) -> list[OpRow]:
-        memory_id = ids.normalize_id(memory_id)
+        """Every logged version of an item, oldest first (deleted items included)."""
+        memory_id = ids.normalize_id(str(memory_id))
+        if not ids.is_valid_id(memory_id):
+            raise InvalidArgument("memory_id", f"{memory_id!r} is not a memory id (ids look like 'e-7kq2mx')")
         with self.ledger.read() as tx:
             item = tx.item(memory_id)
             if item is None or item.namespace != ctx.namespace:

@@ -150,6 +150,10 @@ class ListArgs(_Args):
     newest_first: Annotated[bool, Field(description="List the newest memories first instead of the oldest.")] = False
 
 
+class HistoryArgs(_Args):
+    memory_id: Annotated[str, Field(description="Id of an episodic or semantic memory, live or deleted.")]
+
+
 class NoArgs(_Args):
     pass
 
@@ -256,6 +260,21 @@ class ListOut(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
 
 
+class VersionOut(BaseModel):
+    version: int
+    operation: str = Field(description="insert, update, delete or import.")
+    at: str = Field(description="When this version was written (UTC).")
+    content: str | None = Field(description="The text of this version; null for a deletion.")
+    event_time: str | None
+    source: str
+    job_id: str | None
+
+
+class HistoryOut(BaseModel):
+    memory_id: str
+    versions: list[VersionOut] = Field(description="Every version, oldest first.")
+
+
 # ---- handlers --------------------------------------------------------------------------------
 
 
@@ -327,6 +346,23 @@ def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
         total=page.total,
         next_cursor=page.next_cursor,
     )
+
+
+def _history(memory: Memory, ctx: CallContext, a: HistoryArgs) -> HistoryOut:
+    ops = memory.history(ctx, a.memory_id)
+    versions = [
+        VersionOut(
+            version=op.version,
+            operation=op.op,
+            at=op.at,
+            content=op.content,
+            event_time=op.event_time,
+            source=op.source,
+            job_id=op.job_id,
+        )
+        for op in ops
+    ]
+    return HistoryOut(memory_id=ops[0].item_id or a.memory_id, versions=versions)
 
 
 def _core(memory: Memory, ctx: CallContext, a: NoArgs) -> CoreOut:
@@ -469,6 +505,19 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         args=ListArgs,
         result=ListOut,
         handler=_list,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        name="memory_history",
+        title="History of a memory",
+        description=(
+            "Every version of one episodic or semantic memory, oldest first: what each write changed, when, "
+            "and who wrote it. Works for deleted memories too."
+        ),
+        args=HistoryArgs,
+        result=HistoryOut,
+        handler=_history,
         read_only=True,
         idempotent=True,
     ),

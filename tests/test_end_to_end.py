@@ -20,6 +20,7 @@ TOOL_NAMES = {
     "search_memory",
     "memory_get",
     "memory_list",
+    "memory_history",
     "core_memory_read",
 }
 
@@ -108,6 +109,12 @@ async def scenario(client: Client) -> None:
     # delete; unknown ids are errors; deleted items never come back
     deleted = await call(client, "memory_delete", memory_type="episodic", memory_id=trip["memory_id"])
     assert deleted["deleted"] is True and deleted["version"] == 2
+    history = await call(client, "memory_history", memory_id=trip["memory_id"])
+    assert [(v["version"], v["operation"]) for v in history["versions"]] == [(1, "insert"), (2, "delete")]
+    assert (
+        history["versions"][0]["content"].startswith("Maya booked a flight")
+        and history["versions"][1]["content"] is None
+    )
     missing = await call_error(client, "memory_delete", memory_type="episodic", memory_id=trip["memory_id"])
     assert "memory_id" in missing and "deleted" in missing
     assert "memory_id" in await call_error(

@@ -280,6 +280,12 @@ class SearchIndex:
         except Exception as exc:  # compaction is housekeeping; a failure must not fail a write
             log.warning("index optimize failed (will retry later): %s", exc)
 
+    def rebuild(self, ledger: Ledger) -> int:
+        """Throw the index away and build it again from the ledger."""
+        with self._lock, self._file_lock:
+            self._reset(ledger.ledger_id)
+        return self.sync(ledger)
+
     def reopen(self) -> None:
         """Drop cached handles, e.g. after another process rebuilt the folder under us."""
         self._table = None

@@ -1,0 +1,102 @@
+"""`mcp-memalpha doctor`: check a data directory and repair its search index.
+
+The ledger is the truth and cannot be rebuilt from anything else, so the doctor only checks it
+(SQLite's integrity check, the schema's migrations, every item's latest operation agreeing with
+the item). The index is derived, so the doctor compares it with the ledger and, when asked,
+rebuilds it from scratch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+from mcp_memalpha.memory import Memory
+from mcp_memalpha.store.migrations import MIGRATIONS
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)  # still there
+    facts: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # found, and fixed
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        lines = [f"ok: {fact}" for fact in self.facts]
+        lines += [f"repaired: {done}" for done in self.repaired]
+        lines += [f"PROBLEM: {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def check_ledger(memory: Memory, report: Report) -> None:
+    conn = sqlite3.connect(f"file:{memory.settings.ledger_path}?mode=ro", uri=True)
+    try:
+        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if result == "ok":
+            report.facts.append("the SQLite ledger passes its integrity check")
+        else:
+            report.problems.append(f"the SQLite ledger is damaged ({result}); restore it from a backup or an export")
+        applied = [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
+        expected = [name for name, _ in MIGRATIONS]
+        if applied == expected:
+            report.facts.append(f"the schema is current ({expected[-1]})")
+        else:
+            report.problems.append(f"schema migrations are {applied}, expected {expected}")
+        # Every item must be what its latest logged operation says it became.
+        drift = conn.execute(
+            "SELECT COUNT(*) FROM items i JOIN ops o ON o.seq = (SELECT MAX(seq) FROM ops WHERE item_id = i.id) "
+            "WHERE o.version != i.version OR (i.deleted_at IS NULL AND o.content IS NOT i.content)"
+        ).fetchone()[0]
+        unlogged = conn.execute(
+            "SELECT COUNT(*) FROM items i WHERE NOT EXISTS (SELECT 1 FROM ops WHERE item_id = i.id)"
+        ).fetchone()[0]
+        items = conn.execute("SELECT COUNT(*), SUM(deleted_at IS NULL) FROM items").fetchone()
+        if drift or unlogged:
+            report.problems.append(f"{drift} items differ from their operation log and {unlogged} have no log entry")
+        else:
+            report.facts.append(f"all {items[0]} items ({items[1] or 0} live) match their operation log")
+    finally:
+        conn.close()
+
+
+def check_index(memory: Memory, report: Report) -> bool:
+    """Whether the index is current and holds exactly the ledger's live items."""
+    try:
+        behind = memory.index.is_behind(memory.ledger)
+        indexed = memory.index.ids()
+    except Exception as exc:  # unreadable index files
+        report.problems.append(f"the search index cannot be read ({exc})")
+        return False
+    live = {item.id for item in memory.iter_items(None)}
+    missing, extra = live - indexed, indexed - live
+    if behind:
+        report.problems.append("the search index is not up to date with the ledger (it catches up on the next search)")
+    if missing or extra:
+        report.problems.append(
+            f"the search index lacks {len(missing)} live memories and holds {len(extra)} that are not live"
+        )
+    if not behind and not missing and not extra:
+        report.facts.append(f"the search index holds exactly the {len(live)} live memories and is up to date")
+        return True
+    return False
+
+
+def diagnose(memory: Memory, repair: bool) -> Report:
+    report = Report()
+    check_ledger(memory, report)
+    index = Report()
+    if not check_index(memory, index) and repair:
+        memory.index.rebuild(memory.ledger)
+        after = Report()
+        if check_index(memory, after):
+            found = "; ".join(index.problems)
+            report.repaired.append(f"{found}. Rebuilt it from the ledger: {after.facts[0]}")
+            return report
+        index = after
+    report.facts += index.facts
+    report.problems += index.problems
+    return report

@@ -1,0 +1,66 @@
+"""`mcp-memalpha doctor` finds a deleted or corrupted index and repairs it from the ledger."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from mcp_memalpha import CallContext, Memory, Settings
+from tests.conftest import command, server_env
+
+
+def doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command(), "doctor", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        timeout=120,
+    )
+
+
+def fill(data_dir: Path) -> set[str]:
+    with Memory(Settings(data_dir=data_dir)) as memory:
+        ctx = CallContext()
+        ids = {memory.insert(ctx, "semantic", f"Fact {i} about herons").id for i in range(40)}
+        memory.delete(ctx, "semantic", sorted(ids)[0])
+        memory.sync_index()
+    return ids - {sorted(ids)[0]}
+
+
+def test_healthy_directory(tmp_path: Path) -> None:
+    fill(tmp_path)
+    result = doctor(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "integrity check" in result.stdout and "exactly the 39 live memories" in result.stdout
+
+
+def test_deleted_index_is_found_and_rebuilt(tmp_path: Path) -> None:
+    live = fill(tmp_path)
+    shutil.rmtree(tmp_path / "index")
+    found = doctor(tmp_path)
+    assert found.returncode == 1 and "PROBLEM: the search index" in found.stdout and "--repair" in found.stderr
+    repaired = doctor(tmp_path, "--repair")
+    assert repaired.returncode == 0, repaired.stdout
+    assert "repaired:" in repaired.stdout and "exactly the 39 live memories" in repaired.stdout
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        assert memory.index.ids() == live
+        assert len(memory.search(CallContext(), "herons", method="bm25", top_k=50).hits) == 39
+
+
+def test_corrupted_index_is_found_and_rebuilt(tmp_path: Path) -> None:
+    live = fill(tmp_path)
+    for path in (tmp_path / "index" / "items.lance").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")
+    found = doctor(tmp_path)
+    assert found.returncode == 1 and "PROBLEM" in found.stdout
+    assert doctor(tmp_path, "--repair").returncode == 0
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        assert memory.index.ids() == live
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = doctor(tmp_path / "nowhere")
+    assert result.returncode == 1 and "no memory at" in result.stderr
