@@ -222,7 +222,6 @@ class SearchIndex:
                 self._optimize(table)
                 state["commits_since_optimize"] = 0
             self._write_state(state)
-            self._table = table
             return len(live) + len(dead)
 
     def _apply(self, table: Any, live: list[ItemRow], dead: list[str], previous: dict[str, str], fresh: bool) -> int:
