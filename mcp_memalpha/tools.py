@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.memory import MAX_TOP_K, CallContext, Hit, Memory, render_hit
-from mcp_memalpha.store.ledger import CoreRow, ItemRow
+from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
 
 # ---- argument types --------------------------------------------------------------------------
@@ -269,6 +269,18 @@ class VersionOut(BaseModel):
     source: str
     job_id: str | None
 
+    @classmethod
+    def of(cls, op: OpRow) -> VersionOut:
+        return cls(
+            version=op.version,
+            operation=op.op,
+            at=op.at,
+            content=op.content,
+            event_time=op.event_time,
+            source=op.source,
+            job_id=op.job_id,
+        )
+
 
 class HistoryOut(BaseModel):
     memory_id: str
@@ -350,19 +362,7 @@ def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
 
 def _history(memory: Memory, ctx: CallContext, a: HistoryArgs) -> HistoryOut:
     ops = memory.history(ctx, a.memory_id)
-    versions = [
-        VersionOut(
-            version=op.version,
-            operation=op.op,
-            at=op.at,
-            content=op.content,
-            event_time=op.event_time,
-            source=op.source,
-            job_id=op.job_id,
-        )
-        for op in ops
-    ]
-    return HistoryOut(memory_id=ops[0].item_id or a.memory_id, versions=versions)
+    return HistoryOut(memory_id=ops[0].item_id or a.memory_id, versions=[VersionOut.of(op) for op in ops])
 
 
 def _core(memory: Memory, ctx: CallContext, a: NoArgs) -> CoreOut:
