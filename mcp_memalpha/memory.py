@@ -275,6 +275,36 @@ class Memory:
             tx.log("delete", item, now)
         return item
 
+    def restore(
+        self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
+    ) -> ItemRow:
+        """Bring a deleted item back, as a new version with the content it had when deleted."""
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        self._version(expected_version)
+        if memory_id is None or not ids.is_valid_id(ids.normalize_id(str(memory_id))):
+            raise InvalidArgument("memory_id", f"{memory_id!r} is not a memory id (ids look like 'e-7kq2mx')")
+        memory_id = ids.normalize_id(str(memory_id))
+        now = now_iso()
+        with self.ledger.write() as tx:
+            current = tx.item(memory_id)
+            if current is None or current.namespace != ctx.namespace or current.memory_type != kind:
+                raise NotFound(memory_id, kind, ctx.namespace)
+            if current.alive:
+                raise InvalidArgument("memory_id", f"memory '{memory_id}' is not deleted; nothing to restore")
+            if expected_version is not None and expected_version != current.version:
+                raise VersionConflict(f"memory '{memory_id}'", expected_version, current.version, current.content)
+            item = replace(
+                current,
+                deleted_at=None,
+                updated_at=now,
+                version=current.version + 1,
+                source=ctx.source,
+                job_id=ctx.job_id,
+            )
+            tx.save_item(item)
+            tx.log("restore", item, now)
+        return item
+
     # core --------------------------------------------------------------------------------
     def core(self, ctx: CallContext) -> CoreRow:
         with self.ledger.read() as tx:
@@ -336,15 +366,16 @@ class Memory:
         limit: int = 20,
         cursor: str | None = None,
         newest_first: bool = False,
+        deleted: bool = False,
     ) -> Page:
-        """A page of live items in time order (event time, else creation time)."""
+        """A page of live (or, with `deleted`, deleted) items in time order (event time, else creation time)."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         if not 1 <= limit <= MAX_TOP_K:
             raise InvalidArgument("limit", f"{limit} is out of range; use 1 to {MAX_TOP_K}")
         after = _decode_cursor(cursor) if cursor else None
         with self.ledger.read() as tx:
-            rows = tx.list_items(ctx.namespace, kind, after, limit + 1, newest_first)
-            total = tx.count_items(ctx.namespace, kind)
+            rows = tx.list_items(ctx.namespace, kind, after, limit + 1, newest_first, deleted)
+            total = tx.count_items(ctx.namespace, kind, deleted)
         page = rows[:limit]
         next_cursor = _encode_cursor(*page[-1]) if len(rows) > limit else None
         return Page([item for item, _ in page], next_cursor, total)

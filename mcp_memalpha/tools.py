@@ -148,6 +148,15 @@ class ListArgs(_Args):
         str | None, Field(description="The next_cursor of the previous page; omit for the first page.")
     ] = None
     newest_first: Annotated[bool, Field(description="List the newest memories first instead of the oldest.")] = False
+    deleted: Annotated[
+        bool, Field(description="List deleted memories instead (to find one to bring back with memory_restore).")
+    ] = False
+
+
+class RestoreArgs(_Args):
+    memory_type: ItemTypeArg
+    memory_id: Annotated[str, Field(description="Id of the deleted memory to bring back.")]
+    expected_version: ExpectedVersionArg = None
 
 
 class HistoryArgs(_Args):
@@ -256,13 +265,13 @@ class GetOut(BaseModel):
 class ListOut(BaseModel):
     memory_type: Literal["episodic", "semantic"]
     memories: list[MemoryOut]
-    total: int = Field(description="Live memories of this type in the namespace.")
+    total: int = Field(description="Memories of this type in the namespace (live, or deleted when listing those).")
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
 
 
 class VersionOut(BaseModel):
     version: int
-    operation: str = Field(description="insert, update, delete or import.")
+    operation: str = Field(description="insert, update, delete, restore or import.")
     at: str = Field(description="When this version was written (UTC).")
     content: str | None = Field(description="The text of this version; null for a deletion.")
     event_time: str | None
@@ -351,13 +360,17 @@ def _get(memory: Memory, ctx: CallContext, a: GetArgs) -> GetOut:
 
 def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
     kind = _base(a.memory_type)
-    page = memory.list_items(ctx, kind, a.limit, a.cursor, a.newest_first)
+    page = memory.list_items(ctx, kind, a.limit, a.cursor, a.newest_first, a.deleted)
     return ListOut(
         memory_type=kind,
         memories=[MemoryOut.of(row) for row in page.items],
         total=page.total,
         next_cursor=page.next_cursor,
     )
+
+
+def _restore(memory: Memory, ctx: CallContext, a: RestoreArgs) -> MemoryOut:
+    return MemoryOut.of(memory.restore(ctx, _base(a.memory_type), a.memory_id, a.expected_version))
 
 
 def _history(memory: Memory, ctx: CallContext, a: HistoryArgs) -> HistoryOut:
@@ -507,6 +520,17 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         handler=_list,
         read_only=True,
         idempotent=True,
+    ),
+    ToolSpec(
+        name="memory_restore",
+        title="Restore a deleted memory",
+        description=(
+            "Bring back a deleted episodic or semantic memory by id, with the content it had when deleted, "
+            "as a new version. Find deleted ids with memory_list(deleted=true) or memory_history."
+        ),
+        args=RestoreArgs,
+        result=MemoryOut,
+        handler=_restore,
     ),
     ToolSpec(
         name="memory_history",

@@ -21,6 +21,7 @@ TOOL_NAMES = {
     "memory_get",
     "memory_list",
     "memory_history",
+    "memory_restore",
     "core_memory_read",
 }
 

@@ -420,3 +420,22 @@ def test_relative_dates_at_the_edge_of_time_do_not_break_search(memory: Memory, 
     memory.insert(ctx, "episodic", "meeting next month", "9999-12-20")
     texts = [render_hit(h.item) for h in memory.search(ctx, "moved meeting").hits]
     assert sorted(texts) == ["[1 January 1] I moved here yesterday", "[20 December 9999] meeting next month"]
+
+
+def test_deleted_memories_can_be_listed_and_restored(memory: Memory, ctx: CallContext) -> None:
+    item = memory.insert(ctx, "semantic", "The spare key is with Ada")
+    memory.delete(ctx, "semantic", item.id)
+    gone = memory.list_items(ctx, "semantic", deleted=True)
+    assert [i.id for i in gone.items] == [item.id] and gone.total == 1
+    assert memory.search(ctx, "spare key").hits == []
+    with pytest.raises(VersionConflict):
+        memory.restore(ctx, "semantic", item.id, expected_version=1)
+    back = memory.restore(ctx, "semantic", item.id, expected_version=2)
+    assert (back.version, back.content, back.deleted_at) == (3, "The spare key is with Ada", None)
+    assert [h.item.id for h in memory.search(ctx, "spare key", method="bm25").hits] == [item.id]
+    assert [op.op for op in memory.history(ctx, item.id)] == ["insert", "delete", "restore"]
+    assert memory.list_items(ctx, "semantic", deleted=True).total == 0
+    with pytest.raises(InvalidArgument, match="not deleted"):
+        memory.restore(ctx, "semantic", item.id)
+    with pytest.raises(NotFound):
+        memory.restore(CallContext(namespace="other"), "semantic", item.id)

@@ -121,13 +121,14 @@ class Tx:
         after: tuple[float, str, str] | None,
         limit: int,
         newest_first: bool,
+        deleted: bool = False,
     ) -> list[tuple[ItemRow, float]]:
-        """Live items in (time, created_at, id) order with their time key; time is the event time,
-        else the creation time. The key goes into paging cursors exactly as computed here, so
-        pages never overlap or skip."""
+        """Live (or deleted) items in (time, created_at, id) order with their time key; time is the
+        event time, else the creation time. The key goes into paging cursors exactly as computed
+        here, so pages never overlap or skip."""
         sql = (
             f"SELECT {_ITEM_COLUMNS}, COALESCE(event_ts, (julianday(created_at) - 2440587.5) * 86400.0) AS k "
-            "FROM items WHERE namespace = ? AND memory_type = ? AND deleted_at IS NULL"
+            f"FROM items WHERE namespace = ? AND memory_type = ? AND deleted_at IS {'NOT ' if deleted else ''}NULL"
         )
         params: list[object] = [namespace, memory_type]
         beyond, direction = ("<", "DESC") if newest_first else (">", "ASC")
@@ -138,9 +139,10 @@ class Tx:
         params.append(limit)
         return [(ItemRow(*row[:-1]), float(row[-1])) for row in self._conn.execute(sql, params)]
 
-    def count_items(self, namespace: str, memory_type: str) -> int:
+    def count_items(self, namespace: str, memory_type: str, deleted: bool = False) -> int:
         row = self._conn.execute(
-            "SELECT COUNT(*) FROM items WHERE namespace = ? AND memory_type = ? AND deleted_at IS NULL",
+            "SELECT COUNT(*) FROM items WHERE namespace = ? AND memory_type = ? "
+            f"AND deleted_at IS {'NOT ' if deleted else ''}NULL",
             (namespace, memory_type),
         ).fetchone()
         return int(row[0])
