@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from mcp_memalpha import ids
 from mcp_memalpha.embedding import Embedder
@@ -64,6 +64,7 @@ class CallContext:
 class Hit:
     item: ItemRow
     score: float
+    text: str  # as a reader sees it (render_hit)
     tokens: int
 
 
@@ -166,7 +167,8 @@ class Memory:
         if expected is not None and expected < 0:
             raise InvalidArgument("expected_version", f"{expected} is negative; versions start at 1")
 
-    def _live_item(self, tx: Tx, ctx: CallContext, memory_type: str, raw_id: str | None) -> ItemRow:
+    def _item(self, tx: Tx, ctx: CallContext, memory_type: str, raw_id: str | None) -> ItemRow:
+        """The item `raw_id` names in this namespace, live or deleted, checked against its type."""
         if raw_id is None or not str(raw_id).strip():
             raise InvalidArgument("memory_id", f"is required for {memory_type} memory; find ids with search_memory")
         memory_id = ids.normalize_id(str(raw_id))
@@ -183,8 +185,26 @@ class Memory:
                 f"memory '{memory_id}' is {item.memory_type} memory, not {memory_type}; pass "
                 f"memory_type='{item.memory_type}'",
             )
+        return item
+
+    def _live_item(self, tx: Tx, ctx: CallContext, memory_type: str, raw_id: str | None) -> ItemRow:
+        item = self._item(tx, ctx, memory_type, raw_id)
         if not item.alive:
-            raise NotFound(memory_id, memory_type, ctx.namespace, f" (it was deleted at {item.deleted_at})")
+            raise NotFound(item.id, memory_type, ctx.namespace, f" (it was deleted at {item.deleted_at})")
+        return item
+
+    @staticmethod
+    def _next_version(
+        tx: Tx, ctx: CallContext, current: ItemRow, expected_version: int | None, op: str, now: str, **changes: Any
+    ) -> ItemRow:
+        """Write `current` with `changes` as its next version at `now` (refused if `expected_version` is stale)."""
+        if expected_version is not None and expected_version != current.version:
+            raise VersionConflict(f"memory '{current.id}'", expected_version, current.version, current.content)
+        item = replace(
+            current, **changes, updated_at=now, version=current.version + 1, source=ctx.source, job_id=ctx.job_id
+        )
+        tx.save_item(item)
+        tx.log(op, item, now)
         return item
 
     # item writes -------------------------------------------------------------------------
@@ -233,24 +253,19 @@ class Memory:
         text = self._content(new_content, "new_content")
         when = self._time(timestamp)
         self._version(expected_version)
-        now = now_iso()
         with self.ledger.write() as tx:
             current = self._live_item(tx, ctx, kind, memory_id)
-            if expected_version is not None and expected_version != current.version:
-                raise VersionConflict(f"memory '{current.id}'", expected_version, current.version, current.content)
-            item = replace(
+            return self._next_version(
+                tx,
+                ctx,
                 current,
+                expected_version,
+                "update",
+                now_iso(),
                 content=text,
                 event_time=when.iso if when else current.event_time,
                 event_ts=when.ts if when else current.event_ts,
-                updated_at=now,
-                version=current.version + 1,
-                source=ctx.source,
-                job_id=ctx.job_id,
             )
-            tx.save_item(item)
-            tx.log("update", item, now)
-        return item
 
     def delete(
         self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
@@ -258,22 +273,10 @@ class Memory:
         """Delete an item (a tombstone stays, so its id is never reused and history is kept)."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         self._version(expected_version)
-        now = now_iso()
         with self.ledger.write() as tx:
             current = self._live_item(tx, ctx, kind, memory_id)
-            if expected_version is not None and expected_version != current.version:
-                raise VersionConflict(f"memory '{current.id}'", expected_version, current.version, current.content)
-            item = replace(
-                current,
-                deleted_at=now,
-                updated_at=now,
-                version=current.version + 1,
-                source=ctx.source,
-                job_id=ctx.job_id,
-            )
-            tx.save_item(item)
-            tx.log("delete", item, now)
-        return item
+            now = now_iso()
+            return self._next_version(tx, ctx, current, expected_version, "delete", now, deleted_at=now)
 
     def restore(
         self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
@@ -281,29 +284,11 @@ class Memory:
         """Bring a deleted item back, as a new version with the content it had when deleted."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         self._version(expected_version)
-        if memory_id is None or not ids.is_valid_id(ids.normalize_id(str(memory_id))):
-            raise InvalidArgument("memory_id", f"{memory_id!r} is not a memory id (ids look like 'e-7kq2mx')")
-        memory_id = ids.normalize_id(str(memory_id))
-        now = now_iso()
         with self.ledger.write() as tx:
-            current = tx.item(memory_id)
-            if current is None or current.namespace != ctx.namespace or current.memory_type != kind:
-                raise NotFound(memory_id, kind, ctx.namespace)
+            current = self._item(tx, ctx, kind, memory_id)
             if current.alive:
-                raise InvalidArgument("memory_id", f"memory '{memory_id}' is not deleted; nothing to restore")
-            if expected_version is not None and expected_version != current.version:
-                raise VersionConflict(f"memory '{memory_id}'", expected_version, current.version, current.content)
-            item = replace(
-                current,
-                deleted_at=None,
-                updated_at=now,
-                version=current.version + 1,
-                source=ctx.source,
-                job_id=ctx.job_id,
-            )
-            tx.save_item(item)
-            tx.log("restore", item, now)
-        return item
+                raise InvalidArgument("memory_id", f"memory '{current.id}' is not deleted; nothing to restore")
+            return self._next_version(tx, ctx, current, expected_version, "restore", now_iso(), deleted_at=None)
 
     # core --------------------------------------------------------------------------------
     def core(self, ctx: CallContext) -> CoreRow:
@@ -439,8 +424,11 @@ class Memory:
             self.sync_index()
         ranked = self._rank(text, where, method, top_k)
         hits_items = self._hydrate(ctx, ranked, kinds, top_k)
-        sizes = count_many([render_hit(item) for item, _ in hits_items]) if hits_items else []
-        hits = [Hit(item, score, size) for (item, score), size in zip(hits_items, sizes, strict=True)]
+        texts = [render_hit(item) for item, _ in hits_items]
+        sizes = count_many(texts) if texts else []
+        hits = [
+            Hit(item, score, text, size) for (item, score), text, size in zip(hits_items, texts, sizes, strict=True)
+        ]
         hits, truncated = _pack(hits, max_tokens)
         if order == "chronological":
             hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))

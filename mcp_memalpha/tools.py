@@ -246,7 +246,7 @@ class SearchHitOut(BaseModel):
             event_time=row.event_time,
             version=row.version,
             score=round(hit.score, 6),
-            text=render_hit(row),
+            text=hit.text,
         )
 
 
