@@ -410,7 +410,7 @@ class ToolSpec(Generic[A, R]):
         try:
             return self.args.model_validate(_unwrap_json_strings(self.args, arguments))
         except ValidationError as exc:
-            raise InvalidArgument(*_first_error(exc)) from None
+            raise InvalidArgument(*_first_error(exc, self.args)) from None
 
     def call(self, memory: Memory, ctx: CallContext, arguments: dict[str, Any]) -> R:
         return self.handler(memory, ctx, self.parse(arguments))
@@ -431,14 +431,17 @@ def _unwrap_json_strings(model: type[BaseModel], arguments: dict[str, Any]) -> d
     return fixed
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
+def _first_error(exc: ValidationError, model: type[BaseModel]) -> tuple[str, str]:
+    """The first bad field and every problem found. An unknown key is reported under `arguments`
+    (quoted, since it can be any text) with the names the tool does take."""
     problems = []
     for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "arguments"
-        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "is not an argument of this tool"
-        problems.append((field, message))
+            known = ", ".join(model.model_fields) or "no arguments"
+            problems.append(("arguments", f"unknown argument {str(error['loc'][-1])!r}; this tool takes: {known}"))
+            continue
+        field = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append((field, error["msg"].removeprefix("Value error, ")))
     field = problems[0][0]
     return field, "; ".join(f"{f}: {m}" if i else m for i, (f, m) in enumerate(problems))
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_memalpha import CallContext, MemalphaError, Memory
+from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.tools import TOOLS_BY_NAME, execute
 
 NASTY_TEXT = st.one_of(
@@ -82,7 +83,9 @@ def test_every_tool_survives_hostile_arguments(memory: Memory, calls: list[tuple
         try:
             result = execute(memory, ctx, name, arguments)
         except MemalphaError as error:
-            assert str(error).split(":")[0], error  # names a field or the storage
+            if isinstance(error, InvalidArgument):  # names the field: a real argument, or `arguments` itself
+                assert error.field.split(".")[0] in {*TOOLS_BY_NAME[name].args.model_fields, "arguments"}, error
+                assert str(error).startswith(f"{error.field}: "), error
             assert memory.ledger.conn.total_changes == before  # a refused call wrote nothing
         else:
             json.dumps(result)  # a result is plain JSON

@@ -59,7 +59,12 @@ def test_execute_runs_a_memalpha_transcript(memory: Memory) -> None:
         ("new_memory_insert", {"memory_type": "diary", "content": "x"}, "memory_type", "Input should be"),
         ("new_memory_insert", {"memory_type": "core_memory", "content": "x"}, "memory_type", "cannot be inserted"),
         ("new_memory_insert", {"memory_type": "semantic"}, "content", "Field required"),
-        ("new_memory_insert", {"memory_type": "semantic", "content": "x", "colour": 1}, "colour", "not an argument"),
+        (
+            "new_memory_insert",
+            {"memory_type": "semantic", "content": "x", "colour": 1},
+            "arguments",
+            "unknown argument 'colour'; this tool takes: memory_type, content, timestamp",
+        ),
         ("memory_update", {"memory_type": "core", "new_content": "x", "memory_id": "e-123456"}, "memory_id", "no ids"),
         ("search_memory", {"query": "x", "top_k": 1000}, "top_k", "less than or equal to 100"),
         ("search_memory", {"query": 5}, "query", "valid string"),
