@@ -1,0 +1,86 @@
+"""What the curator exchanges with whoever runs it: tool definitions in, tool calls out, outcomes back.
+
+Plain data only, so the same curator runs inside the server, in a training rollout and in a test
+(it is handed `ToolDef`s and an `Execute` callable; it imports nothing of `mcp_memalpha`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    """One tool as the model is told about it: name, description, JSON schema of the arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model emitted, after parsing and repair. `error` is set when it could not be
+    parsed into a name and an argument object; such a call is reported, never executed."""
+
+    name: str
+    arguments: dict[str, Any]
+    raw: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What executing one call gave: `ok` with a JSON-able `output`, or an `error` message."""
+
+    ok: bool
+    output: Any = None
+    error: str | None = None
+
+
+# execute(name, arguments) -> outcome. Must not raise for a refused call: refusals are outcomes.
+Execute = Callable[[str, dict[str, Any]], CallOutcome]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """A call and its outcome, in the order made (what memorize_status reports)."""
+
+    step: int
+    name: str
+    arguments: dict[str, Any]
+    ok: bool
+    output: Any = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CurationResult:
+    """Everything one curation of one chunk did."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    steps: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    degenerate: bool = False  # some output was repetitive garbage and was cut off
+    outputs: list[str] = field(default_factory=list)  # raw model text per step
+
+    @property
+    def executed(self) -> int:
+        return sum(call.ok for call in self.calls)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": [call.to_json() for call in self.calls],
+            "steps": self.steps,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+            "degenerate": self.degenerate,
+        }
