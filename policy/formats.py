@@ -1,0 +1,339 @@
+"""Wire formats: how tools are shown to a model, how its calls are read back, how results return.
+
+- `memalpha`: Qwen-Agent's text protocol that Memalpha-4B was trained on (`✿FUNCTION✿: name`
+  then `✿ARGS✿: {json}`), tools rendered into the system message.
+- `tool_call`: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes / Qwen2.5+).
+- `json`: for small models that follow no format: the output is forced by a grammar to be
+  `{"calls": [...]}` with only valid tool names and argument shapes. By default the content of a
+  memory must be one of the chunk's own statements (extractive): a 135M model asked to write
+  freely invents facts, and a memory that lies is worse than none.
+
+Parsing is tolerant (json-repair mends truncated or sloppy JSON); a call that still cannot be read
+becomes a `ToolCall` with `error` set, which the curator reports instead of executing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from policy.calls import CallRecord, ToolCall, ToolDef
+from policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section
+
+WRITE_TOOLS = ("new_memory_insert", "memory_update", "memory_delete")
+
+
+class WireFormat(Protocol):
+    name: str
+    multi_step: bool  # whether tool results are shown back for another step
+
+    def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]: ...
+
+    def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None: ...
+
+    def stop(self) -> tuple[str, ...]: ...
+
+    def parse(self, text: str) -> list[ToolCall]: ...
+
+    def results(self, records: Sequence[CallRecord]) -> str: ...
+
+
+def _loads(raw: str) -> Any:
+    """JSON, repaired when it is obviously broken (trailing commas, missing quotes or brackets)."""
+    import json_repair
+
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return json_repair.loads(raw)
+
+
+def _call_from(obj: Any, raw: str) -> ToolCall:
+    """{"name": ..., "arguments": {...}} (arguments possibly a JSON string) -> ToolCall."""
+    if not isinstance(obj, dict):
+        return ToolCall("", {}, raw, "not a JSON object with 'name' and 'arguments'")
+    name = obj.get("name") or obj.get("function") or obj.get("tool")
+    arguments = obj.get("arguments", obj.get("parameters", obj.get("args", {})))
+    if isinstance(arguments, str):
+        arguments = _loads(arguments) if arguments.strip() else {}
+        if not isinstance(arguments, dict):
+            return ToolCall(name if isinstance(name, str) else "", {}, raw, "the arguments are not a JSON object")
+    if not isinstance(name, str) or not name:
+        return ToolCall("", {}, raw, "the call names no tool")
+    if not isinstance(arguments, dict):
+        return ToolCall(name, {}, raw, "the arguments are not a JSON object")
+    return ToolCall(name, arguments, raw)
+
+
+def _result_text(record: CallRecord, limit: int = 1500) -> str:
+    payload = record.output if record.ok else {"error": record.error}
+    text = json.dumps(payload, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _tool_list(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
+
+
+class MemalphaFormat:
+    """Qwen-Agent's ✿FUNCTION✿ protocol, as Memalpha-4B emits it."""
+
+    name = "memalpha"
+    multi_step = True
+    FUNCTION, ARGS, RESULT, RETURN = "✿FUNCTION✿", "✿ARGS✿", "✿RESULT✿", "✿RETURN✿"
+    _CALL = re.compile(
+        r"✿FUNCTION✿:\s*(?P<name>[^\n✿]*)\s*(?:✿ARGS✿:\s*(?P<args>.*?))?(?=✿FUNCTION✿|✿RESULT✿|✿RETURN✿|$)", re.S
+    )
+
+    def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]:
+        listing = "\n\n".join(
+            f"### {t.name}\n\n{t.name}: {t.description} Parameters: {json.dumps(t.parameters, ensure_ascii=False)} "
+            "Format the arguments as a JSON object."
+            for t in tools
+        )
+        system = (
+            f"{INSTRUCTIONS}\n\n{memory_section(context)}\n\n# Tools\n\n## You have access to the following tools:\n\n"
+            f"{listing}\n\n## When you need to call a tool, please insert the following command in your reply, "
+            "which can be called zero or multiple times according to your needs:\n\n"
+            f"{self.FUNCTION}: The tool to use, should be one of [{','.join(t.name for t in tools)}]\n"
+            f"{self.ARGS}: The input of the tool\n{self.RESULT}: Tool results\n"
+            f"{self.RETURN}: Reply based on tool results."
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": chunk_message(context)}]
+
+    def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
+        return None
+
+    def stop(self) -> tuple[str, ...]:
+        return (self.RESULT + ":", self.RETURN + ":")
+
+    def parse(self, text: str) -> list[ToolCall]:
+        calls = []
+        for match in self._CALL.finditer(text):
+            name, raw_args = match.group("name").strip(), (match.group("args") or "").strip()
+            if not raw_args:
+                calls.append(ToolCall(name, {}, match.group(0), f"no {self.ARGS} line after {self.FUNCTION}"))
+                continue
+            calls.append(_call_from({"name": name, "arguments": raw_args}, match.group(0)))
+        return calls
+
+    def results(self, records: Sequence[CallRecord]) -> str:
+        return "\n".join(f"{self.RESULT}: {_result_text(r)}" for r in records)
+
+
+class ToolCallFormat:
+    """`<tool_call>` JSON blocks, the Hermes convention most tool-trained models follow."""
+
+    name = "tool_call"
+    multi_step = True
+    _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+    def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]:
+        listing = "\n".join(
+            json.dumps({"type": "function", "function": t}, ensure_ascii=False) for t in _tool_list(tools)
+        )
+        system = (
+            f"{INSTRUCTIONS}\n\n{memory_section(context)}\n\n# Tools\n\nYou may call one or more functions. "
+            f"The functions are listed within <tools></tools>:\n<tools>\n{listing}\n</tools>\n\n"
+            "For each call, return a JSON object with the function name and arguments within <tool_call></tool_call> "
+            'tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": chunk_message(context)}]
+
+    def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
+        return None
+
+    def stop(self) -> tuple[str, ...]:
+        return ("<tool_response>",)
+
+    def parse(self, text: str) -> list[ToolCall]:
+        blocks = self._BLOCK.findall(text)
+        if not blocks and text.strip().startswith("{"):
+            blocks = [text.strip()]  # a bare JSON call without the tags
+        return [_call_from(_loads(block), block) for block in blocks if block.strip()]
+
+    def results(self, records: Sequence[CallRecord]) -> str:
+        return "\n".join(f"<tool_response>\n{_result_text(r)}\n</tool_response>" for r in records)
+
+
+EXAMPLE_CHUNK = """Tom: Hi Ana! I just got back from my trip to Kyoto last week.
+Ana: Welcome back! I adopted a puppy named Biscuit on Saturday.
+Tom: Lovely. I'm still working as a nurse at the city hospital."""
+EXAMPLE_CALLS = [
+    {
+        "name": "new_memory_insert",
+        "arguments": {
+            "memory_type": "episodic",
+            "content": "Tom: Hi Ana! I just got back from my trip to Kyoto last week.",
+        },
+    },
+    {
+        "name": "new_memory_insert",
+        "arguments": {
+            "memory_type": "episodic",
+            "content": "Ana: Welcome back! I adopted a puppy named Biscuit on Saturday.",
+        },
+    },
+    {
+        "name": "new_memory_insert",
+        "arguments": {
+            "memory_type": "semantic",
+            "content": "Tom: Lovely. I'm still working as a nurse at the city hospital.",
+        },
+    },
+]
+
+
+class JsonFormat:
+    """Grammar-constrained JSON calls for small models, one call per line; extractive by default.
+
+    Extractive: the grammar lets the model copy each of the chunk's statements at most once, in the
+    chunk's order, into an insert (choosing episodic or semantic), then optionally update a stored
+    memory by its id. So its output is always valid, never repeats itself and never invents a fact;
+    what it decides is what to keep and where (it still sees the related memories, so it can skip
+    what is already stored). `json-free` lets it write its own sentences instead,
+    bounded by a JSON schema (better for larger models).
+    """
+
+    name = "json"
+    multi_step = False  # everything it needs is in the prompt; a second pass only duplicates
+
+    def __init__(self, *, extractive: bool = True, max_content_chars: int = 300) -> None:
+        self.extractive = extractive
+        self.max_content_chars = max_content_chars
+
+    def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]:
+        how = (
+            "copy the statement from the conversation word for word"
+            if self.extractive
+            else "write one short sentence that names the person"
+        )
+        # Instructions and example first, memory and chunk last: the unchanging prefix stays in
+        # llama.cpp's cache from one chunk to the next, so only the new part is evaluated.
+        system = (
+            f"{INSTRUCTIONS}\n\nAnswer with one JSON tool call per line, such as "
+            '{"name": "new_memory_insert", "arguments": {"memory_type": "episodic", "content": "..."}}. '
+            ""
+            f"For content, {how}."
+        )
+        example = ChunkContext.build(EXAMPLE_CHUNK, "2 March 2023", "", ())
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"{memory_section(example)}\n\n{chunk_message(example)}"},
+            {"role": "assistant", "content": "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in EXAMPLE_CALLS)},
+            {"role": "user", "content": f"{memory_section(context)}\n\n{chunk_message(context)}"},
+        ]
+
+    def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
+        names = {t.name for t in tools}
+        if self.extractive and context.lines and "new_memory_insert" in names:
+            return self._extractive_grammar(context)
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        return json_schema_to_gbnf(json.dumps(self.schema(tools, context, max_calls)))
+
+    def _extractive_grammar(self, context: ChunkContext) -> str:
+        """GBNF: each statement optionally, once, in order, as an episodic or semantic insert.
+
+        No updates here: copied statements hold no rewritten fact to correct, and in our trials
+        SmolLM2-135M's updates overwrote unrelated memories with new statements."""
+        rules = ['kind ::= "\\"episodic\\"" | "\\"semantic\\""']
+        inserts = []
+        for i, line in enumerate(context.lines):
+            rules.append(
+                f"s{i} ::= "
+                + _gbnf_literal('{"name": "new_memory_insert", "arguments": {"memory_type": ')
+                + " kind "
+                + _gbnf_literal(f', "content": {json.dumps(line, ensure_ascii=False)}}}}}\n')
+            )
+            inserts.append(f"s{i}?")
+        return "\n".join([f"root ::= {' '.join(inserts)}", *rules]) + "\n"
+
+    def schema(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> dict[str, Any]:
+        """JSON schema of a list of free-writing calls: only the write tools offered, only real ids."""
+        names = {t.name for t in tools}
+        content = {"type": "string", "minLength": 8, "maxLength": self.max_content_chars}
+        kinds = {"enum": ["episodic", "semantic"]}
+        shapes = []
+        if "new_memory_insert" in names:
+            shapes.append(_call_schema("new_memory_insert", {"memory_type": kinds, "content": content}))
+        ids = [item.memory_id for item in context.related]
+        if ids and "memory_update" in names:
+            shapes.append(
+                _call_schema(
+                    "memory_update", {"memory_type": kinds, "memory_id": {"enum": ids}, "new_content": content}
+                )
+            )
+        if ids and "memory_delete" in names:
+            shapes.append(_call_schema("memory_delete", {"memory_type": kinds, "memory_id": {"enum": ids}}))
+        return {"type": "array", "items": {"anyOf": shapes}, "maxItems": max_calls}
+
+    def stop(self) -> tuple[str, ...]:
+        return ()
+
+    def parse(self, text: str) -> list[ToolCall]:
+        """One call per line; also accepts a JSON array or {"calls": [...]} of calls."""
+        stripped = text.strip()
+        if not stripped:
+            return []
+        if stripped.startswith("["):
+            whole = _loads(stripped)
+            return [_call_from(call, json.dumps(call, ensure_ascii=False)) for call in whole or []]
+        if stripped.startswith('{"calls"'):
+            whole = _loads(stripped)
+            calls = whole.get("calls") if isinstance(whole, dict) else None
+            if isinstance(calls, list):
+                return [_call_from(call, json.dumps(call, ensure_ascii=False)) for call in calls]
+        return [_call_from(_loads(line), line) for line in stripped.splitlines() if line.strip()]
+
+    def results(self, records: Sequence[CallRecord]) -> str:
+        return json.dumps([{"name": r.name, "result": _result_text(r)} for r in records], ensure_ascii=False)
+
+
+def _gbnf_literal(text: str) -> str:
+    """A GBNF string literal matching `text` exactly."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{escaped}"'
+
+
+def _call_schema(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"const": name},
+            "arguments": {
+                "type": "object",
+                "properties": arguments,
+                "required": list(arguments),
+                "additionalProperties": False,
+            },
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+FORMATS = ("memalpha", "tool_call", "json")
+
+
+def make_format(name: str) -> WireFormat:
+    if name == "memalpha":
+        return MemalphaFormat()
+    if name == "tool_call":
+        return ToolCallFormat()
+    if name == "json":
+        return JsonFormat()
+    if name == "json-free":
+        return JsonFormat(extractive=False)
+    raise ValueError(f"policy_format: {name!r} is not one of memalpha, tool_call, json, json-free")
+
+
+def choose_format(model_name: str, chat_template: str) -> str:
+    """The wire format a model was trained on, from its GGUF metadata."""
+    if "memalpha" in model_name.lower() or "✿FUNCTION✿" in chat_template:
+        return "memalpha"
+    if "<tool_call>" in chat_template:
+        return "tool_call"
+    return "json"
