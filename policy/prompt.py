@@ -20,6 +20,9 @@ Read the new conversation and record what is worth remembering later:
 3. Keep the core memory a brief, current summary of the user.
 Write only what the conversation says. Skip greetings and small talk."""
 
+# Chat-template control tokens (<|im_end|>, <|im_start|>, ...) and the Memalpha call markers, when
+# they appear in user text, would be read as structure: show them with a zero-width break.
+CONTROL = re.compile(r"<\|([^|<>\s]{1,40})\|>|✿")
 SPEAKER = re.compile(r"^([^:\n]{1,40}):\s+(.+)$")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MAX_LINE_CHARS = 300
@@ -67,12 +70,19 @@ def statements(chunk: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def safe(text: str) -> str:
+    """User text as it is shown in a prompt: control markers defused, everything else as is."""
+    return CONTROL.sub(lambda m: "<\u200b|" + m.group(1) + "|\u200b>" if m.group(1) else "*", text)
+
+
 def memory_section(context: ChunkContext) -> str:
-    lines = ["## Core memory", context.core or "(empty)", "", "## Stored memories related to the conversation"]
-    lines += [f"- [{item.memory_type}] id={item.memory_id}: {item.text}" for item in context.related] or ["(none)"]
+    lines = ["## Core memory", safe(context.core) or "(empty)", "", "## Stored memories related to the conversation"]
+    lines += [f"- [{item.memory_type}] id={item.memory_id}: {safe(item.text)}" for item in context.related] or [
+        "(none)"
+    ]
     return "\n".join(lines)
 
 
 def chunk_message(context: ChunkContext) -> str:
     when = f" on {context.timestamp}" if context.timestamp else ""
-    return f"New conversation{when}:\n\n{context.chunk.strip()}\n\nRecord what is worth remembering."
+    return f"New conversation{when}:\n\n{safe(context.chunk.strip())}\n\nRecord what is worth remembering."
