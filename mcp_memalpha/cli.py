@@ -1,4 +1,4 @@
-"""The `mcp-memalpha` command: serve, demo, export, import.
+"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, eval-retrieval.
 
 Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
 heavy modules (LanceDB, the embedding model) load only when a command needs them.
@@ -114,6 +114,36 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@main.group()
+def token() -> None:
+    """Access tokens for the HTTP transport."""
+
+
+@token.command("new")
+@click.option("--name", required=True, help="Name of the token in the auth file (and in logs).")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    required=True,
+    help="A namespace the token may read and write; repeat for more (the first is its default).",
+)
+@click.option("--rate-limit-per-minute", type=int, default=None, help="Its own rate [default: the server's].")
+def token_new(name: str, namespaces: tuple[str, ...], rate_limit_per_minute: int | None) -> None:
+    """Print a fresh token, and the entry (its SHA-256 only) to paste into the auth file."""
+    from mcp_memalpha.access import AuthFileError, auth_file_entry, new_token
+
+    secret = new_token()
+    try:
+        entry = auth_file_entry(name, secret, list(namespaces), rate_limit_per_minute)
+    except AuthFileError as exc:
+        field, _, reason = str(exc).partition(": ")
+        option = {"namespaces": "--namespace"}.get(field, "--" + field.replace("_", "-"))
+        raise click.BadParameter(reason, param_hint=option) from None
+    click.echo(f"# the token: give it to the client (Authorization: Bearer <token>); it is stored nowhere\n{secret}\n")
+    click.echo(f"# the entry for the auth file (TOML; it holds only the token's SHA-256)\n{entry}", nl=False)
 
 
 @main.command("export")
