@@ -1,4 +1,4 @@
-"""The `mcp-memalpha` command: serve, demo, export, import.
+"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, eval-retrieval.
 
 Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
 heavy modules (LanceDB, the embedding model) load only when a command needs them.
@@ -10,12 +10,17 @@ import ipaddress
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
 
 from mcp_memalpha.settings import Settings
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from mcp_memalpha.access import AccessList
 
 
 def launch_command() -> list[str]:
@@ -71,6 +76,21 @@ def main() -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="MEMALPHA_HOST", help="HTTP bind address.")
 @click.option("--port", default=8765, show_default=True, type=int, envvar="MEMALPHA_PORT", help="HTTP port.")
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTTP: access tokens (TOML/JSON), required to serve a non-loopback address [env MEMALPHA_AUTH_FILE].",
+)
+@click.option(
+    "--allowed-origins",
+    default=None,
+    help="HTTP: comma-separated browser origins allowed to call [env MEMALPHA_ALLOWED_ORIGINS; default loopback].",
+)
+@click.option("--max-request-bytes", type=int, default=None, help="HTTP: largest request body [default 1 MiB].")
+@click.option(
+    "--rate-limit-per-minute", type=int, default=None, help="HTTP: requests per minute per token [default 600]."
+)
 @click.option("--core-capacity-tokens", type=int, default=None, help="Core memory capacity [default 512].")
 @click.option(
     "--log-level",
@@ -78,33 +98,52 @@ def main() -> None:
     default=None,
     help="[default INFO]",
 )
-def serve(
-    data_dir: Path | None,
-    namespace: str | None,
-    transport: str,
-    host: str,
-    port: int,
-    core_capacity_tokens: int | None,
-    log_level: str | None,
-) -> None:
+def serve(transport: str, host: str, port: int, **options: Any) -> None:
     """Run the MCP server (stdio by default)."""
-    settings = _settings(
-        data_dir=data_dir, namespace=namespace, core_capacity_tokens=core_capacity_tokens, log_level=log_level
-    )
+    settings = _settings(**options)
     _logging(settings.log_level)
-    if transport == "http" and not _is_loopback(host):
-        raise click.BadParameter(
-            f"{host} is not a loopback address; this version has no access control, so it only serves "
-            "127.0.0.1 / ::1 / localhost",
-            param_hint="--host",
-        )
+    access = _http_access(settings, host) if transport == "http" else None
     from mcp_memalpha.server import build_server
 
     server = build_server(settings)
     if transport == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host=host, port=port)
+        _serve_http(server, settings, access, host, port)
+
+
+def _http_access(settings: Settings, host: str) -> AccessList | None:
+    """The tokens of the auth file, checked now; refuses a non-loopback address without them."""
+    from mcp_memalpha.access import AuthFileError, load_access_list
+
+    if settings.auth_file is None:
+        if not _is_loopback(host):
+            raise click.BadParameter(
+                f"{host} is not a loopback address, and serving one needs access tokens: make one with "
+                "`mcp-memalpha token new`, put its entry in a token file and pass --auth-file "
+                "(or MEMALPHA_AUTH_FILE); see README 'Security'",
+                param_hint="--host",
+            )
+        return None
+    try:
+        return load_access_list(settings.auth_file)
+    except AuthFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--auth-file") from None
+
+
+def _serve_http(server: MCPServer[Any], settings: Settings, access: AccessList | None, host: str, port: int) -> None:
+    import uvicorn
+
+    from mcp_memalpha.http_security import secure_app
+
+    app = secure_app(server, settings, access, host)
+    who = (
+        f"{len(access.grants)} access tokens"
+        if access
+        else f"no auth file: loopback only, namespace {settings.namespace!r}"
+    )
+    logging.getLogger(__name__).info("serving http://%s:%d/mcp (%s)", host, port, who)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
 def _is_loopback(host: str) -> bool:
@@ -114,6 +153,36 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+@main.group()
+def token() -> None:
+    """Access tokens for the HTTP transport."""
+
+
+@token.command("new")
+@click.option("--name", required=True, help="Name of the token in the auth file (and in logs).")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    required=True,
+    help="A namespace the token may read and write; repeat for more (the first is its default).",
+)
+@click.option("--rate-limit-per-minute", type=int, default=None, help="Its own rate [default: the server's].")
+def token_new(name: str, namespaces: tuple[str, ...], rate_limit_per_minute: int | None) -> None:
+    """Print a fresh token, and the entry (its SHA-256 only) to paste into the auth file."""
+    from mcp_memalpha.access import AuthFileError, auth_file_entry, new_token
+
+    secret = new_token()
+    try:
+        entry = auth_file_entry(name, secret, list(namespaces), rate_limit_per_minute)
+    except AuthFileError as exc:
+        field, _, reason = str(exc).partition(": ")
+        option = {"namespaces": "--namespace"}.get(field, "--" + field.replace("_", "-"))
+        raise click.BadParameter(reason, param_hint=option) from None
+    click.echo(f"# the token: give it to the client (Authorization: Bearer <token>); it is stored nowhere\n{secret}\n")
+    click.echo(f"# the entry for the auth file (TOML; it holds only the token's SHA-256)\n{entry}", nl=False)
 
 
 @main.command("export")

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -22,6 +23,7 @@ from pydantic import ConfigDict
 
 from mcp_memalpha import __version__
 from mcp_memalpha.errors import MemalphaError
+from mcp_memalpha.http_security import request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, CallContext, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tools import TOOLS, ToolSpec, render_memory
@@ -87,6 +89,11 @@ class ServerState:
         self._memory: Memory | None = None
         self.indexer: BackgroundIndexer | None = None
 
+    def call_context(self) -> CallContext:
+        """The caller's context: the namespace its HTTP request was granted, else this process's."""
+        namespace = request_namespace()
+        return self.context if namespace is None else replace(self.context, namespace=namespace)
+
     @property
     def memory(self) -> Memory:
         if self._memory is None:
@@ -149,7 +156,7 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
 
     def run(arguments: dict[str, Any]) -> Any:
         try:
-            result = spec.call(state.memory, state.context, arguments)
+            result = spec.call(state.memory, state.call_context(), arguments)
         except MemalphaError as exc:
             raise ToolError(str(exc)) from None
         if not spec.read_only and state.indexer is not None:
@@ -185,7 +192,7 @@ def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerStat
         mime_type="text/plain",
     )
     def core_resource() -> str:
-        return state.memory.core(state.context).content
+        return state.memory.core(state.call_context()).content
 
     @server.prompt(
         name="memory_context",
@@ -196,7 +203,7 @@ def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerStat
         ),
     )
     def memory_context(topic: str | None = None, max_items: int = 20) -> str:
-        memory, ctx = state.memory, state.context
+        memory, ctx = state.memory, state.call_context()
         max_items = max(1, min(max_items, MAX_TOP_K))
         try:
             if topic and topic.strip():

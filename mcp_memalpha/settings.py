@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# What a browser may be on to call the HTTP transport: pages served from this machine only.
+LOOPBACK_ORIGINS = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
+# scheme://host[:port], or :* for any port: what a browser sends as Origin (no path).
+ORIGIN_PATTERN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:(\d{1,5}|\*))?$")
 
 
 def default_data_dir() -> Path:
@@ -44,6 +48,33 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level; logs go to stderr, never stdout."
     )
+    auth_file: Path | None = Field(
+        None,
+        description=(
+            "HTTP transport: file of access tokens (TOML or JSON; see README 'Security'). With it every "
+            "request needs `Authorization: Bearer <token>` and acts in a namespace granted to that token; "
+            "without it only loopback addresses are served, in `namespace`."
+        ),
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_ORIGINS),
+        description=(
+            "HTTP transport: browser origins allowed to call (a request with any other Origin header is "
+            "refused with 403; requests without one pass). Comma-separated; `:*` matches any port."
+        ),
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="HTTP transport: largest request body, in bytes."
+    )
+    rate_limit_per_minute: int = Field(
+        600,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "HTTP transport: requests per minute each access token may make (bursts up to that many); "
+            "a token's own `rate_limit_per_minute` in the auth file overrides it."
+        ),
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -52,6 +83,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
             )
+        return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # From the environment or the command line: one comma-separated string.
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origin_shape(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not ORIGIN_PATTERN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host or scheme://host:port "
+                    "(port * for any), e.g. https://app.example.com or http://localhost:*"
+                )
         return value
 
     @property
