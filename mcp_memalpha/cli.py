@@ -6,6 +6,7 @@ heavy modules (LanceDB, the embedding model) load only when a command needs them
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import sys
@@ -78,6 +79,18 @@ def main() -> None:
     default=None,
     help="[default INFO]",
 )
+@click.option(
+    "--policy",
+    default=None,
+    metavar="default|PATH|off",
+    help="Curator model behind the memorize tools: 'default' (embedded SmolLM2), a GGUF file, or 'off' "
+    "(no memorize tools) [env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
+)
+@click.option(
+    "--policy-format",
+    default=None,
+    help="Wire format of the curator model's tool calls [env MEMALPHA_POLICY_FORMAT; default: chosen for the model].",
+)
 def serve(
     data_dir: Path | None,
     namespace: str | None,
@@ -86,11 +99,24 @@ def serve(
     port: int,
     core_capacity_tokens: int | None,
     log_level: str | None,
+    policy: str | None,
+    policy_format: str | None,
 ) -> None:
     """Run the MCP server (stdio by default)."""
     settings = _settings(
-        data_dir=data_dir, namespace=namespace, core_capacity_tokens=core_capacity_tokens, log_level=log_level
+        data_dir=data_dir,
+        namespace=namespace,
+        core_capacity_tokens=core_capacity_tokens,
+        log_level=log_level,
+        policy=policy,
+        policy_format=policy_format,
     )
+    if settings.policy_on and not policy_runtime_installed():
+        raise click.BadParameter(
+            f"{settings.policy!r} needs llama.cpp, which is not installed: pip install 'mcp-memalpha[policy]' "
+            "(or serve without --policy)",
+            param_hint="--policy",
+        )
     _logging(settings.log_level)
     if transport == "http" and not _is_loopback(host):
         raise click.BadParameter(
@@ -105,6 +131,11 @@ def serve(
         server.run("stdio")
     else:
         server.run("streamable-http", host=host, port=port)
+
+
+def policy_runtime_installed() -> bool:
+    """Whether llama.cpp's bindings are installed, found without importing them (that takes seconds)."""
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def _is_loopback(host: str) -> bool:
