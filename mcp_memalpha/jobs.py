@@ -188,6 +188,9 @@ class JobQueue:
         """
         token = f"{owner}/{secrets.token_hex(4)}"
         now = self.clock()
+        with self.ledger.read() as tx:  # idle workers poll: look before taking the write lock
+            if self._next_runnable(tx, now) is None:
+                return None
         with self.ledger.write() as tx:
             while (job := self._next_runnable(tx, now)) is not None:
                 if job.attempts >= self.settings.policy_max_attempts:

@@ -1,8 +1,7 @@
 """The server side of the curator: its tools and execute, the worker, and the memorize tools over MCP.
 
-The curator here is a scripted fake that makes real tool calls through `execute`; the real model
-(llama.cpp) is tested by the policy package. `policy_server` below spawns a real server with a
-policy, for those tests.
+The curator here is a scripted fake that makes real tool calls through `execute`; tests of the
+real model (llama.cpp) spawn a server with `conftest.policy_params` and are marked `needs_llama`.
 """
 
 from __future__ import annotations
@@ -10,13 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from mcp_memalpha import CallContext, InvalidArgument, Memory, Settings
 from mcp_memalpha.curation import CURATOR_TOOL_NAMES, CurationWorker, curator_tools, make_execute
@@ -24,17 +22,9 @@ from mcp_memalpha.jobs import JobQueue
 from mcp_memalpha.server import build_server
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS_BY_NAME
 from policy.calls import CallOutcome, CallRecord, CurationResult, Execute
-from tests.conftest import call, call_error, stdio_params
+from tests.conftest import call, call_error, connect, needs_llama, policy_params
 
 Script = list[tuple[str, dict[str, Any]]]
-
-needs_llama = pytest.mark.skipif(find_spec("llama_cpp") is None, reason="needs the policy extra (llama-cpp-python)")
-
-
-def policy_server(data_dir: Path, policy: str = "default", *args: str) -> StdioServerParameters:
-    """A spawned `mcp-memalpha serve --policy ...` (stdio), for end-to-end tests with a real model
-    (mark them `needs_llama`)."""
-    return stdio_params(data_dir, "--policy", policy, *args)
 
 
 class ScriptedCurator:
@@ -397,8 +387,6 @@ async def test_without_a_policy_there_are_no_memorize_tools(tmp_path: Path) -> N
 @needs_llama
 @pytest.mark.anyio
 async def test_a_spawned_server_with_the_default_policy_serves_memorize(tmp_path: Path) -> None:
-    from tests.conftest import connect
-
-    async with connect(policy_server(tmp_path / "data")) as client:
+    async with connect(policy_params(tmp_path / "data")) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         assert {"memorize", "memorize_status", "memorize_undo"} <= names
