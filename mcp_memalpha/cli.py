@@ -6,6 +6,7 @@ heavy modules (LanceDB, the embedding model) load only when a command needs them
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import sys
@@ -98,9 +99,27 @@ def main() -> None:
     default=None,
     help="[default INFO]",
 )
+@click.option(
+    "--policy",
+    default=None,
+    metavar="default|PATH|off",
+    help="Curator model behind the memorize tools: 'default' (embedded SmolLM2), a GGUF file, or 'off' "
+    "(no memorize tools) [env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
+)
+@click.option(
+    "--policy-format",
+    default=None,
+    help="Wire format of the curator model's tool calls [env MEMALPHA_POLICY_FORMAT; default: chosen for the model].",
+)
 def serve(transport: str, host: str, port: int, **options: Any) -> None:
     """Run the MCP server (stdio by default)."""
     settings = _settings(**options)
+    if settings.policy_on and not policy_runtime_installed():
+        raise click.BadParameter(
+            f"{settings.policy!r} needs llama.cpp, which is not installed: pip install 'mcp-memalpha[policy]' "
+            "(or serve without --policy)",
+            param_hint="--policy",
+        )
     _logging(settings.log_level)
     access = _http_access(settings, host) if transport == "http" else None
     from mcp_memalpha.server import build_server
@@ -144,6 +163,11 @@ def _serve_http(server: MCPServer[Any], settings: Settings, access: AccessList |
     )
     logging.getLogger(__name__).info("serving http://%s:%d/mcp (%s)", host, port, who)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+def policy_runtime_installed() -> bool:
+    """Whether llama.cpp's bindings are installed, found without importing them (that takes seconds)."""
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
 def _is_loopback(host: str) -> bool:

@@ -53,3 +53,38 @@ class VersionConflict(MemalphaError):
 
 class StorageError(MemalphaError):
     """The data directory could not be read or written (read-only, disk full, corrupt)."""
+
+
+class QueueFull(MemalphaError):
+    """Too many unfinished memorize jobs in one namespace; `field` names the limit."""
+
+    def __init__(self, namespace: str, limit: int) -> None:
+        self.field = "policy_max_queue"
+        super().__init__(
+            f"chunk: not queued; namespace '{namespace}' already has {limit} unfinished memorize jobs, the limit "
+            "(policy_max_queue / MEMALPHA_POLICY_MAX_QUEUE). Wait for some to finish (memorize_status) and retry."
+        )
+
+
+class JobConflict(MemalphaError):
+    """A job's writes cannot be reverted: other writers changed some of them since."""
+
+    def __init__(self, job_id: str, changed: list[str], what: str = "undo") -> None:
+        self.job_id = job_id
+        self.changed = changed
+        it = "it" if len(changed) == 1 else "them"
+        super().__init__(
+            f"job_id: cannot {what} job '{job_id}': another writer changed {', '.join(changed)} after the job "
+            f"wrote {it}, and reverting would discard that change. Nothing was reverted; memory_history shows "
+            "every version, to fix them by hand."
+        )
+
+
+class LeaseLost(MemalphaError):
+    """A worker no longer holds the job it is running (it was taken over or released)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job: this run of job '{job_id}' no longer holds its lease (another worker took it over, or the "
+            "server is stopping); the call was not applied"
+        )

@@ -14,10 +14,16 @@ ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 PREFIX = {"episodic": "e", "semantic": "s"}
 TYPE_OF_PREFIX = {v: k for k, v in PREFIX.items()}
 ID_PATTERN = re.compile(r"^[es]-[0-9a-hjkmnp-tv-z]{4,32}$")
+# Job ids are longer: they also tag every write a job makes, and a clash would merge two jobs' undo.
+JOB_ID_PATTERN = re.compile(r"^j-[0-9a-hjkmnp-tv-z]{10}$")
 
 
 def new_id(memory_type: str, length: int = 6) -> str:
     return PREFIX[memory_type] + "-" + "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def new_job_id() -> str:
+    return "j-" + "".join(secrets.choice(ALPHABET) for _ in range(10))
 
 
 def normalize_id(raw: str) -> str:
@@ -27,3 +33,7 @@ def normalize_id(raw: str) -> str:
 
 def is_valid_id(memory_id: str) -> bool:
     return isinstance(memory_id, str) and bool(ID_PATTERN.fullmatch(memory_id))
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    return isinstance(job_id, str) and bool(JOB_ID_PATTERN.fullmatch(job_id))

@@ -2,19 +2,23 @@
 
 `build_server(settings)` makes a server and opens nothing: the ledger opens in the lifespan
 (milliseconds), LanceDB and the embedding model load in a background thread after the
-handshake, so a stdio client gets its `initialize` reply as fast as the SDK allows.
+handshake, so a stdio client gets its `initialize` reply as fast as the SDK allows. With a
+curator policy on, the memorize tools are served too and a `CurationWorker` loads the model and
+runs their jobs on its own thread.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+import anyio.from_thread
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
@@ -22,11 +26,12 @@ from mcp_types import ToolAnnotations
 from pydantic import ConfigDict
 
 from mcp_memalpha import __version__
+from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
 from mcp_memalpha.http_security import request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, CallContext, Memory
 from mcp_memalpha.settings import Settings
-from mcp_memalpha.tools import TOOLS, ToolSpec, render_memory
+from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +88,13 @@ class BackgroundIndexer:
 class ServerState:
     """What the handlers of one server process share; filled in by the lifespan."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, load_curator: Callable[[], Curator] | None = None) -> None:
         self.settings = settings
         self.context = CallContext(namespace=settings.namespace, source="client")
         self._memory: Memory | None = None
         self.indexer: BackgroundIndexer | None = None
+        self.worker: CurationWorker | None = None
+        self._load_curator = load_curator or partial(load_policy, settings)
 
     def call_context(self) -> CallContext:
         """The caller's context: the namespace its HTTP request was granted, else this process's."""
@@ -104,15 +111,38 @@ class ServerState:
         self._memory = memory
         self.indexer = BackgroundIndexer(memory)
         self.indexer.start()
+        if self.settings.policy_on:
+            self.worker = CurationWorker(memory, self._load_curator, on_write=self.indexer.notify)
+            self.worker.start()
 
     def detach(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
         if self.indexer is not None:
             self.indexer.stop()
         self._memory = None
 
+    def after(self, spec: ToolSpec[Any, Any]) -> None:
+        """Wake whoever a call leaves work for: the indexer after a write, the curator after memorize."""
+        if not spec.read_only and self.indexer is not None:
+            self.indexer.notify()
+        if spec.name == "memorize" and self.worker is not None:
+            self.worker.notify()
 
-def build_server(settings: Settings) -> MCPServer[ServerState]:
-    state = ServerState(settings)
+    def check_curator(self) -> None:
+        if self.worker is not None and self.worker.load_error is not None:
+            raise ToolError(
+                f"policy: the curator model {self.settings.policy!r} could not be loaded "
+                f"({self.worker.load_error}); memorize is unavailable until the server is restarted with a "
+                "working --policy"
+            )
+
+
+def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | None = None) -> MCPServer[ServerState]:
+    """The MCP server. With `settings.policy` on, `load_curator` builds the curator (default: the
+    model the policy names, through `policy.load_curator`; tests pass a scripted one)."""
+    state = ServerState(settings, load_curator)
+    specs = TOOLS + (CURATION_TOOLS if settings.policy_on else ())
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
@@ -132,7 +162,7 @@ def build_server(settings: Settings) -> MCPServer[ServerState]:
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        tools=[_mcp_tool(spec, state) for spec in TOOLS],
+        tools=[_mcp_tool(spec, state) for spec in specs],
     )
     _add_resources_and_prompts(server, state)
     return server
@@ -152,20 +182,29 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     """An SDK tool for `spec`: its schema, description and annotations come from the spec.
 
     Sync, so the SDK runs it on a worker thread, which is where the (blocking) store belongs.
+    A spec that can report progress gets the request's `Context` to send it with.
     """
 
-    def run(arguments: dict[str, Any]) -> Any:
+    def call(arguments: dict[str, Any], progress: Progress | None = None) -> Any:
+        if spec.name == "memorize":
+            state.check_curator()
         try:
-            result = spec.call(state.memory, state.call_context(), arguments)
+            result = spec.call(state.memory, state.call_context(), arguments, progress)
         except MemalphaError as exc:
             raise ToolError(str(exc)) from None
-        if not spec.read_only and state.indexer is not None:
-            state.indexer.notify()
+        state.after(spec)
         return result
 
-    run.__annotations__["return"] = spec.result
+    def run(arguments: dict[str, Any]) -> Any:
+        return call(arguments)
+
+    def run_reporting(arguments: dict[str, Any], context: Context) -> Any:
+        return call(arguments, _progress_reporter(context))
+
+    fn: Callable[..., Any] = run if spec.with_progress is None else run_reporting
+    fn.__annotations__["return"] = spec.result
     tool = Tool.from_function(
-        run,
+        fn,
         name=spec.name,
         title=spec.title,
         description=spec.description,
@@ -181,6 +220,19 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     tool.parameters = spec.input_schema()
     tool.fn_metadata.arg_model = _RawArguments
     return tool
+
+
+def _progress_reporter(context: Context) -> Progress:
+    """Send progress notifications from the tool's worker thread through the request's context
+    (a no-op unless the client passed a progress token)."""
+
+    def report(progress: float, total: float | None, message: str) -> None:
+        try:
+            anyio.from_thread.run(context.report_progress, progress, total, message)
+        except Exception:  # the client went away: the answer will not be read either
+            log.debug("could not send a progress notification", exc_info=True)
+
+    return report
 
 
 def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerState) -> None:

@@ -76,6 +76,35 @@ class Settings(BaseSettings):
         ),
     )
 
+    # The curator behind the memorize tools ------------------------------------------------
+    policy: str = Field(
+        "off",
+        description="The curator model behind the memorize tools: 'off' (no memorize tools), 'default' (the "
+        "embedded SmolLM2 model) or the path of a GGUF model file. Needs the 'policy' extra (llama.cpp).",
+    )
+    policy_format: str | None = Field(
+        None, description="Wire format of the model's tool calls; omit to let the curator pick it for the model."
+    )
+    policy_max_chunk_tokens: int = Field(
+        2048, ge=16, le=32_768, description="Longest chunk memorize accepts, in WordPiece tokens."
+    )
+    policy_max_calls: int = Field(12, ge=1, le=100, description="Most tool calls the curator makes for one chunk.")
+    policy_max_steps: int = Field(3, ge=1, le=20, description="Most generations (rounds of calls) per chunk.")
+    policy_max_new_tokens: int = Field(512, ge=16, le=8192, description="Most tokens the model writes per step.")
+    policy_max_queue: int = Field(
+        100, ge=1, le=100_000, description="Most unfinished memorize jobs one namespace may have queued."
+    )
+    policy_max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts (failed or interrupted runs) before a memorize job is marked failed."
+    )
+    policy_lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How long a worker's claim on a job lasts without a heartbeat; after that another "
+        "worker (or the same server restarted) takes the job over.",
+    )
+
     @field_validator("namespace")
     @classmethod
     def _namespace_shape(cls, value: str) -> str:
@@ -103,6 +132,28 @@ class Settings(BaseSettings):
                     "(port * for any), e.g. https://app.example.com or http://localhost:*"
                 )
         return value
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_choice(cls, value: str) -> str:
+        choice = value.strip()
+        if choice.lower() in ("off", "default"):
+            return choice.lower()
+        path = Path(choice).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{value!r} is not 'off', 'default' or the path of an existing GGUF model file")
+        try:
+            with path.open("rb") as file:
+                magic = file.read(4)
+        except OSError as exc:
+            raise ValueError(f"{value!r} cannot be read ({exc.strerror})") from None
+        if magic != b"GGUF":
+            raise ValueError(f"{value!r} is not a GGUF model file (it does not start with the GGUF magic bytes)")
+        return str(path.resolve())
+
+    @property
+    def policy_on(self) -> bool:
+        return self.policy != "off"
 
     @property
     def ledger_path(self) -> Path:

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from mcp_memalpha.errors import InvalidArgument
+from mcp_memalpha.ids import normalize_id
+from mcp_memalpha.jobs import Job, JobQueue, JobState
 from mcp_memalpha.memory import MAX_TOP_K, CallContext, Hit, Memory, render_hit
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
@@ -167,6 +169,44 @@ class NoArgs(_Args):
     pass
 
 
+JobIdArg = Annotated[str, Field(description="The job_id memorize returned (looks like 'j-7kq2mx3pd9').")]
+MAX_WAIT_SECONDS = 300
+
+
+class MemorizeArgs(_Args):
+    chunk: Annotated[
+        str,
+        Field(
+            description="The text to remember: a piece of a conversation or a document, best with a dated header "
+            "such as '[Dialogue at 2024-01-03 10:00]'. At most policy_max_chunk_tokens tokens (2048 by default)."
+        ),
+    ]
+    timestamp: Annotated[
+        str | None,
+        Field(
+            description="When the chunk took place: ISO-8601 ('2024-01-03T10:00') or a common form ('10 am on 3 "
+            "January, 2024'); the curator dates the events it records with it. Optional."
+        ),
+    ] = None
+
+
+class MemorizeStatusArgs(_Args):
+    job_id: JobIdArg
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Wait up to this many seconds for the job to finish before answering (0, the default: "
+            "answer at once). Progress is reported meanwhile to clients that ask for it.",
+        ),
+    ] = 0
+
+
+class MemorizeUndoArgs(_Args):
+    job_id: JobIdArg
+
+
 # ---- results ---------------------------------------------------------------------------------
 
 
@@ -296,6 +336,74 @@ class HistoryOut(BaseModel):
     versions: list[VersionOut] = Field(description="Every version, oldest first.")
 
 
+JOB_STATES = "queued, running, done, failed (after its last attempt; its writes reverted) or undone"
+
+
+class MemorizeOut(BaseModel):
+    job_id: str = Field(description="Pass it to memorize_status and memorize_undo.")
+    state: JobState = Field(description=JOB_STATES)
+    position: int = Field(description="Unfinished jobs ahead of this one in the queue (0: it runs next).")
+
+
+class CallOut(BaseModel):
+    step: int = Field(description="The curator's generation step that made the call (from 1).")
+    name: str
+    arguments: dict[str, Any]
+    ok: bool = Field(description="Whether the call was executed; if not, `error` says why.")
+    output: Any = Field(None, description="The tool's result when executed.")
+    error: str | None = None
+
+
+class MemorizeStatusOut(BaseModel):
+    job_id: str
+    state: JobState = Field(description=JOB_STATES)
+    position: int | None = Field(description="Unfinished jobs ahead of it while it is unfinished; else null.")
+    attempts: int = Field(description="Runs started (a run interrupted by a crash is reverted and run again).")
+    calls: list[CallOut] = Field(description="The tool calls of the current (or last) run so far, in order.")
+    executed: int = Field(description="How many of the calls were executed.")
+    error: str | None = Field(description="Why the job failed, or why an earlier attempt did.")
+    created_at: str
+    started_at: str | None = Field(description="When the current (or last) attempt started.")
+    finished_at: str | None
+    steps: int | None = Field(None, description="Generations the curator ran (when done).")
+    seconds: float | None = Field(None, description="Curation time of the last run (when done).")
+
+    @classmethod
+    def of(cls, job: Job, position: int | None) -> MemorizeStatusOut:
+        calls = [CallOut.model_validate(call) for call in job.calls]
+        result = job.result or {}
+        return cls(
+            job_id=job.id,
+            state=job.state,
+            position=position,
+            attempts=job.attempts,
+            calls=calls,
+            executed=sum(call.ok for call in calls),
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            steps=result.get("steps"),
+            seconds=result.get("seconds"),
+        )
+
+
+class RevertedOut(BaseModel):
+    memory_type: Literal["core", "episodic", "semantic"]
+    memory_id: str | None = Field(description="The memory put back; null for core memory.")
+    action: Literal["deleted", "restored", "reverted"] = Field(
+        description="deleted: the job had created it; restored: the job had deleted it; reverted: the job had "
+        "changed it and its earlier content is back."
+    )
+    version: int = Field(description="The new version the undo wrote (memory_history shows it).")
+
+
+class MemorizeUndoOut(BaseModel):
+    job_id: str
+    state: Literal["undone"]
+    reverted: list[RevertedOut] = Field(description="Every memory the undo changed (none if the job changed nothing).")
+
+
 # ---- handlers --------------------------------------------------------------------------------
 
 
@@ -382,6 +490,47 @@ def _core(memory: Memory, ctx: CallContext, a: NoArgs) -> CoreOut:
     return CoreOut.of(memory.core(ctx), memory.settings.core_capacity_tokens)
 
 
+# (events so far, total if known, message): how a long call tells the client it is alive.
+Progress = Callable[[float, float | None, str], None]
+
+
+def _memorize(memory: Memory, ctx: CallContext, a: MemorizeArgs) -> MemorizeOut:
+    job, position = JobQueue(memory.ledger, memory.settings).enqueue(ctx, a.chunk, a.timestamp)
+    return MemorizeOut(job_id=job.id, state=job.state, position=position)
+
+
+def _memorize_status(
+    memory: Memory, ctx: CallContext, a: MemorizeStatusArgs, progress: Progress | None = None
+) -> MemorizeStatusOut:
+    queue = JobQueue(memory.ledger, memory.settings)
+    if a.wait_seconds <= 0:
+        return MemorizeStatusOut.of(*queue.status(ctx, a.job_id))
+    reports = 0
+
+    def report(job: Job, position: int | None) -> None:
+        nonlocal reports
+        if progress is not None:
+            reports += 1  # progress must grow with each notification; calls restart on a rerun
+            progress(reports, None, _progress_message(job, position))
+
+    return MemorizeStatusOut.of(*queue.wait(ctx, a.job_id, a.wait_seconds, report))
+
+
+def _progress_message(job: Job, position: int | None) -> str:
+    if job.state == "queued":
+        return f"job {job.id} queued, {position} unfinished jobs ahead"
+    return f"job {job.id} {job.state}, {len(job.calls)} tool calls made"
+
+
+def _memorize_undo(memory: Memory, ctx: CallContext, a: MemorizeUndoArgs) -> MemorizeUndoOut:
+    reverted = JobQueue(memory.ledger, memory.settings).undo(ctx, a.job_id)
+    return MemorizeUndoOut(
+        job_id=normalize_id(a.job_id),
+        state="undone",
+        reverted=[RevertedOut.model_validate(r, from_attributes=True) for r in reverted],
+    )
+
+
 # ---- the specs -------------------------------------------------------------------------------
 
 A = TypeVar("A", bound=BaseModel)
@@ -399,6 +548,8 @@ class ToolSpec(Generic[A, R]):
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    # The same handler, for a call whose transport can report progress (memorize_status).
+    with_progress: Callable[[Memory, CallContext, A, Progress], R] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         return self.args.model_json_schema()
@@ -412,8 +563,11 @@ class ToolSpec(Generic[A, R]):
         except ValidationError as exc:
             raise InvalidArgument(*_first_error(exc, self.args)) from None
 
-    def call(self, memory: Memory, ctx: CallContext, arguments: dict[str, Any]) -> R:
-        return self.handler(memory, ctx, self.parse(arguments))
+    def call(self, memory: Memory, ctx: CallContext, arguments: dict[str, Any], progress: Progress | None = None) -> R:
+        parsed = self.parse(arguments)
+        if progress is not None and self.with_progress is not None:
+            return self.with_progress(memory, ctx, parsed, progress)
+        return self.handler(memory, ctx, parsed)
 
 
 def _unwrap_json_strings(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -561,6 +715,54 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
 )
 
 TOOLS_BY_NAME: dict[str, ToolSpec[Any, Any]] = {tool.name: tool for tool in TOOLS}
+
+# Served only when a curator policy is on (`mcp-memalpha serve --policy ...`).
+CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
+    ToolSpec(
+        name="memorize",
+        title="Memorize a chunk",
+        description=(
+            "Hand a chunk of conversation (or any text) to the memory curator, a local model that decides what is "
+            "worth keeping: it rewrites core memory and inserts, updates or deletes episodic and semantic "
+            "memories through the memory tools. Returns at once with a job_id and the job's place in the queue; "
+            "jobs run in the background one at a time, in order. Follow one with memorize_status, revert it "
+            "with memorize_undo. Refused when the chunk is empty or too long, or when the namespace already has "
+            "policy_max_queue unfinished jobs."
+        ),
+        args=MemorizeArgs,
+        result=MemorizeOut,
+        handler=_memorize,
+    ),
+    ToolSpec(
+        name="memorize_status",
+        title="Status of a memorize job",
+        description=(
+            "The state of a memorize job (queued, running, done, failed or undone), its place in the queue, its "
+            "attempts, every tool call the curator made with its result, and the error of a failed attempt. "
+            "With wait_seconds, waits until the job finishes or the time passes, reporting progress meanwhile."
+        ),
+        args=MemorizeStatusArgs,
+        result=MemorizeStatusOut,
+        handler=_memorize_status,
+        with_progress=_memorize_status,
+        read_only=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        name="memorize_undo",
+        title="Undo a memorize job",
+        description=(
+            "Revert everything a done memorize job wrote: memories it created are deleted, memories it changed "
+            "or deleted are put back as they were, and core memory too, each as a new version (memory_history "
+            "shows it). All or nothing: refused, naming the memories, if another writer changed one of them "
+            "after the job wrote it."
+        ),
+        args=MemorizeUndoArgs,
+        result=MemorizeUndoOut,
+        handler=_memorize_undo,
+        destructive=True,
+    ),
+)
 MEMALPHA_TOOLS = ("new_memory_insert", "memory_update", "memory_delete", "search_memory")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,16 @@ def stdio_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameter
     return StdioServerParameters(
         command=cmd[0], args=[*cmd[1:], "serve", "--data-dir", str(data_dir), *args], env=server_env(**env)
     )
+
+
+# For end-to-end tests with a real curator model (they need llama.cpp, the `policy` extra).
+needs_llama = pytest.mark.skipif(find_spec("llama_cpp") is None, reason="needs the policy extra (llama-cpp-python)")
+
+
+def policy_params(data_dir: Path, policy: str = "default", *args: str, **env: str) -> StdioServerParameters:
+    """A spawned `mcp-memalpha serve --policy <policy>` over stdio (for HTTP: `http_server(data_dir,
+    "--policy", policy)`). Tune it with MEMALPHA_POLICY_* in `env`, e.g. a short lease."""
+    return stdio_params(data_dir, "--policy", policy, *args, **env)
 
 
 def free_port() -> int:

@@ -10,23 +10,89 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def imported_modules(package: str) -> set[str]:
+def imported_modules_of(path: Path) -> set[str]:
     names: set[str] = set()
-    for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
     return names
+
+
+def imported_modules(package: str) -> set[str]:
+    return set().union(*(imported_modules_of(path) for path in (ROOT / package).rglob("*.py")))
 
 
 def test_policy_depends_on_nothing_of_ours() -> None:
     assert not {name for name in imported_modules("policy") if name.split(".")[0] in ("mcp_memalpha", "training")}
 
 
-def test_server_package_does_not_import_policy_or_training() -> None:
-    assert not {name for name in imported_modules("mcp_memalpha") if name.split(".")[0] in ("policy", "training")}
+class _EagerImports(ast.NodeVisitor):
+    """Imports that run when a module is imported: not those inside functions or `if TYPE_CHECKING:`."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        pass
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        pass
+
+    def visit_If(self, node: ast.If) -> None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for statement in node.orelse:
+                self.visit(statement)
+        else:
+            self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.names |= {alias.name for alias in node.names}
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module:
+            self.names.add(node.module)
+
+
+def eager_imports(path: Path) -> set[str]:
+    visitor = _EagerImports()
+    visitor.visit(ast.parse(path.read_text()))
+    return visitor.names
+
+
+def _top(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def test_server_package_never_imports_training() -> None:
+    assert "training" not in _top(imported_modules("mcp_memalpha"))
+
+
+def test_server_package_imports_policy_only_in_curation_and_only_lazily() -> None:
+    """The curator is loaded only when a policy is switched on: `curation` imports it inside the
+    functions that run then (and for type checking); no module imports it at import time."""
+    users = {path.name for path in (ROOT / "mcp_memalpha").rglob("*.py") if "policy" in _top(imported_modules_of(path))}
+    assert users == {"curation.py"}
+    for path in (ROOT / "mcp_memalpha").rglob("*.py"):
+        assert "policy" not in _top(eager_imports(path)), path
+
+
+def test_a_server_without_a_policy_never_loads_it(tmp_path: Path) -> None:
+    """A whole session (lifespan, a tool call) with the policy off leaves `policy` unimported."""
+    code = (
+        "import sys, anyio\n"
+        "from mcp import Client\n"
+        "from mcp_memalpha import Settings\n"
+        "from mcp_memalpha.server import build_server\n"
+        "async def main():\n"
+        f"    async with Client(build_server(Settings(data_dir={str(tmp_path)!r}))) as client:\n"
+        "        await client.call_tool('memory_list', {'memory_type': 'semantic'})\n"
+        "anyio.run(main)\n"
+        "print(sorted(m for m in ('policy', 'llama_cpp') if m in sys.modules))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
 
 
 def test_starting_the_server_imports_nothing_heavy() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from mcp_memalpha import CallContext, Memory, Settings
+from mcp_memalpha import CallContext, Memory, Settings, cli
 from mcp_memalpha.cli import main
 from tests.conftest import command, server_env
 
@@ -57,3 +58,27 @@ def test_demo_runs_on_embedded_defaults() -> None:
     assert result.returncode == 0, result.stderr
     assert "Core memory" in result.stdout and "Episodic memory (12)" in result.stdout
     assert "Q: When does Maya fly to Lisbon?" in result.stdout and "April 18th" in result.stdout
+
+
+def test_a_bad_policy_is_refused_at_startup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04 a zip file")
+    cases = [
+        (["--policy", str(tmp_path / "missing.gguf")], "is not 'off', 'default' or the path of an existing GGUF"),
+        (["--policy", str(not_gguf)], "is not a GGUF model file"),
+        (["--policy", "sometimes"], "is not 'off', 'default'"),
+    ]
+    for args, reason in cases:
+        result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "d"), *args])
+        assert result.exit_code == 2 and "--policy" in result.output and reason in result.output, result.output
+    monkeypatch.setattr(cli, "policy_runtime_installed", lambda: False)
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "d"), "--policy", "DEFAULT"])
+    assert result.exit_code == 2 and "--policy" in result.output and "mcp-memalpha[policy]" in result.output
+
+
+def test_policy_settings(tmp_path: Path) -> None:
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF\x03\x00\x00\x00")
+    assert Settings(data_dir=tmp_path, policy=str(model)).policy == str(model.resolve())
+    assert Settings(data_dir=tmp_path, policy=" Off ").policy_on is False
+    assert Settings(data_dir=tmp_path).policy == "off"

@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from mcp_memalpha import CallContext, Memory
-from mcp_memalpha.errors import MemalphaError
+from mcp_memalpha.curation import make_execute
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from mcp_memalpha.tools import execute as run_tool
 from policy import (
-    CallOutcome,
     ChunkTooLong,
     Curator,
     Limits,
@@ -41,15 +39,7 @@ def captured(fmt: str, temperature: float) -> str:
 
 
 def executor(memory: Memory, job_id: str = "j-test") -> Any:
-    ctx = CallContext(source="policy", job_id=job_id)
-
-    def execute(name: str, arguments: dict[str, Any]) -> CallOutcome:
-        try:
-            return CallOutcome(True, run_tool(memory, ctx, name, arguments))
-        except MemalphaError as error:
-            return CallOutcome(False, error=str(error))
-
-    return execute
+    return make_execute(memory, CallContext(source="policy", job_id=job_id), allowed=tuple(TOOLS_BY_NAME))
 
 
 @pytest.fixture(scope="module")

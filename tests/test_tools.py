@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_memalpha import CallContext, InvalidArgument, Memory
-from mcp_memalpha.tools import MEMALPHA_TOOLS, TOOLS_BY_NAME, execute
+from mcp_memalpha.tools import CURATION_TOOLS, MEMALPHA_TOOLS, TOOLS, TOOLS_BY_NAME, execute
 
 
 def test_memalpha_tool_names_and_arguments_are_kept() -> None:
@@ -26,7 +26,7 @@ def test_memalpha_tool_names_and_arguments_are_kept() -> None:
 
 
 def test_every_tool_has_description_and_schemas() -> None:
-    for tool in TOOLS_BY_NAME.values():
+    for tool in (*TOOLS, *CURATION_TOOLS):
         assert len(tool.description) > 40
         schema = tool.input_schema()
         for name, prop in schema.get("properties", {}).items():

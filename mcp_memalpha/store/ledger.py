@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -258,6 +258,26 @@ class Tx:
         rows = self._conn.execute(f"SELECT {_OP_COLUMNS} FROM ops WHERE item_id = ? ORDER BY seq", (item_id,))
         return [OpRow(*row) for row in rows]
 
+    def core_history(self, namespace: str) -> list[OpRow]:
+        """Every logged version of a namespace's core paragraph, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_OP_COLUMNS} FROM ops WHERE item_id IS NULL AND memory_type = 'core' AND namespace = ? "
+            "ORDER BY seq",
+            (namespace,),
+        )
+        return [OpRow(*row) for row in rows]
+
+    def job_ops(self, job_id: str, after: int = 0) -> list[OpRow]:
+        """The operations tagged with this job after sequence number `after`, oldest first."""
+        rows = self._conn.execute(
+            f"SELECT {_OP_COLUMNS} FROM ops WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after)
+        )
+        return [OpRow(*row) for row in rows]
+
+    def sql(self, statement: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run one statement in this transaction: for modules that own a table of the ledger (jobs)."""
+        return self._conn.execute(statement, params)
+
 
 class Ledger:
     """One connection per process, guarded by a lock; transactions are short (milliseconds)."""
@@ -266,6 +286,7 @@ class Ledger:
         self.path = path
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._fence = threading.local()
         self.ledger_id = ""
 
     def open(self) -> Ledger:
@@ -298,6 +319,19 @@ class Ledger:
         return self._conn
 
     @contextmanager
+    def fenced(self, check: Callable[[Tx], None]) -> Iterator[None]:
+        """Run `check` at the start of every write transaction this thread opens inside the block.
+
+        It runs under the write lock, so what it verifies (a job still holds its lease) stays true
+        until the write commits; if it raises, the write is rolled back and the error propagates.
+        """
+        self._fence.check = check
+        try:
+            yield
+        finally:
+            self._fence.check = None
+
+    @contextmanager
     def write(self) -> Iterator[Tx]:
         """A write transaction: all of it commits, or none of it does."""
         with self._lock:
@@ -309,7 +343,11 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise _storage_error(exc, self.path) from exc
             try:
-                yield Tx(conn)
+                tx = Tx(conn)
+                check = getattr(self._fence, "check", None)
+                if check is not None:
+                    check(tx)
+                yield tx
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 conn.execute("ROLLBACK")

@@ -64,6 +64,36 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "INSERT INTO meta (key, value) VALUES ('ledger_id', lower(hex(randomblob(16))))",
         ],
     ),
+    (
+        # The durable queue of memorize jobs (mcp_memalpha/jobs.py). It lives in the ledger so a
+        # job's state changes and the memory writes it reverts share one transaction.
+        "0003_jobs",
+        [
+            # seq is the queue order (creation order; an explicit key so VACUUM cannot renumber it).
+            # base_seq is the ledger head when the current attempt started: the job's writes to revert
+            # are the operations tagged with its id after it (an earlier attempt's were reverted then).
+            """CREATE TABLE jobs (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                namespace TEXT NOT NULL,
+                chunk TEXT NOT NULL,
+                timestamp TEXT,
+                state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'undone')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                base_seq INTEGER NOT NULL DEFAULT 0,
+                lease_owner TEXT,
+                lease_until REAL,
+                created_at TEXT NOT NULL,
+                started_at TEXT,
+                finished_at TEXT,
+                result TEXT,
+                error TEXT
+            )""",
+            "CREATE INDEX jobs_by_state ON jobs (state, seq)",
+            # Undo and crash recovery read every operation of one job.
+            "CREATE INDEX ops_job ON ops (job_id, seq) WHERE job_id IS NOT NULL",
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,454 @@
+"""The durable queue of memorize jobs, and the revert that makes a job undoable and exactly-once.
+
+A job is one chunk of text for the curator to write into memory. The queue is a table of the
+ledger, so every server process on a data directory shares it: a worker claims the oldest
+runnable job with a lease (under BEGIN IMMEDIATE, so two workers never claim the same job),
+renews the lease while it works and marks the job done after its last write. Every write made
+for a job is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert:
+a job claimed again after an interrupted attempt first has that attempt's writes reverted, in
+the claim's own transaction, so the chunk's effect lands exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from mcp_memalpha import ids
+from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, JobConflict, LeaseLost, QueueFull
+from mcp_memalpha.memory import CallContext, clean_text, now_iso
+from mcp_memalpha.settings import Settings
+from mcp_memalpha.store.ledger import CoreRow, Ledger, OpRow, Tx
+from mcp_memalpha.timeparse import from_stored, parse_time
+from mcp_memalpha.tokens import count_tokens
+
+JobState = Literal["queued", "running", "done", "failed", "undone"]
+UNFINISHED = ("queued", "running")
+# No text averages 50 characters per WordPiece token: longer than that, refuse without tokenizing it.
+MAX_CHARS_PER_TOKEN = 50
+WAIT_POLL_S = 0.25
+
+_COLUMNS = (
+    "id, namespace, chunk, timestamp, state, attempts, base_seq, lease_owner, lease_until, created_at, "
+    "started_at, finished_at, result, error"
+)
+_NOT_UNDOABLE = {
+    "queued": "is queued; wait for it to finish (memorize_status with wait_seconds), then undo it",
+    "running": "is running; wait for it to finish (memorize_status with wait_seconds), then undo it",
+    "failed": "failed, and a failed job's writes are reverted when it fails; there is nothing to undo",
+    "undone": "is already undone",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    namespace: str
+    chunk: str
+    timestamp: str | None
+    state: JobState
+    attempts: int
+    base_seq: int  # ledger head when the current attempt started; the job's writes come after it
+    lease_owner: str | None
+    lease_until: float | None  # Unix time; every process on the machine reads the same clock
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    result: dict[str, Any] | None  # CurationResult.to_json(); while running, {"calls": [...so far]}
+    error: str | None
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> Job:
+        values = list(row)
+        values[12] = json.loads(values[12]) if values[12] else None
+        return cls(*values)
+
+    @property
+    def finished(self) -> bool:
+        return self.state not in UNFINISHED
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return list((self.result or {}).get("calls", []))
+
+
+@dataclass(frozen=True)
+class Reverted:
+    """One memory put back by a revert: deleted (the job created it), restored (the job deleted it)
+    or reverted (the job changed it); `version` is the version the revert wrote."""
+
+    memory_type: str
+    memory_id: str | None  # None for core memory
+    action: Literal["deleted", "restored", "reverted"]
+    version: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job
+    owner: str  # this claim's lease token: a later claim of the same job gets another one
+    reverted: list[Reverted]  # what an earlier, interrupted attempt had written
+
+
+class JobQueue:
+    """The memorize jobs of one data directory, over the ledger's connection (thread-safe like it).
+
+    `clock` gives the Unix time leases are measured in (tests pass a fake one).
+    """
+
+    def __init__(self, ledger: Ledger, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+
+    # client side -------------------------------------------------------------------------
+    def enqueue(self, ctx: CallContext, chunk: str, timestamp: str | None = None) -> tuple[Job, int]:
+        """Queue `chunk` for the curator; returns the job and how many unfinished jobs are ahead of it."""
+        text = clean_text(chunk, "chunk", "is empty; pass the conversation or text to remember")
+        self._check_size(text)
+        if timestamp is not None:
+            parse_time(timestamp, "timestamp")  # refused now rather than when the job runs
+            timestamp = timestamp.strip()
+        with self.ledger.write() as tx:
+            (unfinished,) = tx.sql(
+                "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND namespace = ?", (ctx.namespace,)
+            ).fetchone()
+            if unfinished >= self.settings.policy_max_queue:
+                raise QueueFull(ctx.namespace, self.settings.policy_max_queue)
+            job_id = _insert_job(tx, ctx.namespace, text, timestamp)
+            return _job(tx, job_id), _position(tx, job_id)
+
+    def _check_size(self, text: str) -> None:
+        limit = self.settings.policy_max_chunk_tokens
+        hint = "split the text into several chunks and memorize each (limit: policy_max_chunk_tokens)"
+        if len(text) > limit * MAX_CHARS_PER_TOKEN:
+            raise CapacityExceeded("chunk", len(text), limit * MAX_CHARS_PER_TOKEN, "characters", hint)
+        size = count_tokens(text)
+        if size > limit:
+            raise CapacityExceeded("chunk", size, limit, "tokens", hint)
+
+    def status(self, ctx: CallContext, job_id: str) -> tuple[Job, int | None]:
+        """The job and, while it is unfinished, how many unfinished jobs are ahead of it."""
+        with self.ledger.read() as tx:
+            job = _visible_job(tx, ctx, job_id)
+            return job, None if job.finished else _position(tx, job.id)
+
+    def wait(
+        self,
+        ctx: CallContext,
+        job_id: str,
+        seconds: float,
+        on_change: Callable[[Job, int | None], None] | None = None,
+    ) -> tuple[Job, int | None]:
+        """Poll the job until it finishes or `seconds` pass, calling `on_change` whenever its state,
+        its number of calls or its place in the queue changes. Polls the ledger, because the job
+        may be run by a worker in another process."""
+        deadline = time.monotonic() + seconds
+        seen: tuple[object, ...] | None = None
+        while True:
+            job, position = self.status(ctx, job_id)
+            if on_change is not None and (job.state, len(job.calls), position) != seen:
+                seen = (job.state, len(job.calls), position)
+                on_change(job, position)
+            left = deadline - time.monotonic()
+            if job.finished or left <= 0:
+                return job, position
+            time.sleep(min(WAIT_POLL_S, left))
+
+    def undo(self, ctx: CallContext, job_id: str) -> list[Reverted]:
+        """Revert everything a done job wrote, in one transaction, and mark it undone.
+
+        Refused as a whole (JobConflict) when another writer changed one of those memories since.
+        """
+        with self.ledger.write() as tx:
+            job = _visible_job(tx, ctx, job_id)
+            if job.state != "done":
+                raise InvalidArgument("job_id", f"job '{job.id}' {_NOT_UNDOABLE[job.state]}")
+            reverted = revert_job(tx, CallContext(job.namespace, ctx.source, job.id), job.base_seq)
+            undo = {"at": now_iso(), "reverted": [asdict(r) for r in reverted]}
+            tx.sql(
+                "UPDATE jobs SET state = 'undone', result = ? WHERE id = ?",
+                (json.dumps({**(job.result or {}), "undo": undo}), job.id),
+            )
+        return reverted
+
+    # worker side -------------------------------------------------------------------------
+    def claim(self, owner: str) -> Claim | None:
+        """Lease the oldest runnable job (queued, or running with an expired lease) to `owner`.
+
+        A job that ran before has the writes of its earlier attempts reverted first, in this same
+        transaction. A job that has used all its attempts is marked failed instead, and so is one
+        whose earlier writes another writer has changed since: reverting them would discard that
+        change and rerunning without reverting would apply the chunk twice.
+        """
+        token = f"{owner}/{secrets.token_hex(4)}"
+        now = self.clock()
+        with self.ledger.read() as tx:  # idle workers poll: look before taking the write lock
+            if self._next_runnable(tx, now) is None:
+                return None
+        with self.ledger.write() as tx:
+            while (job := self._next_runnable(tx, now)) is not None:
+                if job.attempts >= self.settings.policy_max_attempts:
+                    self._give_up(tx, job, f"attempt {job.attempts} was interrupted (the worker stopped or died)")
+                    continue
+                try:
+                    reverted = revert_job(tx, _policy_context(job), job.base_seq, "revert the earlier attempt of")
+                except JobConflict as exc:
+                    _set_failed(tx, job.id, f"{exc} The job was not run again: that would apply the chunk twice.")
+                    continue
+                tx.sql(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, base_seq = ?, lease_owner = ?, "
+                    "lease_until = ?, started_at = ?, result = ? WHERE id = ?",
+                    (
+                        tx.head(),
+                        token,
+                        now + self.settings.policy_lease_seconds,
+                        now_iso(),
+                        json.dumps({"calls": []}),
+                        job.id,
+                    ),
+                )
+                return Claim(_job(tx, job.id), token, reverted)
+        return None
+
+    def _next_runnable(self, tx: Tx, now: float) -> Job | None:
+        row = tx.sql(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < ?) "
+            "ORDER BY seq LIMIT 1",
+            (now,),
+        ).fetchone()
+        return Job.of(row) if row else None
+
+    def renew(self, job_id: str, owner: str) -> bool:
+        """Extend the lease; False if `owner` no longer holds the job."""
+        with self.ledger.write() as tx:
+            return _owned_update(
+                tx, job_id, owner, "lease_until = ?", (self.clock() + self.settings.policy_lease_seconds,)
+            )
+
+    def record(self, job_id: str, owner: str, calls: list[dict[str, Any]]) -> bool:
+        """Save the calls made so far, so status shows progress; False if the lease was lost."""
+        with self.ledger.write() as tx:
+            return _owned_update(tx, job_id, owner, "result = ?", (json.dumps({"calls": calls}),))
+
+    def finish(self, job_id: str, owner: str, result: dict[str, Any]) -> bool:
+        """Mark the job done (after its last write); False if the lease was lost, in which case
+        whoever holds the job now reverts this attempt's writes and runs it again."""
+        with self.ledger.write() as tx:
+            return _owned_update(
+                tx,
+                job_id,
+                owner,
+                "state = 'done', result = ?, error = NULL, finished_at = ?, lease_owner = NULL, lease_until = NULL",
+                (json.dumps(result), now_iso()),
+            )
+
+    def fail(self, job_id: str, owner: str, error: str) -> JobState | None:
+        """An attempt raised: queue the job again, or after policy_max_attempts attempts revert its
+        writes and mark it failed. Returns the new state (None if the lease was lost)."""
+        with self.ledger.write() as tx:
+            job = _job(tx, job_id)
+            if job.lease_owner != owner or job.state != "running":
+                return None
+            if job.attempts >= self.settings.policy_max_attempts:
+                self._give_up(tx, job, error)
+                return "failed"
+            tx.sql(
+                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, error = ? WHERE id = ?",
+                (f"attempt {job.attempts} failed: {error}", job_id),
+            )
+            return "queued"
+
+    def release(self, job_id: str, owner: str) -> bool:
+        """Hand a job back unfinished (the server is stopping): queued again, and this attempt is not
+        counted; what it wrote is reverted when the job is claimed next."""
+        with self.ledger.write() as tx:
+            return _owned_update(
+                tx, job_id, owner, "state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL"
+            )
+
+    def fence(self, job_id: str, owner: str) -> Callable[[Tx], None]:
+        """A check for `Ledger.fenced`: a write made for the job commits only while `owner` holds it."""
+
+        def check(tx: Tx) -> None:
+            held = tx.sql(
+                "SELECT 1 FROM jobs WHERE id = ? AND lease_owner = ? AND state = 'running'", (job_id, owner)
+            ).fetchone()
+            if held is None:
+                raise LeaseLost(job_id)
+
+        return check
+
+    def _give_up(self, tx: Tx, job: Job, error: str) -> None:
+        """Mark failed after the last attempt, reverting what the job wrote (a failed job leaves nothing)."""
+        error = f"gave up after {job.attempts} attempts (policy_max_attempts); the last: {error}"
+        try:
+            revert_job(tx, _policy_context(job), job.base_seq, "revert the writes of")
+        except JobConflict as exc:
+            error += f". Its writes were left in place: {exc}"
+        _set_failed(tx, job.id, error)
+
+
+# ---- revert ----------------------------------------------------------------------------------
+
+
+def revert_job(tx: Tx, ctx: CallContext, after: int, what: str = "undo") -> list[Reverted]:
+    """Put every memory that job `ctx.job_id` wrote after ledger sequence number `after` back as it
+    was before the job's first write to it.
+
+    Each change is a new version logged as 'undo' and attributed to `ctx` (its source, and the job
+    id: the revert is part of the job's history, not another writer's change). Refused as a whole,
+    before anything is written, when another writer wrote one of those memories after the job
+    first did (JobConflict names them).
+    """
+    job_id = ctx.job_id
+    if job_id is None:
+        raise ValueError("revert_job needs a context with the job id")
+    first: dict[str, OpRow] = {}
+    for op in tx.job_ops(job_id, after):
+        first.setdefault(_entity(op), op)
+    histories = {key: _history(tx, op) for key, op in first.items()}
+    changed = [
+        _describe(op)
+        for key, op in first.items()
+        if any(later.seq > op.seq and later.job_id != job_id for later in histories[key])
+    ]
+    if changed:
+        raise JobConflict(job_id, changed, what)
+    now = now_iso()
+    reverted = []
+    for key, op in first.items():
+        before = [earlier for earlier in histories[key] if earlier.seq < op.seq]
+        if op.item_id is None:
+            done = _revert_core(tx, ctx, op.namespace, before, now)
+        else:
+            done = _revert_item(tx, ctx, op.item_id, before, now)
+        if done is not None:
+            reverted.append(done)
+    return reverted
+
+
+def _entity(op: OpRow) -> str:
+    return op.item_id or f"core:{op.namespace}"
+
+
+def _history(tx: Tx, op: OpRow) -> list[OpRow]:
+    return tx.history(op.item_id) if op.item_id else tx.core_history(op.namespace)
+
+
+def _describe(op: OpRow) -> str:
+    return f"memory '{op.item_id}'" if op.item_id else f"core memory of namespace '{op.namespace}'"
+
+
+def _revert_item(tx: Tx, ctx: CallContext, item_id: str, before: list[OpRow], now: str) -> Reverted | None:
+    current = tx.item(item_id)
+    if current is None:  # only an import with another ledger's job tag could log ops without an item
+        return None
+    if before:
+        last = before[-1]
+        # a deletion logs no content: a deleted memory keeps the content it had last
+        content = next((op.content for op in reversed(before) if op.content is not None), current.content)
+        event_time, deleted_at = last.event_time, (last.at if last.content is None else None)
+    else:  # the job created it: it goes, as a tombstone, since ids are never reused
+        content, event_time, deleted_at = current.content, current.event_time, current.deleted_at or now
+    if (content, event_time, deleted_at is None) == (current.content, current.event_time, current.alive):
+        return None
+    if event_time == current.event_time:
+        event_ts = current.event_ts
+    else:
+        event_ts = from_stored(event_time).ts if event_time else None
+    item = replace(
+        current,
+        content=content,
+        event_time=event_time,
+        event_ts=event_ts,
+        deleted_at=deleted_at,
+        version=current.version + 1,
+        updated_at=now,
+        source=ctx.source,
+        job_id=ctx.job_id,
+    )
+    tx.save_item(item)
+    tx.log("undo", item, now)
+    action: Literal["deleted", "restored", "reverted"] = "reverted"
+    if current.alive != item.alive:
+        action = "restored" if item.alive else "deleted"
+    return Reverted(item.memory_type, item.id, action, item.version)
+
+
+def _revert_core(tx: Tx, ctx: CallContext, namespace: str, before: list[OpRow], now: str) -> Reverted | None:
+    content = (before[-1].content or "") if before else ""
+    current = tx.core(namespace)
+    if current.content == content:
+        return None
+    core = CoreRow(namespace, content, current.version + 1, now, ctx.source, ctx.job_id)
+    tx.save_core(core)
+    tx.log("undo", core, now)
+    return Reverted("core", None, "reverted", core.version)
+
+
+# ---- rows ------------------------------------------------------------------------------------
+
+
+def _policy_context(job: Job) -> CallContext:
+    """Whom the writes of a job are attributed to: the curator, in the job's namespace."""
+    return CallContext(namespace=job.namespace, source="policy", job_id=job.id)
+
+
+def _insert_job(tx: Tx, namespace: str, chunk: str, timestamp: str | None) -> str:
+    for _ in range(20):
+        job_id = ids.new_job_id()
+        try:
+            tx.sql(
+                "INSERT INTO jobs (id, namespace, chunk, timestamp, state, created_at) VALUES (?,?,?,?,'queued',?)",
+                (job_id, namespace, chunk, timestamp, now_iso()),
+            )
+            return job_id
+        except sqlite3.IntegrityError:  # the id was taken: draw another
+            continue
+    raise RuntimeError("could not draw an unused job id in 20 tries")
+
+
+def _job(tx: Tx, job_id: str) -> Job:
+    return Job.of(tx.sql(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+
+def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
+    """The job `raw_id` names in the caller's namespace, or InvalidArgument naming job_id."""
+    job_id = ids.normalize_id(str(raw_id))
+    if not ids.is_valid_job_id(job_id):
+        raise InvalidArgument("job_id", f"{raw_id!r} is not a job id (job ids look like 'j-7kq2mx3pd9')")
+    row = tx.sql(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND namespace = ?", (job_id, ctx.namespace)).fetchone()
+    if row is None:
+        raise InvalidArgument("job_id", f"no memorize job '{job_id}' in namespace '{ctx.namespace}'")
+    return Job.of(row)
+
+
+def _position(tx: Tx, job_id: str) -> int:
+    """Unfinished jobs ahead of this one, in every namespace (workers take jobs in queue order)."""
+    (ahead,) = tx.sql(
+        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND seq < (SELECT seq FROM jobs WHERE id = ?)",
+        (job_id,),
+    ).fetchone()
+    return int(ahead)
+
+
+def _owned_update(tx: Tx, job_id: str, owner: str, assignments: str, params: tuple[object, ...] = ()) -> bool:
+    cursor = tx.sql(
+        f"UPDATE jobs SET {assignments} WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        (*params, job_id, owner),
+    )
+    return cursor.rowcount == 1
+
+
+def _set_failed(tx: Tx, job_id: str, error: str) -> None:
+    tx.sql(
+        "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL "
+        "WHERE id = ?",
+        (error, now_iso(), job_id),
+    )
