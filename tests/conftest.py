@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +57,6 @@ def stdio_params(data_dir: Path, *args: str, **env: str) -> StdioServerParameter
     )
 
 
-# For end-to-end tests with a real curator model (they need llama.cpp, the `policy` extra).
-needs_llama = pytest.mark.skipif(find_spec("llama_cpp") is None, reason="needs the policy extra (llama-cpp-python)")
-
-
 def policy_params(data_dir: Path, policy: str = "default", *args: str, **env: str) -> StdioServerParameters:
     """A spawned `mcp-memalpha serve --policy <policy>` over stdio (for HTTP: `http_server(data_dir,
     "--policy", policy)`). Tune it with MEMALPHA_POLICY_* in `env`, e.g. a short lease."""
@@ -90,12 +85,13 @@ def wait_for_port(port: int, process: subprocess.Popen[Any], timeout: float = 30
 
 
 @contextmanager
-def http_server(data_dir: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A spawned `mcp-memalpha serve --transport http`; yields its URL and process."""
+def http_server(data_dir: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A spawned `mcp-memalpha serve --transport http`; yields its URL and process. `env` adds
+    MEMALPHA_* settings."""
     port = free_port()
     process = subprocess.Popen(
         [*command(), "serve", "--transport", "http", "--port", str(port), "--data-dir", str(data_dir), *args],
-        env=server_env(),
+        env=server_env(**env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

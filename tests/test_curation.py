@@ -1,7 +1,7 @@
 """The server side of the curator: its tools and execute, the worker, and the memorize tools over MCP.
 
 The curator here is a scripted fake that makes real tool calls through `execute`; tests of the
-real model (llama.cpp) spawn a server with `conftest.policy_params` and are marked `needs_llama`.
+real model (llama.cpp) spawn a server with `conftest.policy_params` (tests/test_curation_e2e.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mcp_memalpha.jobs import JobQueue
 from mcp_memalpha.server import build_server
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS_BY_NAME
 from policy.calls import CallOutcome, CallRecord, CurationResult, Execute
-from tests.conftest import call, call_error, connect, needs_llama, policy_params
+from tests.conftest import call, call_error, connect, policy_params
 
 Script = list[tuple[str, dict[str, Any]]]
 
@@ -384,7 +384,6 @@ async def test_without_a_policy_there_are_no_memorize_tools(tmp_path: Path) -> N
         assert "memorize" not in names and "memory_update" in names
 
 
-@needs_llama
 @pytest.mark.anyio
 async def test_a_spawned_server_with_the_default_policy_serves_memorize(tmp_path: Path) -> None:
     async with connect(policy_params(tmp_path / "data")) as client:
