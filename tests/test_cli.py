@@ -58,6 +58,8 @@ def test_demo_runs_on_embedded_defaults() -> None:
     assert result.returncode == 0, result.stderr
     assert "Core memory" in result.stdout and "Episodic memory (12)" in result.stdout
     assert "Q: When does Maya fly to Lisbon?" in result.stdout and "April 18th" in result.stdout
+    curated = result.stdout.split("The curator: the same conversation")[1]  # part 2: the embedded curator
+    assert curated.count(": done, ") == 2 and "ok  new_memory_insert" in curated
 
 
 def test_a_bad_policy_is_refused_at_startup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
