@@ -31,6 +31,7 @@ class QA:
     question: str
     answer: str
     category: int | None = None  # LoCoMo category; None for sources without one
+    evidence_chunks: tuple[int, ...] = ()  # positions of the chunks holding the answer, when known
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,15 @@ class Instance:
             "instance_id": self.instance_id,
             "chunks": json.dumps(self.chunks, ensure_ascii=False),
             "questions_and_answers": json.dumps(
-                [{"question": q.question, "answer": q.answer, "category": q.category} for q in self.questions],
+                [
+                    {
+                        "question": q.question,
+                        "answer": q.answer,
+                        "category": q.category,
+                        "evidence_chunks": list(q.evidence_chunks),
+                    }
+                    for q in self.questions
+                ],
                 ensure_ascii=False,
             ),
             "data_source": self.data_source,
@@ -83,7 +92,8 @@ def instance_from_row(row: dict[str, Any], index: int = 0) -> Instance:
         if isinstance(answer, list):
             answer = "; ".join(str(part) for part in answer)
         category = item.get("category")
-        questions.append(QA(str(item.get("question", "")), str(answer), int(category) if category else None))
+        evidence = tuple(int(i) for i in item.get("evidence_chunks") or ())
+        questions.append(QA(str(item.get("question", "")), str(answer), int(category) if category else None, evidence))
     metadata = _json_field(row.get("metadata"), {})
     return Instance(
         instance_id=str(row.get("instance_id") or f"row-{index}"),
@@ -214,11 +224,12 @@ def locomo_instances(
         questions = _locomo_questions(index, record, fixes)
         sample = str(record.get("sample_id", f"conv-{index}"))
         if sessions_per_instance is None:
+            position = {n: i for i, (n, _, _) in enumerate(sessions)}
             instances.append(
                 Instance(
                     sample,
                     [session_chunk(date, turns) for _, date, turns in sessions],
-                    [qa for qa, _ in questions],
+                    [_located(qa, where, position) for qa, where in questions],
                     "locomo",
                     {"sample_id": sample, "sessions": [n for n, _, _ in sessions]},
                 )
@@ -227,7 +238,8 @@ def locomo_instances(
         for start in range(0, len(sessions), sessions_per_instance):
             window = sessions[start : start + sessions_per_instance]
             numbers = {n for n, _, _ in window}
-            kept = [qa for qa, where in questions if where and where <= numbers]
+            position = {n: i for i, (n, _, _) in enumerate(window)}
+            kept = [_located(qa, where, position) for qa, where in questions if where and where <= numbers]
             if not kept:
                 continue
             first, last = window[0][0], window[-1][0]
@@ -241,6 +253,24 @@ def locomo_instances(
                 )
             )
     return instances
+
+
+def _located(qa: QA, sessions: set[int], position: dict[int, int]) -> QA:
+    chunks = tuple(sorted(position[n] for n in sessions if n in position))
+    return QA(qa.question, qa.answer, qa.category, chunks)
+
+
+def truncate(instance: Instance, *, max_chunks: int | None = None, max_questions: int | None = None) -> Instance:
+    """The first `max_chunks` chunks with the questions still answerable from them (those whose
+    evidence chunks are known and all kept; questions of unknown evidence are kept as they are),
+    then the first `max_questions` of those."""
+    chunks, questions = instance.chunks, instance.questions
+    if max_chunks is not None and max_chunks < len(chunks):
+        chunks = chunks[:max_chunks]
+        questions = [q for q in questions if not q.evidence_chunks or max(q.evidence_chunks) < max_chunks]
+    if max_questions is not None:
+        questions = questions[:max_questions]
+    return Instance(instance.instance_id, chunks, questions, instance.data_source, instance.metadata)
 
 
 def default_locomo_path() -> Path:
@@ -264,9 +294,7 @@ def training_set(
     instances = locomo_instances(path or default_locomo_path(), sessions_per_instance=sessions_per_instance)
     if max_questions is None:
         return instances
-    return [
-        Instance(i.instance_id, i.chunks, i.questions[:max_questions], i.data_source, i.metadata) for i in instances
-    ]
+    return [truncate(i, max_questions=max_questions) for i in instances]
 
 
 def load_instances(
@@ -302,5 +330,6 @@ __all__ = [
     "locomo_instances",
     "session_chunk",
     "training_set",
+    "truncate",
     "write_jsonl",
 ]
