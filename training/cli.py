@@ -127,3 +127,26 @@ def _reader(spec: str, threads: int | None):  # type: ignore[no-untyped-def]
     if spec.startswith("llama:"):
         return LlamaReader(spec.removeprefix("llama:") or "default", threads=threads)
     raise click.BadParameter("use 'extractive' or 'llama:<gguf>'", param_hint="--reader")
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="TOML file of training options (see training/configs/*.toml and docs/training.md).",
+)
+@click.option("--output-dir", default=None, help="Override output_dir.")
+@click.option("--steps", type=int, default=None, help="Override the number of optimization steps.")
+@click.option("--model", default=None, help="Override the start model: tiny, default (SmolLM2-135M GGUF), or a folder.")
+def train_command(config_path: Path, output_dir: str | None, steps: int | None, model: str | None) -> None:
+    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL."""
+    try:
+        from training.grpo import TrainConfig, train
+    except ImportError as exc:  # torch / transformers / trl missing
+        raise click.ClickException(
+            f"training needs the train extra: pip install 'mcp-memalpha[train]' ({exc})"
+        ) from None
+    config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
+    train(config, log=lambda line: click.echo(line, err=True))
