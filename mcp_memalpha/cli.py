@@ -230,9 +230,6 @@ def _training_command(name: str, attribute: str, summary: str) -> None:
 
 _training_command("eval", "eval_command", "Evaluate curators against the paper's baselines (see docs/training.md).")
 _training_command("train", "train_command", "GRPO training of a curator from a TOML config (train extra).")
-_training_command(
-    "export-gguf", "export_command", "Export a trained checkpoint as a GGUF for the server (train extra)."
-)
 
 
 if __name__ == "__main__":

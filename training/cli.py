@@ -7,8 +7,13 @@ training (nor torch) otherwise.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from training.evaluate import PolicyBuilder
+    from training.reader import Reader
 
 
 @click.command("eval")
@@ -107,7 +112,7 @@ def _policy_name(spec: str) -> str:
     return "policy" if spec == "default" else f"policy:{Path(spec).name}"
 
 
-def _policy_builder(spec: str, wire_format: str | None, threads: int | None):  # type: ignore[no-untyped-def]
+def _policy_builder(spec: str, wire_format: str | None, threads: int | None) -> PolicyBuilder:
     from training.evaluate import curator_builder, generator_builder
 
     path = Path(spec)
@@ -119,7 +124,7 @@ def _policy_builder(spec: str, wire_format: str | None, threads: int | None):  #
     return curator_builder(spec, wire_format=wire_format, threads=threads)
 
 
-def _reader(spec: str, threads: int | None):  # type: ignore[no-untyped-def]
+def _reader(spec: str, threads: int | None) -> Reader:
     from training.reader import ExtractiveReader, LlamaReader
 
     if spec == "extractive":

@@ -211,12 +211,12 @@ def make_rollout_func(
     return rollout
 
 
-def reward_functions() -> list[Callable[..., list[float]]]:
+def reward_functions() -> list[Callable[..., list[float | None]]]:
     """One TRL reward function per term, reading the value the rollout computed for each sample
     (TRL logs each under rewards/<name>/mean and sums them with the configured weights)."""
 
-    def term(name: str) -> Callable[..., list[float]]:
-        def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+    def term(name: str) -> Callable[..., list[float | None]]:
+        def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
             return [float(v) for v in columns[name]]
 
         reward.__name__ = name
@@ -286,7 +286,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
     by_id = {i.instance_id: i for i in instances}
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=reward_functions(),
+        reward_funcs=list[Any](reward_functions()),
         args=grpo_args(config),
         train_dataset=Dataset.from_list([{"prompt": i.instance_id} for i in instances]),
         processing_class=tokenizer,

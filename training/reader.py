@@ -28,7 +28,7 @@ from training.data import QA, Instance
 from training.metrics import metric_for
 
 if TYPE_CHECKING:
-    from training.environment import ToolRunner
+    from training.sandbox import Sandbox as ToolRunner
 
 DEFAULT_BUDGET = 300  # tokens the reader is shown per question (WordPiece, mcp_memalpha.tokens)
 
