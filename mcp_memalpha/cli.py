@@ -309,5 +309,21 @@ def eval_retrieval(locomo: Path, methods: str, ks: str, limit: int | None, outpu
         output.write_text(report + "\n")
 
 
+# Training commands live in training/cli.py (the `eval`/`train` extras). Each is forwarded only
+# when invoked, so the server's CLI and its stdio handshake never import training or torch.
+def _training_command(name: str, attribute: str, summary: str) -> None:
+    @main.command(name, help=summary, context_settings={"ignore_unknown_options": True}, add_help_option=False)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def forward(args: tuple[str, ...]) -> None:
+        import importlib
+
+        command = getattr(importlib.import_module("training.cli"), attribute)
+        command.main(list(args), prog_name=f"mcp-memalpha {name}")
+
+
+_training_command("eval", "eval_command", "Evaluate curators against the paper's baselines (see docs/training.md).")
+_training_command("train", "train_command", "GRPO training of a curator from a TOML config (train extra).")
+
+
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ callable, so the same code runs inside the server, in a training rollout and in 
 """
 
 from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.curator import ChunkTooLong, Curator, Limits, load_curator
+from policy.curator import ChunkTooLong, Curator, Limits, load_curator, needs_results, read_context, run_calls
 from policy.formats import FORMATS, choose_format, make_format
 from policy.generation import Generated, Generator, Sampling, is_degenerate
 from policy.model import ModelNotFound, default_model_path, resolve_model
@@ -31,5 +31,8 @@ __all__ = [
     "is_degenerate",
     "load_curator",
     "make_format",
+    "needs_results",
+    "read_context",
     "resolve_model",
+    "run_calls",
 ]

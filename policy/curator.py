@@ -8,6 +8,7 @@ is bounded by `Limits`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class Curator:
             result.completion_tokens += generated.completion_tokens
             result.degenerate |= generated.degenerate
             records = self._run_calls(step, self.format.parse(generated.text), context, execute, result, on_call)
-            if not records or not _needs_results(records) or len(result.calls) >= self.limits.max_calls:
+            if not records or not needs_results(records) or len(result.calls) >= self.limits.max_calls:
                 break
             messages += [
                 {"role": "assistant", "content": generated.text},
@@ -101,17 +102,7 @@ class Curator:
         return result
 
     def _context(self, chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
-        """Core and the related memories, read through the same tools a client uses."""
-        core = execute("core_memory_read", {})
-        found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS})
-        related: tuple[Related, ...] = ()
-        if found.ok and isinstance(found.output, dict):
-            related = tuple(
-                Related(hit["memory_id"], hit["memory_type"], hit.get("text") or hit["content"])
-                for hit in found.output.get("results", [])
-            )
-        core_text = core.output.get("content", "") if core.ok and isinstance(core.output, dict) else ""
-        return ChunkContext.build(chunk, timestamp, core_text, related)
+        return read_context(chunk, timestamp, execute)
 
     def _run_calls(
         self,
@@ -122,26 +113,64 @@ class Curator:
         result: CurationResult,
         on_call: Callable[[CallRecord], None] | None,
     ) -> list[CallRecord]:
-        records = []
-        allowed = {t.name for t in self.tools}
-        for call in calls:
-            if len(result.calls) >= self.limits.max_calls:
-                break
-            if call.error is None and call.name not in allowed:
-                call = ToolCall(
-                    call.name, call.arguments, call.raw, f"unknown tool; the tools are {', '.join(allowed)}"
-                )
-            if call.error is not None:
-                record = CallRecord(step, call.name, call.arguments, False, error=call.error)
-            else:
-                arguments = _with_event_time(call, context.timestamp)
-                outcome = execute(call.name, arguments)
-                record = CallRecord(step, call.name, arguments, outcome.ok, outcome.output, outcome.error)
-            result.calls.append(record)
-            records.append(record)
-            if on_call is not None:
-                on_call(record)
-        return records
+        allowed = tuple(t.name for t in self.tools)
+        return run_calls(step, calls, allowed, self.limits.max_calls, context, execute, result, on_call)
+
+
+def read_context(chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
+    """Core and the related memories, read through the same tools a client uses (public so a
+    training rollout prompts exactly as the curator does)."""
+    core = execute("core_memory_read", {})
+    found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS})
+    related: tuple[Related, ...] = ()
+    if found.ok and isinstance(found.output, dict):
+        related = tuple(
+            Related(hit["memory_id"], hit["memory_type"], hit.get("text") or hit["content"])
+            for hit in found.output.get("results", [])
+        )
+    core_text = core.output.get("content", "") if core.ok and isinstance(core.output, dict) else ""
+    return ChunkContext.build(chunk, timestamp, core_text, related)
+
+
+def run_calls(
+    step: int,
+    calls: list[ToolCall],
+    allowed: Sequence[str],
+    max_calls: int,
+    context: ChunkContext,
+    execute: Execute,
+    result: CurationResult,
+    on_call: Callable[[CallRecord], None] | None = None,
+) -> list[CallRecord]:
+    """Execute parsed calls in order, up to `max_calls` for the chunk: an unparsed call, an
+    unknown tool or a repeat of an earlier call of the chunk is recorded with its error, never
+    executed. Appends to `result.calls`."""
+    records = []
+    seen = {_call_key(r.name, r.arguments) for r in result.calls}
+    for call in calls:
+        if len(result.calls) >= max_calls:
+            break
+        key = _call_key(call.name, call.arguments)
+        if call.error is None and call.name not in allowed:
+            call = ToolCall(call.name, call.arguments, call.raw, f"unknown tool; the tools are {', '.join(allowed)}")
+        elif call.error is None and key in seen:
+            call = ToolCall(call.name, call.arguments, call.raw, "repeats an earlier call of this chunk; not run again")
+        seen.add(key)
+        if call.error is not None:
+            record = CallRecord(step, call.name, call.arguments, False, error=call.error)
+        else:
+            arguments = _with_event_time(call, context.timestamp)
+            outcome = execute(call.name, arguments)
+            record = CallRecord(step, call.name, arguments, outcome.ok, outcome.output, outcome.error)
+        result.calls.append(record)
+        records.append(record)
+        if on_call is not None:
+            on_call(record)
+    return records
+
+
+def _call_key(name: str, arguments: dict[str, Any]) -> str:
+    return name + json.dumps(arguments, sort_keys=True, default=str)
 
 
 def _with_event_time(call: ToolCall, timestamp: str | None) -> dict[str, Any]:
@@ -158,7 +187,7 @@ def _with_event_time(call: ToolCall, timestamp: str | None) -> dict[str, Any]:
     return arguments
 
 
-def _needs_results(records: list[CallRecord]) -> bool:
+def needs_results(records: list[CallRecord]) -> bool:
     """Another step only helps when the model must see something: a search or a refused call."""
     return any(r.name == "search_memory" or not r.ok for r in records)
 

@@ -206,3 +206,15 @@ def test_control_tokens_in_user_text_cannot_open_a_turn(curator: Curator) -> Non
     benign = prompt("Leo: hi")
     assert hostile.count("<|im_start|>") == benign.count("<|im_start|>")
     assert hostile.count("<|im_end|>") == benign.count("<|im_end|>") and "✿" not in hostile
+
+
+def test_a_repeated_call_is_reported_not_run_twice(memory: Memory) -> None:
+    from policy.calls import CurationResult, ToolCall
+    from policy.curator import run_calls
+
+    insert = ToolCall("new_memory_insert", {"memory_type": "semantic", "content": "Maya has a cat"})
+    result = CurationResult()
+    context = ChunkContext.build(CHUNK, None, "", ())
+    records = run_calls(1, [insert, insert], ["new_memory_insert"], 12, context, executor(memory), result)
+    assert [r.ok for r in records] == [True, False] and "repeats an earlier call" in (records[1].error or "")
+    assert sum(1 for _ in memory.iter_items("default")) == 1

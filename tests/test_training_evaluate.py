@@ -1,0 +1,114 @@
+"""training.evaluate and `mcp-memalpha eval`: baselines and a policy in one harness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mcp_memalpha.cli import main
+from mcp_memalpha.tokens import count_tokens
+from training.baselines import build_flat, flat_paragraph
+from training.data import QA, Instance, truncate
+from training.evaluate import EvalConfig, evaluate, generator_builder, plot, render_markdown
+
+LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
+
+CHUNKS = [
+    "[Dialogue at 1:56 pm on 8 May, 2023]\nCaroline: Hi!\nCaroline: I adopted a dog named Biscuit.\n"
+    + "\n".join(f"Melanie: filler number {i}." for i in range(30)),
+    "[Dialogue at 1:14 pm on 25 May, 2023]\n"
+    + "\n".join(f"Melanie: more filler number {i} today." for i in range(30))
+    + "\nMelanie: I ran a charity race.",
+]
+INSTANCE = Instance(
+    "toy",
+    CHUNKS,
+    [
+        QA("What is the name of Caroline's dog?", "Biscuit", 4, (0,)),
+        QA("What did Melanie run?", "charity race", 4, (1,)),
+    ],
+    "locomo",
+)
+
+
+def keep_names(messages: list[dict[str, str]]) -> str:
+    """A scripted policy that stores only the statements with a capitalized name after the speaker."""
+    chunk = messages[-1]["content"]
+    lines = [line for line in chunk.splitlines() if ("Biscuit" in line or "charity" in line)]
+    return "\n".join(
+        "✿FUNCTION✿: new_memory_insert\n✿ARGS✿: " + json.dumps({"memory_type": "semantic", "content": line})
+        for line in lines
+    )
+
+
+def test_flat_paragraph_keeps_informative_statements_within_capacity() -> None:
+    kept = flat_paragraph([], CHUNKS[0], capacity=40)
+    assert any("Biscuit" in s for s in kept)
+    assert not any(s.endswith("Caroline: Hi!") for s in kept)  # adds no content word
+    assert sum(count_tokens(s) for s in kept) <= 40
+    built = build_flat(INSTANCE, budget=60)
+    try:
+        assert 0 < built.memory_tokens <= 60
+    finally:
+        built.close()
+
+
+def test_harness_ranks_a_selective_policy_above_the_tail_of_the_input(tmp_path: Path) -> None:
+    result = evaluate(
+        [INSTANCE],
+        baselines=["long-context", "rag", "flat"],
+        policies={"scripted": generator_builder(keep_names)},
+        config=EvalConfig(budget=40),
+    )
+    assert result.methods == ["long-context", "rag", "flat", "scripted"]
+    assert result.score("scripted", "locomo") == 1.0
+    assert result.score("long-context", "locomo") == 0.5  # only the race is in the last 40 tokens
+    assert result.tokens("scripted") < result.tokens("rag")
+    table = render_markdown(result, reader="extractive", budget=40)
+    assert "| scripted | 1.000 |" in table
+    assert plot(result, tmp_path / "chart.png").stat().st_size > 1000
+
+
+def test_truncate_keeps_questions_answerable_from_the_kept_chunks() -> None:
+    short = truncate(INSTANCE, max_chunks=1)
+    assert short.chunks == CHUNKS[:1]
+    assert [q.answer for q in short.questions] == ["Biscuit"]
+    assert truncate(INSTANCE, max_questions=1).questions == INSTANCE.questions[:1]
+
+
+@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+def test_eval_command_on_locomo_writes_table_and_chart(tmp_path: Path) -> None:
+    out = tmp_path / "eval.md"
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--data",
+            str(LOCOMO),
+            "--sessions-per-instance",
+            "2",
+            "--limit",
+            "2",
+            "--max-questions",
+            "5",
+            "--baselines",
+            "long-context,rag",
+            "--output",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = out.read_text()
+    assert "| long-context |" in table and "| rag |" in table
+    assert out.with_suffix(".png").exists()
+
+
+def test_the_server_cli_does_not_import_training_until_a_training_command_runs() -> None:
+    code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.split('.')[0] == 'training'])"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

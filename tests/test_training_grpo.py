@@ -1,0 +1,82 @@
+"""GRPO with TRL on a tiny model built from a config (CPU smoke), and the pieces around it.
+
+Needs the `train` extra (torch, transformers, trl), which the `test` extra installs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from training.grpo import TERMS, TrainConfig, make_rollout_func, reward_functions, training_instances
+
+LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
+pytestmark = pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.toml"
+
+
+def test_config_from_toml_flattens_sections_and_refuses_unknown_options(tmp_path: Path) -> None:
+    config = TrainConfig.from_toml(SMOKE, steps=3)
+    assert (config.model, config.rollouts, config.chunks_per_instance, config.steps) == ("tiny", 2, 2, 3)
+    assert config.num_generations == 4  # G rollouts x T chunks: one TRL group = one instance
+    assert config.weights == {"qa": 1.0, "executed": 1.0, "compression": 0.05, "type_fit": 0.1}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optim]\nlearnig_rate = 1e-5\n")
+    with pytest.raises(ValueError, match="learnig_rate"):
+        TrainConfig.from_toml(bad)
+
+
+def test_training_instances_all_have_t_chunks() -> None:
+    config = TrainConfig(chunks_per_instance=2, max_questions=3)
+    instances = training_instances(config)
+    assert instances and all(len(i.chunks) == 2 and 1 <= len(i.questions) <= 3 for i in instances)
+
+
+def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    config = TrainConfig(chunks_per_instance=2, rollouts=2, max_new_tokens=4, max_questions=2)
+    instances = training_instances(config)[:2]
+    rollout = make_rollout_func({i.instance_id: i for i in instances}, tokenizer, config)
+    trainer = SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    prompts = [instances[0].instance_id] * 4 + [instances[1].instance_id] * 4
+    output = rollout(prompts, trainer)
+    assert len(output["prompt_ids"]) == len(output["completion_ids"]) == 8
+    assert all(1 <= len(ids) <= 4 for ids in output["completion_ids"])
+    # the two chunks of a rollout have different prompts (chunk 2 is another session)
+    assert output["prompt_ids"][0] != output["prompt_ids"][1]
+    # shared terms are equal within a rollout; a silent random model scores as an idle policy
+    assert output["compression"][0] == output["compression"][1] == 1.0
+    assert all(e == 0.0 for e, c in zip(output["executed"], output["calls"], strict=True) if c == 0)
+    columns = {name: output[name] for name in TERMS}
+    for function in reward_functions():
+        assert function(prompts, [""] * 8, **columns) == [float(v) for v in output[function.__name__]]
+    with pytest.raises(ValueError, match="whole rollouts"):
+        rollout(prompts[:3], trainer)
+
+
+def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(tmp_path: Path) -> None:
+    from training.generation import TransformersGenerator, read_info
+    from training.grpo import train
+
+    config = TrainConfig.from_toml(
+        SMOKE, output_dir=str(tmp_path / "run"), steps=2, max_new_tokens=8, chunks_per_instance=1, max_instances=2
+    )
+    final = train(config, log=lambda line: None)
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in history] == [1, 2]
+    for entry in history:
+        assert all(f"rewards/{name}/mean" in entry for name in TERMS)
+        expected = sum(config.weights[name] * entry[f"rewards/{name}/mean"] for name in TERMS)
+        assert entry["reward"] == pytest.approx(expected, abs=1e-4)
+    assert (tmp_path / "run" / "rewards.png").stat().st_size > 1000
+    assert read_info(final)["wire_format"] == "memalpha"
+    generator = TransformersGenerator.load(final, greedy=True, max_new_tokens=4)
+    assert isinstance(generator([{"role": "user", "content": "hello"}]), str)

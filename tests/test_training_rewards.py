@@ -1,0 +1,93 @@
+"""training.rewards: each term on call records shaped like real rollouts, and the weighted sum."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy.calls import CallRecord
+from training.rewards import (
+    HeuristicTypeJudge,
+    RewardWeights,
+    chunk_reward,
+    compression_reward,
+    executed_reward,
+    qa_reward,
+    type_fit_reward,
+)
+
+STAMP = "1:56 pm on 8 May, 2023"
+
+
+def insert(kind: str, content: str, ok: bool = True, **extra: object) -> CallRecord:
+    return CallRecord(1, "new_memory_insert", {"memory_type": kind, "content": content, **extra}, ok)
+
+
+def test_qa_reward_is_the_mean_score() -> None:
+    assert qa_reward([1.0, 0.5, 0.0]) == 0.5
+    assert qa_reward([]) == 0.0
+
+
+def test_executed_reward_is_the_share_of_calls_that_ran() -> None:
+    records = [insert("episodic", "a b c"), insert("semantic", "d e f", ok=False), CallRecord(1, "", {}, False)]
+    assert executed_reward(records) == pytest.approx(1 / 3)
+    assert executed_reward([]) == 0.0  # no call, no credit
+
+
+def test_compression_reward() -> None:
+    assert compression_reward(250, 1000) == 0.75
+    assert compression_reward(0, 1000) == 1.0
+    assert compression_reward(1500, 1000) == 0.0  # floored: a memory larger than its input earns nothing
+    assert compression_reward(10, 0) == 0.0
+
+
+def test_heuristic_judge_episodic_needs_an_event_and_a_time() -> None:
+    judge = HeuristicTypeJudge()
+    event = "Caroline went to an LGBTQ support group yesterday."
+    assert judge.fits("episodic", event, {"timestamp": STAMP})
+    assert not judge.fits("episodic", event, {})  # no time anywhere
+    assert judge.fits("episodic_memory", "Melanie painted a lake sunrise in 2022.", {})  # date in the text
+    assert not judge.fits("episodic", "Caroline is a transgender woman.", {"timestamp": STAMP})  # a state, no event
+
+
+def test_heuristic_judge_semantic_wants_stable_facts() -> None:
+    judge = HeuristicTypeJudge()
+    assert judge.fits("semantic", "Caroline works as a counselor and likes pottery.", {})
+    assert judge.fits("semantic_memory", "Melanie's favorite book is Charlotte's Web.", {})
+    assert not judge.fits("semantic", "Caroline went to a support group yesterday.", {})  # an event
+    assert not judge.fits("semantic", "Caroline is tired today.", {})  # transient
+
+
+def test_heuristic_judge_refuses_small_talk_and_fragments() -> None:
+    judge = HeuristicTypeJudge()
+    for kind in ("episodic", "semantic", "core"):
+        assert not judge.fits(kind, "Melanie: Thanks, Caroline!", {"timestamp": STAMP})
+        assert not judge.fits(kind, "ok then", {"timestamp": STAMP})
+
+
+def test_heuristic_judge_core_is_a_summary_of_someone() -> None:
+    judge = HeuristicTypeJudge()
+    assert judge.fits("core", "Caroline is a transgender woman who wants to become a counselor.", {})
+    assert not judge.fits("core", "Caroline went out yesterday with friends.", {})
+
+
+def test_type_fit_reward_counts_writes_and_bad_calls_but_not_reads() -> None:
+    records = [
+        insert("episodic", "Caroline went to a support group yesterday.", timestamp=STAMP),  # fits
+        insert("semantic", "Caroline went to a support group yesterday."),  # wrong type
+        CallRecord(1, "memory_delete", {"memory_type": "semantic", "memory_id": "s-abc123"}, True),  # 0
+        CallRecord(1, "", {}, False, error="not a JSON object"),  # unparseable: 0
+        CallRecord(1, "search_memory", {"query": "support group"}, True),  # not counted
+    ]
+    assert type_fit_reward(records) == pytest.approx(1 / 4)
+    assert type_fit_reward(records[-1:]) == 0.0
+    update = CallRecord(
+        1, "memory_update", {"memory_type": "core", "new_content": "Caroline is a counselor in Boston."}, True
+    )
+    assert type_fit_reward([update]) == 1.0
+
+
+def test_chunk_reward_uses_the_paper_weights_by_default() -> None:
+    weights = RewardWeights()
+    assert (weights.qa, weights.executed, weights.compression, weights.type_fit) == (1.0, 1.0, 0.05, 0.1)
+    assert chunk_reward(0.5, 1.0, 0.8, 0.5, weights) == pytest.approx(0.5 + 1.0 + 0.04 + 0.05)
+    assert chunk_reward(0.5, 1.0, 0.8, 0.5, RewardWeights(compression=0.4)) == pytest.approx(0.5 + 1.0 + 0.32 + 0.05)

@@ -1,0 +1,101 @@
+"""The paper's baselines, built in the same harness as a policy (same reader, same budget).
+
+Each `build_*` memorizes an instance and returns a `Built`: the view the reader reads for a
+question and how many tokens the method keeps. The scratch memories are `Sandbox`es, so RAG's
+BM25 and the flat paragraph go through the same tools as everything else.
+- long-context: no memory; the reader sees the last `budget` tokens of the raw input;
+- RAG-top-k: the raw input cut into passages, all stored verbatim, BM25 top-k under the budget;
+- flat memory (MemAgent style): one paragraph only (the core memory), rewritten after each chunk.
+  LLM-free here: the paragraph keeps the statements that add the most words not yet in it, in
+  the order they came, up to its capacity (a rewriting LLM would do better; this is the
+  deterministic floor of "one paragraph").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcp_memalpha.tokens import count_tokens
+from policy.prompt import statements
+from training.data import Instance
+from training.reader import LongContextView, RagView, View, passages
+from training.sandbox import Sandbox
+
+_WORDS = re.compile(r"[a-z0-9']+")
+_STOP = frozenset(
+    _WORDS.findall(
+        "the a an and or but to of in on at for with from by is are was were be been it its this that these those "
+        "i you he she we they me him her us them my your his our their what so just really too very yeah oh like "
+        "have has had do did does not no yes can could would will should about that's i'm it's you're"
+    )
+)
+
+
+@dataclass
+class Built:
+    view: View
+    memory_tokens: int
+    sandbox: Sandbox | None = None
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+
+
+def build_long_context(instance: Instance, budget: int) -> Built:
+    view = LongContextView(instance.chunks, budget=budget)
+    return Built(view, count_tokens(view.context("")))
+
+
+def build_rag(instance: Instance, budget: int, *, top_k: int = 20, passage_tokens: int = 100) -> Built:
+    sandbox = Sandbox(source="import")
+    for passage in passages(instance.chunks, max_tokens=passage_tokens):
+        sandbox.call("new_memory_insert", {"memory_type": "semantic", "content": passage})
+    return Built(RagView(sandbox, budget=budget, top_k=top_k), sandbox.memory_tokens(), sandbox)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORDS.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def flat_paragraph(previous: Sequence[str], chunk: str, capacity: int) -> list[str]:
+    """The statements the paragraph keeps after `chunk`: greedily those adding the most new
+    content words, within `capacity` tokens, then put back in arrival order."""
+    from training.environment import chunk_timestamp
+
+    when = chunk_timestamp(chunk)
+    fresh = [f"({when}) {s}" if when else s for s in statements(chunk)]
+    pool = [*previous, *fresh]
+    chosen: list[int] = []
+    covered: set[str] = set()
+    used = 0
+    sizes = [count_tokens(s) for s in pool]
+    while True:
+        best, gain = -1, 0
+        for index, statement in enumerate(pool):
+            if index in chosen or used + sizes[index] > capacity:
+                continue
+            new = len(content_words(statement) - covered)
+            if new > gain:
+                best, gain = index, new
+        if best < 0:
+            break
+        chosen.append(best)
+        covered |= content_words(pool[best])
+        used += sizes[best]
+    return [pool[i] for i in sorted(chosen)]
+
+
+def build_flat(instance: Instance, budget: int) -> Built:
+    from training.reader import MemoryView
+
+    sandbox = Sandbox(core_capacity_tokens=max(budget, 16))
+    kept: list[str] = []
+    for chunk in instance.chunks:
+        # a little under capacity: the joined paragraph counts a few tokens more than its parts
+        kept = flat_paragraph(kept, chunk, int(budget * 0.95))
+        if kept:
+            sandbox.call("memory_update", {"memory_type": "core", "new_content": " ".join(kept)})
+    return Built(MemoryView(sandbox, budget=budget), sandbox.memory_tokens(), sandbox)

@@ -1,0 +1,157 @@
+"""The training commands (`mcp-memalpha eval`, `train`, `export-gguf`).
+
+`mcp_memalpha.cli` forwards to these only when one is invoked, so the server's CLI never imports
+training (nor torch) otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from training.evaluate import PolicyBuilder
+    from training.reader import Reader
+
+
+@click.command("eval")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(exists=True, dir_okay=True, path_type=Path),
+    default=None,
+    help="LoCoMo JSON, or Memalpha parquet/JSONL (file or folder) [default: shared/data/locomo/locomo_dev.json].",
+)
+@click.option("--sessions-per-instance", type=int, default=None, help="LoCoMo: cut conversations into windows.")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N instances only.")
+@click.option(
+    "--max-chunks",
+    type=int,
+    default=None,
+    help="Keep the first N chunks of each instance (and only the questions answerable from them, for LoCoMo).",
+)
+@click.option("--max-questions", type=int, default=None, help="Keep the first N questions of each instance.")
+@click.option(
+    "--baselines",
+    default="long-context,rag,flat",
+    show_default=True,
+    help="Comma-separated: long-context, rag, flat (empty for none).",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    help="A curator to evaluate: 'default' (embedded SmolLM2-135M GGUF), a .gguf path, or a transformers "
+    "checkpoint folder; repeatable.",
+)
+@click.option(
+    "--wire-format", default=None, help="Policy wire format (memalpha, tool_call, json) [default: from the model]."
+)
+@click.option("--budget", type=int, default=300, show_default=True, help="Tokens the reader sees per question.")
+@click.option("--top-k", type=int, default=20, show_default=True, help="Search hits per question.")
+@click.option("--search-method", default="bm25", show_default=True, help="Reader's search: bm25, hybrid, vector.")
+@click.option(
+    "--reader",
+    default="extractive",
+    show_default=True,
+    help="'extractive' (LLM-free) or 'llama:<gguf path or default>'.",
+)
+@click.option("--threads", type=int, default=None, help="llama.cpp threads.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the Markdown table here (and the chart beside it, .png).",
+)
+def eval_command(
+    data: Path | None,
+    sessions_per_instance: int | None,
+    limit: int | None,
+    max_chunks: int | None,
+    max_questions: int | None,
+    baselines: str,
+    policies: tuple[str, ...],
+    wire_format: str | None,
+    budget: int,
+    top_k: int,
+    search_method: str,
+    reader: str,
+    threads: int | None,
+    output: Path | None,
+) -> None:
+    """Evaluate curators against the baselines (score and memory tokens per data source)."""
+    from training.data import default_locomo_path, describe, load_instances, truncate
+    from training.evaluate import EvalConfig, evaluate, plot, render_markdown
+
+    instances = load_instances(data or default_locomo_path(), limit=limit, sessions_per_instance=sessions_per_instance)
+    instances = [truncate(i, max_chunks=max_chunks, max_questions=max_questions) for i in instances]
+    instances = [i for i in instances if i.questions]
+    click.echo(f"data: {describe(instances)}", err=True)
+    builders = {_policy_name(p): _policy_builder(p, wire_format, threads) for p in policies}
+    chosen_reader = _reader(reader, threads)
+    result = evaluate(
+        instances,
+        baselines=[b.strip() for b in baselines.split(",") if b.strip()],
+        policies=builders,
+        reader=chosen_reader,
+        config=EvalConfig(budget=budget, top_k=top_k, search_method=search_method),
+        progress=lambda line: click.echo(line, err=True),
+    )
+    table = render_markdown(result, reader=reader, budget=budget)
+    click.echo(table)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(table)
+        chart = plot(result, output.with_suffix(".png"))
+        click.echo(f"wrote {output} and {chart}", err=True)
+
+
+def _policy_name(spec: str) -> str:
+    return "policy" if spec == "default" else f"policy:{Path(spec).name}"
+
+
+def _policy_builder(spec: str, wire_format: str | None, threads: int | None) -> PolicyBuilder:
+    from training.evaluate import curator_builder, generator_builder
+
+    path = Path(spec)
+    if spec != "default" and path.is_dir():  # a transformers checkpoint (e.g. from `mcp-memalpha train`)
+        from training.generation import TransformersGenerator
+
+        generator = TransformersGenerator.load(path, greedy=True)
+        return generator_builder(generator, wire_format=wire_format or generator.wire_format)
+    return curator_builder(spec, wire_format=wire_format, threads=threads)
+
+
+def _reader(spec: str, threads: int | None) -> Reader:
+    from training.reader import ExtractiveReader, LlamaReader
+
+    if spec == "extractive":
+        return ExtractiveReader()
+    if spec.startswith("llama:"):
+        return LlamaReader(spec.removeprefix("llama:") or "default", threads=threads)
+    raise click.BadParameter("use 'extractive' or 'llama:<gguf>'", param_hint="--reader")
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="TOML file of training options (see training/configs/*.toml and docs/training.md).",
+)
+@click.option("--output-dir", default=None, help="Override output_dir.")
+@click.option("--steps", type=int, default=None, help="Override the number of optimization steps.")
+@click.option("--model", default=None, help="Override the start model: tiny, default (SmolLM2-135M GGUF), or a folder.")
+def train_command(config_path: Path, output_dir: str | None, steps: int | None, model: str | None) -> None:
+    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL."""
+    try:
+        from training.grpo import TrainConfig, train
+    except ImportError as exc:  # torch / transformers / trl missing
+        raise click.ClickException(
+            f"training needs the train extra: pip install 'mcp-memalpha[train]' ({exc})"
+        ) from None
+    config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
+    train(config, log=lambda line: click.echo(line, err=True))

@@ -1,0 +1,179 @@
+"""`mcp-memalpha eval`: a policy against the paper's baselines in one harness.
+
+For each instance and method: build the memory chunk by chunk (a policy through the real tools in
+a fresh sandbox; a baseline by its own rule), answer every question with the same reader under the
+same token budget, and score with the data source's metric. Scores are averaged over questions,
+then over instances (the paper's order). Output: a Markdown table of score and memory tokens per
+data source and method, and a bar chart.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.baselines import Built, build_flat, build_long_context, build_rag
+from training.data import Instance
+from training.environment import Episode, Generate
+from training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
+
+BASELINES = ("long-context", "rag", "flat")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    budget: int = DEFAULT_BUDGET  # tokens the reader sees per question, for every method
+    top_k: int = 20
+    search_method: str = "bm25"
+    rag_passage_tokens: int = 100
+
+
+@dataclass
+class Result:
+    """Per (method, data source): per-instance mean scores and memory sizes."""
+
+    scores: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+    memory_tokens: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    methods: list[str] = field(default_factory=list)
+
+    def add(self, method: str, source: str, scores: list[float], tokens: int, seconds: float) -> None:
+        if method not in self.methods:
+            self.methods.append(method)
+        if scores:
+            self.scores[(method, source)].append(statistics.mean(scores))
+        self.memory_tokens[(method, source)].append(tokens)
+        self.seconds[method] += seconds
+
+    def score(self, method: str, source: str | None = None) -> float:
+        values = [v for (m, s), vs in self.scores.items() if m == method and source in (None, s) for v in vs]
+        return statistics.mean(values) if values else float("nan")
+
+    def tokens(self, method: str, source: str | None = None) -> float:
+        values = [v for (m, s), vs in self.memory_tokens.items() if m == method and source in (None, s) for v in vs]
+        return statistics.mean(values) if values else float("nan")
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({s for _, s in self.scores} | {s for _, s in self.memory_tokens})
+
+
+# A policy builder memorizes an instance in a fresh Episode and returns it (the caller scores it).
+PolicyBuilder = Callable[[Instance], Episode]
+
+
+def curator_builder(
+    model: str = "default", *, wire_format: str | None = None, threads: int | None = None
+) -> PolicyBuilder:
+    """A llama.cpp GGUF curator ('default' = the embedded SmolLM2-135M, or a path)."""
+    from policy import Limits, load_curator
+    from training.sandbox import tool_defs
+
+    curator = load_curator(model, tools=tool_defs(), wire_format=wire_format, limits=Limits(), threads=threads)
+
+    def build(instance: Instance) -> Episode:
+        return Episode(instance, wire_format=curator.format_name).run_curator(curator)
+
+    return build
+
+
+def generator_builder(generate: Generate, *, wire_format: str = "memalpha") -> PolicyBuilder:
+    """Any text generator (e.g. a transformers checkpoint) driving the policy's prompt and parser."""
+
+    def build(instance: Instance) -> Episode:
+        return Episode(instance, wire_format=wire_format).run(generate)
+
+    return build
+
+
+def _baseline(method: str, instance: Instance, config: EvalConfig) -> Built:
+    if method == "long-context":
+        return build_long_context(instance, config.budget)
+    if method == "rag":
+        return build_rag(instance, config.budget, top_k=config.top_k, passage_tokens=config.rag_passage_tokens)
+    if method == "flat":
+        return build_flat(instance, config.budget)
+    raise ValueError(f"unknown baseline {method!r}; the baselines are {', '.join(BASELINES)}")
+
+
+def evaluate(
+    instances: Sequence[Instance],
+    *,
+    baselines: Sequence[str] = BASELINES,
+    policies: dict[str, PolicyBuilder] | None = None,
+    reader: Reader | None = None,
+    config: EvalConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Result:
+    reader = reader or ExtractiveReader()
+    config = config or EvalConfig()
+    result = Result()
+    for number, instance in enumerate(instances, start=1):
+        for method in baselines:
+            started = time.perf_counter()
+            built = _baseline(method, instance, config)
+            try:
+                scores = score_questions(built.view, reader, instance)
+            finally:
+                built.close()
+            result.add(method, instance.data_source, scores, built.memory_tokens, time.perf_counter() - started)
+        for name, build in (policies or {}).items():
+            started = time.perf_counter()
+            with build(instance) as episode:
+                view = MemoryView(
+                    episode.sandbox, budget=config.budget, top_k=config.top_k, search_method=config.search_method
+                )
+                scores = score_questions(view, reader, instance)
+                tokens = episode.sandbox.memory_tokens()
+            result.add(name, instance.data_source, scores, tokens, time.perf_counter() - started)
+        if progress:
+            progress(
+                f"[{number}/{len(instances)}] {instance.instance_id}: "
+                + ", ".join(f"{m} {result.score(m):.3f}" for m in result.methods)
+            )
+    return result
+
+
+def render_markdown(result: Result, *, reader: str, budget: int) -> str:
+    """Score and memory tokens per data source and method."""
+    sources = result.sources
+    header = "| method | " + " | ".join(f"{s} score | {s} memory tokens" for s in sources) + " | seconds |"
+    lines = [
+        f"Reader: {reader}, {budget} tokens shown per question. Score: mean over questions, then instances.",
+        "",
+        header,
+        "|---|" + "---|---|" * len(sources) + "---|",
+    ]
+    for method in result.methods:
+        cells = " | ".join(f"{result.score(method, s):.3f} | {result.tokens(method, s):.0f}" for s in sources)
+        lines.append(f"| {method} | {cells} | {result.seconds[method]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: Result, path: Path) -> Path:
+    """Bar chart of the score per method (one group per data source)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources, methods = result.sources, result.methods
+    figure, axis = plt.subplots(figsize=(1.5 + 1.6 * len(methods) * len(sources), 3.6))
+    width = 0.8 / max(1, len(methods))
+    for i, method in enumerate(methods):
+        xs = [j + i * width for j in range(len(sources))]
+        bars = axis.bar(xs, [result.score(method, s) for s in sources], width, label=method)
+        axis.bar_label(bars, fmt="%.2f", fontsize=7)
+    axis.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(sources))], sources)
+    axis.set_ylabel("score")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,149 @@
+"""The Mem-α reward, one function per term, weights configurable (defaults = the paper's).
+
+For chunk t of a rollout: r = w1·r1 + w2·r2_t + w3·r3 + w4·r4_t, with (1, 1, 0.05, 0.1):
+- r1 (shared by the rollout): mean QA score of the reader over the instance's questions;
+- r2_t: share of the chunk's calls that executed (0 when it made no call);
+- r3 (shared): compression, 1 − memory_tokens / input_tokens (floored at 0: a memory larger than
+  its input earns nothing, rather than an unbounded penalty that would swamp r1);
+- r4_t: share of the chunk's write calls (and unparseable calls) that fit their memory type,
+  by a judge; deletes and unparseable calls score 0.
+
+The default judge (`HeuristicTypeJudge`) is cheap and deterministic, in place of the paper's
+LLM judge. Its rules, meant to say "is this the kind of memory this type is for":
+- a content of fewer than 3 words, or a greeting / small talk, fits no type;
+- episodic: an event. It needs an event cue (a past-tense or future verb, or a time expression
+  such as 'yesterday', 'last week', 'on 8 May') and a time (the `timestamp` argument, which the
+  curator fills with the chunk's date, or a date in the text);
+- semantic: a stable fact. It needs a state cue ('is', 'has', 'works', 'likes', 'lives', ...)
+  and no transient time word ('yesterday', 'today', 'last week', 'just', ...);
+- core: a summary of a person: at least 5 words, a name or 'user', no transient time word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from policy.calls import CallRecord
+
+_WORD = re.compile(r"[A-Za-z']+")
+_TRANSIENT = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|this (morning|afternoon|evening|week|weekend)|last (night|week|weekend|"
+    r"month|year|friday|saturday|sunday|monday|tuesday|wednesday|thursday)|just now|recently|right now|"
+    r"next (week|month|year)|ago)\b",
+    re.I,
+)
+_DATE = re.compile(
+    r"\b(\d{4}-\d{2}-\d{2}|\d{1,2}(st|nd|rd|th)? (jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*|"
+    r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{1,2}|(19|20)\d{2}|"
+    r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday))\b",
+    re.I,
+)
+# Common irregular past forms (regular ones are caught by their "-ed").
+_IRREGULAR_PAST = frozenset(
+    re.findall(
+        r"\w+",
+        """went came saw met took made got gave began bought brought built caught chose did drove ate fell felt found
+        flew forgot grew had heard held kept knew left lost ran read said sold sent sang sat slept spoke spent stood
+        swam taught told thought threw understood won wore wrote became paid""",
+    )
+)
+_NOT_NAMES = frozenset(re.findall(r"\w+", "the a an he she they it i we you this that there my our his her their"))
+_FUTURE = re.compile(r"\b(will|going to|plans? to|planning to|'ll)\b", re.I)
+_STATE = re.compile(
+    r"\b(is|are|am|'s|has|have|owns?|works?|lives?|likes?|loves?|enjoys?|prefers?|hates?|believes?|wants?|"
+    r"identifies|studies|named|called|born|allergic|married|single|vegetarian|favou?rite)\b",
+    re.I,
+)
+_SMALL_TALK = re.compile(
+    r"^\W*(\w+:\s*)?(hi|hey|hello|bye|goodbye|thanks|thank you|ok|okay|cool|wow|great|nice|lol|haha|sure|yes|no|"
+    r"good to see you|see you|take care|how are you|how have you been)\b[\W\w]{0,25}$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    qa: float = 1.0
+    executed: float = 1.0
+    compression: float = 0.05
+    type_fit: float = 0.1
+
+
+class TypeJudge(Protocol):
+    def fits(self, memory_type: str, content: str, arguments: dict[str, Any]) -> bool: ...
+
+
+class HeuristicTypeJudge:
+    """The deterministic default judge (rules in the module docstring)."""
+
+    def fits(self, memory_type: str, content: str, arguments: dict[str, Any]) -> bool:
+        kind = memory_type.strip().lower().removesuffix("_memory")
+        words = _WORD.findall(content)
+        if len(words) < 3 or _SMALL_TALK.match(content.strip()):
+            return False
+        if kind == "episodic":
+            has_time = bool(arguments.get("timestamp")) or bool(_DATE.search(content))
+            return has_time and (_has_event_verb(words) or bool(_TRANSIENT.search(content) or _DATE.search(content)))
+        if kind == "semantic":
+            return bool(_STATE.search(content)) and not _TRANSIENT.search(content)
+        if kind == "core":
+            named = any(w[0].isupper() and w.lower() not in _NOT_NAMES for w in words) or "user" in content.lower()
+            return len(words) >= 5 and named and not _TRANSIENT.search(content)
+        return False
+
+
+def _has_event_verb(words: list[str]) -> bool:
+    lowered = [w.lower() for w in words]
+    past = any(w in _IRREGULAR_PAST or (len(w) > 4 and w.endswith("ed")) for w in lowered)
+    return past or bool(_FUTURE.search(" ".join(lowered)))
+
+
+def qa_reward(scores: Sequence[float]) -> float:
+    """r1: mean QA score over the instance's questions (0 when there are none)."""
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def executed_reward(records: Sequence[CallRecord]) -> float:
+    """r2_t: share of the chunk's calls that executed; 0 when it made no call."""
+    return sum(r.ok for r in records) / len(records) if records else 0.0
+
+
+def compression_reward(memory_tokens: int, input_tokens: int) -> float:
+    """r3: 1 − memory/input, in [0, 1] (an empty input gives 0)."""
+    if input_tokens <= 0:
+        return 0.0
+    return max(0.0, 1.0 - memory_tokens / input_tokens)
+
+
+def type_fit_reward(records: Sequence[CallRecord], judge: TypeJudge | None = None) -> float:
+    """r4_t: share of the chunk's judged calls that fit their memory type. Judged: every call but
+    the read-only ones (searches and reads are neither credited nor counted), so deletes,
+    unparseable calls and unknown tools count 0. Whether the call then executed is r2's business."""
+    judge = judge or HeuristicTypeJudge()
+    judged = [r for r in records if r.name not in READ_CALLS]
+    if not judged:
+        return 0.0
+    return sum(_fits(record, judge) for record in judged) / len(judged)
+
+
+READ_CALLS = ("search_memory", "core_memory_read", "memory_get", "memory_list", "memory_history")
+
+
+def _fits(record: CallRecord, judge: TypeJudge) -> bool:
+    if record.name not in ("new_memory_insert", "memory_update"):
+        return False
+    content = record.arguments.get("content", record.arguments.get("new_content"))
+    memory_type = record.arguments.get("memory_type")
+    if not isinstance(content, str) or not isinstance(memory_type, str):
+        return False
+    return judge.fits(memory_type, content, record.arguments)
+
+
+def chunk_reward(qa: float, executed: float, compression: float, type_fit: float, weights: RewardWeights) -> float:
+    """r for one chunk sample from its terms."""
+    return (
+        weights.qa * qa + weights.executed * executed + weights.compression * compression + weights.type_fit * type_fit
+    )
