@@ -7,14 +7,17 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mcp_memalpha import CallContext, Memory, Settings, StorageError
+from mcp_memalpha.doctor import diagnose
 from mcp_memalpha.tools import execute
 from tests.conftest import command, server_env
 from tests.test_hostile_input import check_invariants
@@ -217,3 +220,54 @@ def test_a_damaged_ledger_file_is_a_plain_error_naming_the_doctor(tmp_path: Path
     settings.ledger_path.write_bytes(b"this is not a database" * 500)
     with pytest.raises(StorageError, match=r"the memory database is damaged \(file is not a database\).*doctor"):
         Memory(settings).open()
+
+
+# ---- damaged search index -------------------------------------------------------------------
+
+
+def _garbage(paths: Any) -> None:
+    for path in list(paths):
+        if path.is_file():
+            path.write_bytes(b"garbage" * 10)
+
+
+def _state(index: Path, **changes: Any) -> None:
+    state = json.loads((index / "state.json").read_text())
+    (index / "state.json").write_text(json.dumps(state | changes))
+
+
+INDEX_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "data files garbage": lambda index: _garbage((index / "items.lance" / "data").iterdir()),
+    "data files deleted": lambda index: shutil.rmtree(index / "items.lance" / "data"),
+    "full-text index garbage": lambda index: _garbage((index / "items.lance" / "_indices").rglob("*")),
+    "scalar and full-text indexes deleted": lambda index: shutil.rmtree(index / "items.lance" / "_indices"),
+    "manifests garbage": lambda index: _garbage((index / "items.lance" / "_versions").iterdir()),
+    "manifests deleted": lambda index: shutil.rmtree(index / "items.lance" / "_versions"),
+    "every file garbage": lambda index: _garbage(index.rglob("*")),
+    "state.json garbage": lambda index: (index / "state.json").write_text("{not json"),
+    "state.json deleted": lambda index: (index / "state.json").unlink(),
+    "state.json ahead of the ledger": lambda index: _state(index, applied_seq=10_000),
+    "state.json behind the ledger": lambda index: _state(index, applied_seq=3),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(INDEX_DAMAGE))
+def test_a_damaged_index_is_rebuilt_by_search_and_by_the_doctor(tmp_path: Path, damage: str) -> None:
+    searched, doctored = Settings(data_dir=tmp_path / "a"), Settings(data_dir=tmp_path / "b")
+    with Memory(searched) as memory:
+        ids = fill(memory)
+    shutil.copytree(searched.data_dir, doctored.data_dir)
+    for settings in (searched, doctored):
+        INDEX_DAMAGE[damage](settings.index_path)
+
+    with Memory(searched) as memory:  # searches answer right: the index is rebuilt from the ledger
+        assert_searches_right(memory, ids)
+        assert diagnose(memory, repair=False).healthy
+
+    with Memory(doctored) as memory:  # the doctor finds the damage, and --repair fixes it
+        found = diagnose(memory, repair=False)
+        assert not found.healthy and "search index" in found.problems[0]
+        repaired = diagnose(memory, repair=True)
+        assert repaired.healthy and repaired.repaired
+    with Memory(doctored) as memory:
+        assert_searches_right(memory, ids)
