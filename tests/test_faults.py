@@ -18,6 +18,8 @@ import pytest
 
 from mcp_memalpha import CallContext, Memory, Settings, StorageError
 from mcp_memalpha.doctor import diagnose
+from mcp_memalpha.ids import new_id
+from mcp_memalpha.store.migrations import MIGRATIONS
 from mcp_memalpha.tools import execute
 from tests.conftest import command, server_env
 from tests.test_hostile_input import check_invariants
@@ -271,3 +273,87 @@ def test_a_damaged_index_is_rebuilt_by_search_and_by_the_doctor(tmp_path: Path, 
         assert repaired.healthy and repaired.repaired
     with Memory(doctored) as memory:
         assert_searches_right(memory, ids)
+
+
+# ---- older schema ---------------------------------------------------------------------------
+
+ITEM_COLUMNS_0001 = (
+    "id, namespace, memory_type, content, event_time, event_ts, created_at, updated_at, version, source, job_id, "
+    "deleted_at"
+)
+OP_COLUMNS_0001 = "at, namespace, op, memory_type, item_id, version, content, event_time, source, job_id"
+
+
+def old_ledger(path: Path, migrations: int) -> list[str]:
+    """A memory.db as an older release left it: only the first `migrations` migrations, in
+    SQLite's default rollback-journal mode, holding items (one deleted, one updated), their
+    operations and a core paragraph. Returns the ids, live ones first."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, statements in MIGRATIONS[:migrations]:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (?, '2025-01-01T00:00:00Z')", (name,))
+    at = "2025-01-01T00:00:00.000000Z"
+    ids = []
+    for i in range(40):
+        kind = "episodic" if i % 2 else "semantic"
+        item_id, content = new_id(kind), f"old memory {i} kept tokold{i}"
+        event = ("2024-03-01T10:00:00", 1709287200.0) if kind == "episodic" else (None, None)
+        deleted = at if i == 39 else None
+        version = 2 if i in (5, 39) else 1
+        row = (item_id, "default", kind, content, *event, at, at, version, "client", None, deleted)
+        conn.execute(f"INSERT INTO items ({ITEM_COLUMNS_0001}) VALUES ({','.join('?' * 12)})", row)
+        ops = [("insert", 1, content)] + ([("update", 2, content)] if i == 5 else [])
+        ops += [("delete", 2, None)] if i == 39 else []
+        for op, op_version, op_content in ops:
+            conn.execute(
+                f"INSERT INTO ops ({OP_COLUMNS_0001}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (at, "default", op, kind, item_id, op_version, op_content, event[0], "client", None),
+            )
+        ids.append(item_id)
+    conn.execute("INSERT INTO core VALUES ('default', 'The user kept old notes.', 1, ?, 'client', NULL)", (at,))
+    conn.execute(
+        f"INSERT INTO ops ({OP_COLUMNS_0001}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (at, "default", "core_update", "core", None, 1, "The user kept old notes.", None, "client", None),
+    )
+    conn.close()
+    return ids
+
+
+def rows_as_of_0001(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "items": sorted(conn.execute(f"SELECT {ITEM_COLUMNS_0001} FROM items")),
+            "ops": sorted(conn.execute(f"SELECT seq, {OP_COLUMNS_0001} FROM ops")),
+            "core": sorted(conn.execute("SELECT namespace, content, version FROM core")),
+        }
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("applied", range(1, len(MIGRATIONS)), ids=lambda n: f"up_to_{MIGRATIONS[n - 1][0]}")
+def test_an_older_schema_is_migrated_and_keeps_every_row(tmp_path: Path, applied: int) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir()
+    ids = old_ledger(settings.ledger_path, applied)
+    before = rows_as_of_0001(settings.ledger_path)
+    ctx = CallContext()
+    with Memory(settings) as memory:
+        assert rows_as_of_0001(settings.ledger_path) == before  # migrating changed no row
+        report = diagnose(memory, repair=False)
+        assert f"the schema is current ({MIGRATIONS[-1][0]})" in report.facts
+        live, deleted = ids[:-1], ids[-1]
+        found, missing = memory.get(ctx, [*live, deleted])
+        assert [item.id for item in found] == live and missing == [deleted]
+        for i in (0, 5, 38):
+            hits = memory.search(ctx, f"tokold{i}", method="bm25", top_k=1).hits
+            assert hits[0].item.id == ids[i]
+        assert memory.core(ctx).content == "The user kept old notes."
+        # and it takes new writes on top of the old versions
+        assert memory.update(ctx, "semantic", ids[4], "revised", expected_version=1).version == 2
+        assert memory.update(ctx, "episodic", ids[5], "revised again", expected_version=2).version == 3
+        assert memory.set_core(ctx, "The user has new notes.", expected_version=1).version == 2
+        check_invariants(memory)  # (which catches the index up)
+        assert diagnose(memory, repair=False).healthy
