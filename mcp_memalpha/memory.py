@@ -495,11 +495,11 @@ class Memory:
         """Ranked (id, score) candidates from the index.
 
         A failed query is retried with fresh handles (another process may have rebuilt the index
-        under ours); if it fails again the index files are damaged, and it is rebuilt from the
-        ledger rather than answering from a partial index."""
+        under ours); if it fails again and the index files are damaged, the index is rebuilt from
+        the ledger rather than answering from a partial index."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
-        recoveries = [self._reopen_index, self._rebuild_index]
+        recoveries = [self._reopen_index, self._rebuild_if_damaged]
         while True:
             try:
                 return self._rank_once(query, where, method, pool)
@@ -514,6 +514,15 @@ class Memory:
         log.info("index query failed (%s); reopening the index and retrying", cause)
         self.index.reopen()
         return self.sync_index()
+
+    def _rebuild_if_damaged(self, cause: Exception) -> int:
+        """Rebuild only an index that fails to read: a query that fails on a sound index would
+        fail again after a rebuild, and rebuilding costs seconds at 100k items."""
+        try:
+            self.index.verify()
+        except Exception as damage:
+            return self._rebuild_index(damage)
+        raise cause
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         if method == "bm25":

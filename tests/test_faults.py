@@ -275,6 +275,21 @@ def test_a_damaged_index_is_rebuilt_by_search_and_by_the_doctor(tmp_path: Path, 
         assert_searches_right(memory, ids)
 
 
+def test_a_query_failing_on_a_sound_index_does_not_rebuild_it(memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only damage triggers a rebuild: a failure the index files cannot explain is reported, not
+    answered by seconds of rebuilding on every search."""
+    fill(memory)
+    generation = json.loads((memory.settings.index_path / "state.json").read_text())["generation"]
+
+    def failing(*_: Any) -> None:
+        raise RuntimeError("a failure that is not the index's")
+
+    monkeypatch.setattr(memory, "_rank_once", failing)
+    with pytest.raises(RuntimeError, match="not the index's"):
+        memory.search(CallContext(), "herons", method="bm25")
+    assert json.loads((memory.settings.index_path / "state.json").read_text())["generation"] == generation
+
+
 # ---- older schema ---------------------------------------------------------------------------
 
 ITEM_COLUMNS_0001 = (
