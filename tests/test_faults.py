@@ -21,7 +21,7 @@ from mcp_memalpha.doctor import diagnose
 from mcp_memalpha.ids import new_id
 from mcp_memalpha.store.migrations import MIGRATIONS
 from mcp_memalpha.tools import execute
-from tests.conftest import command, server_env
+from tests.conftest import call, command, connect, http_server, server_env
 from tests.test_hostile_input import check_invariants
 
 
@@ -273,6 +273,22 @@ def test_a_damaged_index_is_rebuilt_by_search_and_by_the_doctor(tmp_path: Path, 
         assert repaired.healthy and repaired.repaired
     with Memory(doctored) as memory:
         assert_searches_right(memory, ids)
+
+
+@pytest.mark.anyio
+async def test_a_server_on_a_damaged_index_answers_from_a_rebuilt_one(tmp_path: Path) -> None:
+    """The same through a spawned server: its data files are garbage, yet its searches are right."""
+    data = tmp_path / "data"
+    with Memory(Settings(data_dir=data)) as memory:
+        ids = fill(memory)
+    INDEX_DAMAGE["data files garbage"](data / "index")
+    with http_server(data, "--log-level", "WARNING") as (url, _process):
+        async with connect(url) as client:
+            for method in ("bm25", "hybrid"):
+                found = await call(client, "search_memory", query="herons tok7", search_method=method, top_k=1)
+                assert found["results"][0]["memory_id"] == ids[7]
+            everything = await call(client, "search_memory", query="fact about herons", top_k=100)
+            assert {hit["memory_id"] for hit in everything["results"]} == set(ids[1:])
 
 
 def test_a_query_failing_on_a_sound_index_does_not_rebuild_it(memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
