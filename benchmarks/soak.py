@@ -106,8 +106,8 @@ class SoakReport:
     def table(self) -> str:
         ops = self.operations
         calls = [s for values in self.latency_s.values() for s in values]
-        writes = [s for tool in ("new_memory_insert", "memory_update", "memory_delete") for s in self.latency_s[tool]]
-        searches = self.latency_s["search_memory"]
+        writes = [s for t in ("new_memory_insert", "memory_update", "memory_delete") for s in self.latency_s.get(t, [])]
+        searches = self.latency_s.get("search_memory", [])
         return markdown_table(
             [
                 (
