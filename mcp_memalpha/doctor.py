@@ -67,7 +67,7 @@ def check_index(memory: Memory, report: Report) -> bool:
     """Whether the index is current and holds exactly the ledger's live items."""
     try:
         behind = memory.index.is_behind(memory.ledger)
-        indexed = memory.index.ids()
+        indexed = memory.index.verify()
     except Exception as exc:  # unreadable index files
         report.problems.append(f"the search index cannot be read ({exc})")
         return False

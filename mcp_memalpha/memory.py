@@ -20,7 +20,14 @@ from typing import Any, Literal
 
 from mcp_memalpha import ids
 from mcp_memalpha.embedding import Embedder
-from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, NotFound, VersionConflict
+from mcp_memalpha.errors import (
+    CapacityExceeded,
+    InvalidArgument,
+    MemalphaError,
+    NotFound,
+    StorageError,
+    VersionConflict,
+)
 from mcp_memalpha.settings import NAMESPACE_PATTERN, Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
@@ -394,8 +401,29 @@ class Memory:
         log.info("warm-up: ready to search after %.2f s", time.perf_counter() - started)
 
     def sync_index(self) -> int:
-        """Bring the search index up to the ledger; returns the number of items it rewrote."""
-        return self.index.sync(self.ledger)
+        """Bring the search index up to the ledger; returns the number of items it rewrote.
+
+        An index that fails to sync (damaged or missing files) is rebuilt from the ledger, which
+        holds everything in it."""
+        try:
+            return self.index.sync(self.ledger)
+        except MemalphaError:  # the ledger failed, not the index: rebuilding would not help
+            raise
+        except Exception as exc:
+            return self._rebuild_index(exc)
+
+    def _rebuild_index(self, cause: Exception) -> int:
+        log.warning("the search index at %s failed (%s); rebuilding it from the ledger", self.index.path, cause)
+        try:
+            return self.index.rebuild(self.ledger)
+        except MemalphaError:
+            raise
+        except Exception as exc:
+            raise StorageError(
+                f"storage: the search index at {self.index.path} is damaged and could not be rebuilt ({exc}); "
+                "nothing is lost (the ledger holds every memory): free disk space or fix the folder's "
+                "permissions, then run `mcp-memalpha doctor --repair`"
+            ) from exc
 
     def search(
         self,
@@ -464,15 +492,37 @@ class Memory:
         return query.strip()
 
     def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
+        """Ranked (id, score) candidates from the index.
+
+        A failed query is retried with fresh handles (another process may have rebuilt the index
+        under ours); if it fails again and the index files are damaged, the index is rebuilt from
+        the ledger rather than answering from a partial index."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
+        recoveries = [self._reopen_index, self._rebuild_if_damaged]
+        while True:
+            try:
+                return self._rank_once(query, where, method, pool)
+            except MemalphaError:
+                raise
+            except Exception as exc:
+                if not recoveries:
+                    raise
+                recoveries.pop(0)(exc)
+
+    def _reopen_index(self, cause: Exception) -> int:
+        log.info("index query failed (%s); reopening the index and retrying", cause)
+        self.index.reopen()
+        return self.sync_index()
+
+    def _rebuild_if_damaged(self, cause: Exception) -> int:
+        """Rebuild only an index that fails to read: a query that fails on a sound index would
+        fail again after a rebuild, and rebuilding costs seconds at 100k items."""
         try:
-            return self._rank_once(query, where, method, pool)
-        except Exception as exc:  # a stale handle after another process rebuilt the index
-            log.info("index query failed (%s); reopening the index and retrying once", exc)
-            self.index.reopen()
-            self.sync_index()
-            return self._rank_once(query, where, method, pool)
+            self.index.verify()
+        except Exception as damage:
+            return self._rebuild_index(damage)
+        raise cause
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         if method == "bm25":

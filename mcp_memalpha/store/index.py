@@ -176,12 +176,11 @@ class SearchIndex:
             log.warning("search index at %s is unreadable (%s); rebuilding it from the ledger", self.path, exc)
             return self._reset(ledger.ledger_id)
 
-    def _table_for_query(self) -> Any | None:
+    def _table_for_query(self) -> Any:
+        """The table; raises if it cannot be opened. After a sync it always exists, so a search
+        must not quietly treat a missing table as an empty one (the caller rebuilds it instead)."""
         if self._table is None:
-            try:
-                self._table = self._connect().open_table(TABLE)
-            except Exception:
-                return None
+            self._table = self._connect().open_table(TABLE)
         return self._table
 
     # syncing -----------------------------------------------------------------------------
@@ -292,19 +291,19 @@ class SearchIndex:
 
     def prewarm(self) -> None:
         """Load the whole full-text index into memory: otherwise each new query term pays a read."""
-        table = self._table_for_query()
-        if table is not None and self._has_fts(table):
-            try:
+        try:
+            table = self._table_for_query()
+            if self._has_fts(table):
                 table.prewarm_index("search_text_idx")
-            except Exception as exc:  # a hint only; searches work without it
-                log.debug("could not prewarm the full-text index: %s", exc)
+        except Exception as exc:  # a hint only; searches work without it
+            log.debug("could not prewarm the full-text index: %s", exc)
 
     # querying ----------------------------------------------------------------------------
     def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
         """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
         stemmed, stop words removed)."""
         table = self._table_for_query()
-        if table is None or not self._has_fts(table):
+        if not self._has_fts(table):  # created with the first live row
             return []
         from lancedb.query import MatchQuery
 
@@ -335,9 +334,7 @@ class SearchIndex:
         state = self._read_state()
         seq, generation = int(state.get("applied_seq", 0)), str(state.get("generation", ""))
         if cache.generation != generation or cache.seq < 0 or cache.seq > seq:
-            table = self._table_for_query()
-            if table is not None:
-                cache.load(table, generation, seq)
+            cache.load(self._table_for_query(), generation, seq)
         elif cache.seq < seq:
             with ledger.read() as tx:
                 changed = tx.changed_item_ids(cache.seq, seq)
@@ -346,11 +343,19 @@ class SearchIndex:
         return cache
 
     def ids(self) -> set[str]:
-        """Every id in the index (for verification)."""
+        """Every id in the index (for verification); raises if the index cannot be read."""
+        return set(self._table_for_query().to_arrow().column("id").to_pylist())
+
+    def verify(self) -> set[str]:
+        """Every id, after reading every row and running a full-text query through the scalar
+        indexes: raises if any part of the index cannot be read (what the doctor checks)."""
         table = self._table_for_query()
-        if table is None:
-            return set()
-        return set(table.to_arrow().column("id").to_pylist())
+        found = set(table.to_arrow().column("id").to_pylist())
+        if found and not self._has_fts(table):
+            raise RuntimeError("the full-text index is missing")
+        if found:
+            self.text_search("probe", Filter("default", ("episodic", "semantic"), start_ts=-1e300), 1)
+        return found
 
 
 def _touched(tx: Tx, applied: int, head: int) -> tuple[list[ItemRow], list[str], dict[str, str]]:

@@ -72,16 +72,40 @@ _OP_COLUMNS = ", ".join(f.name for f in fields(OpRow))
 
 
 def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
+    """A plain message for a database failure: what happened, that nothing was written, what to do.
+
+    Matched on SQLite's message text, which is stable and also what an injected error carries."""
     text = str(exc)
+    folder = path.parent
     if "locked" in text or "busy" in text:
         reason = f"another process held the memory database for over {BUSY_TIMEOUT_S:.0f} s; try again"
     elif "readonly" in text or "read-only" in text:
-        reason = "the data directory is read-only; nothing was written"
+        reason = (
+            f"the data directory is read-only; nothing was written. Make {folder} and the files in it writable "
+            "by this user (SQLite writes its journal beside the database even to read it)"
+        )
     elif "full" in text:
-        reason = "the disk is full; nothing was written"
+        reason = f"the disk is full; nothing was written. Free space on the disk holding {folder} and retry"
+    elif "malformed" in text or "not a database" in text:
+        reason = (
+            f"the memory database is damaged ({text}); nothing was written. Run `mcp-memalpha doctor "
+            f"--data-dir {folder}` and restore memory.db from a backup or an export"
+        )
+    elif "disk I/O" in text or "unable to open" in text:
+        reason = (
+            f"the disk could not be read or written ({text}); nothing was written. Check that {folder} exists, "
+            "is readable and writable by this user, and that its disk is healthy"
+        )
     else:
         reason = f"the memory database failed ({text}); nothing was written"
     return StorageError(f"storage: {reason} (database: {path})")
+
+
+def _end(conn: sqlite3.Connection, statement: str) -> None:
+    """COMMIT or ROLLBACK if a transaction is still open: SQLite rolls back by itself after some
+    errors (disk full, I/O), and a ROLLBACK then would fail and hide the real error."""
+    if conn.in_transaction:
+        conn.execute(statement)
 
 
 class Tx:
@@ -350,10 +374,10 @@ class Ledger:
                 yield tx
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
+                _end(conn, "ROLLBACK")
                 raise _storage_error(exc, self.path) from exc
             except BaseException:
-                conn.execute("ROLLBACK")
+                _end(conn, "ROLLBACK")
                 raise
 
     @contextmanager
@@ -372,4 +396,4 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise _storage_error(exc, self.path) from exc
             finally:
-                conn.execute("COMMIT")
+                _end(conn, "COMMIT")

@@ -1,0 +1,443 @@
+"""Soak test: several server processes on ONE data directory, stdio and HTTP mixed, each driven by
+a client doing random inserts, updates with expected_version, deletes with expected_version and
+searches over a shared pool of ids, so that writers collide on purpose.
+
+Every acknowledged write and every refusal is recorded. At the end:
+- the operation log holds exactly the acknowledged writes (none lost, none unexpected, no insert
+  applied twice, no version written twice), and each item is what its last acknowledged write
+  made it;
+- every refused write was a real conflict: the version it reported is newer than the one
+  expected and was written, with the content it reported, by an acknowledged write of another
+  client (or the item had been deleted by an acknowledged delete);
+- no search ever returned an item whose delete had been acknowledged before it started, or a
+  version with content nobody wrote; every live item is found by the unique token in its
+  content and no deleted one by the token it had;
+- `mcp-memalpha doctor` reports the data directory healthy.
+
+    python benchmarks/soak.py --processes 8 --operations 5000 --seed 1 -o soak.md
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make `benchmarks` and `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import anyio
+import click
+from mcp import Client
+
+from benchmarks.reliability import LedgerSnapshot, markdown_table, percentile, read_ledger, run_doctor, token_of
+from tests.conftest import connect, http_server, stdio_params
+
+WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
+HOT = 12  # writes aim at the newest ids most of the time, so clients collide
+CONFLICT = re.compile(r"is at version (\d+), not (\d+);.*Its current content is: (.*)\. Merge your change", re.S)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """An acknowledged write: what the server said it wrote."""
+
+    client: int
+    kind: str  # insert, update, delete
+    memory_id: str
+    version: int
+    content: str | None  # None for a delete
+
+
+@dataclass(frozen=True)
+class Refusal:
+    client: int
+    kind: str  # update, delete
+    memory_id: str
+    expected: int
+    current: int | None  # None: the item had been deleted
+    current_content: str | None
+
+
+@dataclass
+class Shared:
+    """What all clients see and record (one event loop, so no locks)."""
+
+    pool: list[str] = field(default_factory=list)  # ids believed live, newest last
+    acks: list[Ack] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    deleted_seq: dict[str, int] = field(default_factory=dict)  # id -> order of its acknowledged delete
+    deletes: int = 0
+    seen_in_search: set[tuple[str, int, str]] = field(default_factory=set)
+    anomalies: list[str] = field(default_factory=list)
+    operations: Counter[str] = field(default_factory=Counter)
+    latency_s: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class SoakReport:
+    processes: int = 0
+    transports: Counter[str] = field(default_factory=Counter)
+    operations: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    acknowledged: int = 0
+    conflicts: int = 0
+    refused_deleted: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    unexpected: int = 0
+    wrong_final: int = 0
+    bad_refusals: int = 0
+    search_violations: int = 0
+    live_checked: int = 0
+    deleted_checked: int = 0
+    doctor: str = ""
+    latency_s: dict[str, list[float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        ops = self.operations
+        calls = [s for values in self.latency_s.values() for s in values]
+        writes = [s for t in ("new_memory_insert", "memory_update", "memory_delete") for s in self.latency_s.get(t, [])]
+        searches = self.latency_s.get("search_memory", [])
+        return markdown_table(
+            [
+                (
+                    "server processes (stdio / HTTP)",
+                    f"{self.processes} ({self.transports['stdio']} / {self.transports['http']})",
+                ),
+                ("operations (insert / update / delete / search)", f"{sum(ops.values()):,} ({_split(ops)})"),
+                ("acknowledged writes", f"{self.acknowledged:,}"),
+                ("refused: version conflicts / already deleted", f"{self.conflicts:,} / {self.refused_deleted:,}"),
+                ("lost", f"{self.lost}"),
+                ("duplicates", f"{self.duplicates}"),
+                ("unexpected in the ledger / wrong final state", f"{self.unexpected} / {self.wrong_final}"),
+                ("refusals that were not real conflicts", f"{self.bad_refusals}"),
+                ("searches returning a deleted item or unwritten content", f"{self.search_violations}"),
+                (
+                    "live items found by their token / deleted ones not found",
+                    f"{self.live_checked:,} / {self.deleted_checked:,}",
+                ),
+                ("throughput, all clients (operations/s)", f"{sum(ops.values()) / self.seconds:,.0f}"),
+                ("latency per tool call p50 / p95 (ms)", _ms(calls)),
+                ("latency per write p50 / p95 (ms)", _ms(writes)),
+                ("latency per search p50 / p95 (ms)", _ms(searches)),
+                ("`mcp-memalpha doctor`", self.doctor),
+            ]
+        )
+
+
+def _split(ops: Counter[str]) -> str:
+    return " / ".join(f"{ops[kind]:,}" for kind in ("insert", "update", "delete", "search"))
+
+
+def _ms(seconds: list[float]) -> str:
+    return f"{percentile(seconds, 0.5) * 1000:.1f} / {percentile(seconds, 0.95) * 1000:.1f}"
+
+
+# ---- one client -----------------------------------------------------------------------------
+
+
+class Driver:
+    """One client on one server: a random mix of operations, recording what it was told."""
+
+    def __init__(self, number: int, client: Client, shared: Shared, rng: random.Random) -> None:
+        self.number = number
+        self.client = client
+        self.shared = shared
+        self.rng = rng
+        self.versions: dict[str, int] = {}  # the version it last saw of each id (maybe stale)
+        self.count = 0
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """The structured result, or None and the error text."""
+        started = time.perf_counter()
+        result = await self.client.call_tool(tool, arguments)
+        self.shared.latency_s[tool].append(time.perf_counter() - started)
+        if result.is_error:
+            return None, " ".join(getattr(part, "text", "") for part in result.content)
+        return result.structured_content or {}, ""
+
+    async def run(self, operations: int, progress: Any) -> None:
+        for _ in range(operations):
+            roll = self.rng.random()
+            if roll < 0.3 or not self.shared.pool:
+                await self.insert()
+            elif roll < 0.65:
+                await self.update()
+            elif roll < 0.75:
+                await self.delete()
+            else:
+                await self.search()
+            progress.update(1)
+
+    def target(self) -> str:
+        pool = self.shared.pool
+        return self.rng.choice(pool[-HOT:] if self.rng.random() < 0.7 else pool)
+
+    async def insert(self) -> None:
+        self.count += 1
+        words = " ".join(self.rng.sample(WORDS, 3))
+        content = f"client {self.number} notes {words} sk{self.number}x{self.count}"
+        data, error = await self.call("new_memory_insert", {"memory_type": "semantic", "content": content})
+        self.shared.operations["insert"] += 1
+        if data is None:
+            self.shared.anomalies.append(f"insert refused: {error}")
+            return
+        self.record(Ack(self.number, "insert", data["memory_id"], data["version"], content))
+        self.shared.pool.append(data["memory_id"])
+
+    async def version_of(self, memory_id: str) -> int | None:
+        """The version it believes: half the time its own (maybe stale) memory, else a fresh read."""
+        if memory_id in self.versions and self.rng.random() < 0.5:
+            return self.versions[memory_id]
+        data, _ = await self.call("memory_get", {"memory_ids": [memory_id]})
+        found = (data or {}).get("memories", [])
+        if found:
+            self.versions[memory_id] = found[0]["version"]
+            return int(found[0]["version"])
+        return self.versions.get(memory_id)  # deleted meanwhile: try anyway, to be refused
+
+    async def update(self) -> None:
+        memory_id = self.target()
+        expected = await self.version_of(memory_id) or 1
+        self.count += 1
+        content = f"client {self.number} revised {' '.join(self.rng.sample(WORDS, 3))} sk{self.number}x{self.count}"
+        arguments = {"memory_type": "semantic", "memory_id": memory_id, "new_content": content}
+        data, error = await self.call("memory_update", arguments | {"expected_version": expected})
+        self.shared.operations["update"] += 1
+        if data is not None:
+            self.record(Ack(self.number, "update", memory_id, data["version"], content))
+        else:
+            self.refused("update", memory_id, expected, error)
+
+    async def delete(self) -> None:
+        memory_id = self.target()
+        expected = await self.version_of(memory_id) or 1
+        arguments = {"memory_type": "semantic", "memory_id": memory_id, "expected_version": expected}
+        data, error = await self.call("memory_delete", arguments)
+        self.shared.operations["delete"] += 1
+        if data is None:
+            self.refused("delete", memory_id, expected, error)
+            return
+        self.record(Ack(self.number, "delete", memory_id, data["version"], None))
+        self.shared.deletes += 1
+        self.shared.deleted_seq[memory_id] = self.shared.deletes
+        if memory_id in self.shared.pool:
+            self.shared.pool.remove(memory_id)
+
+    async def search(self) -> None:
+        """By the token of some acknowledged write (maybe superseded), or by a few words."""
+        pick = self.rng.choice(self.shared.acks) if self.shared.acks else None
+        query = token_of(pick.content) if pick and pick.content else " ".join(self.rng.sample(WORDS, 2))
+        method = self.rng.choice(["hybrid", "bm25", "vector"])
+        deletes_before = self.shared.deletes
+        data, error = await self.call("search_memory", {"query": query, "search_method": method, "top_k": 10})
+        self.shared.operations["search"] += 1
+        if data is None:
+            self.shared.anomalies.append(f"search refused: {error}")
+            return
+        for hit in data["results"]:
+            self.versions[hit["memory_id"]] = max(hit["version"], self.versions.get(hit["memory_id"], 0))
+            self.shared.seen_in_search.add((hit["memory_id"], hit["version"], hit["content"]))
+            if self.shared.deleted_seq.get(hit["memory_id"], deletes_before + 1) <= deletes_before:
+                self.shared.anomalies.append(f"search {query!r} returned {hit['memory_id']}, deleted before it began")
+
+    def record(self, ack: Ack) -> None:
+        self.shared.acks.append(ack)
+        self.versions[ack.memory_id] = ack.version
+
+    def refused(self, kind: str, memory_id: str, expected: int, error: str) -> None:
+        if "(it was deleted at" in error:
+            self.shared.refusals.append(Refusal(self.number, kind, memory_id, expected, None, None))
+            return
+        match = CONFLICT.search(error)
+        if match is None:
+            self.shared.anomalies.append(f"{kind} of {memory_id} refused for another reason: {error}")
+            return
+        current, content = int(match.group(1)), ast.literal_eval(match.group(3))
+        self.shared.refusals.append(Refusal(self.number, kind, memory_id, expected, current, content))
+        self.versions[memory_id] = current
+
+
+# ---- the checks -----------------------------------------------------------------------------
+
+
+def check_log(shared: Shared, ledger: LedgerSnapshot, report: SoakReport) -> None:
+    """The operation log holds exactly the acknowledged writes, each once."""
+    acked = Counter((a.memory_id, a.version, a.content) for a in shared.acks)
+    logged = Counter((op.item_id, op.version, op.content) for op in ledger.ops if op.item_id)
+    report.lost = sum((acked - logged).values())
+    report.unexpected = sum((logged - acked).values())
+    per_version = Counter((op.item_id, op.version) for op in ledger.ops if op.item_id)
+    inserted = Counter(op.content for op in ledger.ops if op.op == "insert")
+    report.duplicates = sum(n - 1 for n in per_version.values() if n > 1) + sum(
+        n - 1 for n in inserted.values() if n > 1
+    )
+    report.duplicates += sum(n - 1 for n in Counter((a.memory_id, a.version) for a in shared.acks).values() if n > 1)
+    if ledger.integrity != "ok":
+        report.problems.append(f"integrity_check: {ledger.integrity}")
+
+
+def check_final_state(shared: Shared, ledger: LedgerSnapshot, report: SoakReport) -> None:
+    """Each item is what its last acknowledged write (highest version) made it."""
+    last: dict[str, Ack] = {}
+    for ack in shared.acks:
+        if ack.memory_id not in last or ack.version > last[ack.memory_id].version:
+            last[ack.memory_id] = ack
+    for memory_id, ack in last.items():
+        state = ledger.items.get(memory_id)
+        deleted = ack.content is None
+        if (
+            state is None
+            or (state.version, state.deleted) != (ack.version, deleted)
+            or (not deleted and state.content != ack.content)
+        ):
+            report.wrong_final += 1
+            report.problems.append(f"{memory_id}: last acknowledged {ack}, ledger has {state}")
+
+
+def check_refusals(shared: Shared, report: SoakReport) -> None:
+    """Each refusal names a newer version another client wrote, or an acknowledged delete."""
+    by_version = {(a.memory_id, a.version): a for a in shared.acks}
+    deleted = {a.memory_id for a in shared.acks if a.kind == "delete"}
+    for refusal in shared.refusals:
+        if refusal.current is None:
+            report.refused_deleted += 1
+            real = refusal.memory_id in deleted
+        else:
+            report.conflicts += 1
+            writer = by_version.get((refusal.memory_id, refusal.current))
+            real = (
+                refusal.current > refusal.expected
+                and writer is not None
+                and writer.client != refusal.client
+                and writer.content == refusal.current_content
+            )
+        if not real:
+            report.bad_refusals += 1
+            report.problems.append(f"not a real conflict: {refusal}")
+
+
+def check_seen_in_search(shared: Shared, report: SoakReport) -> None:
+    written = {(a.memory_id, a.version, a.content) for a in shared.acks}
+    unwritten = shared.seen_in_search - written
+    report.search_violations = len(unwritten) + sum(a.startswith("search ") for a in shared.anomalies)
+    report.problems += [f"search returned {hit}, which no acknowledged write produced" for hit in unwritten]
+
+
+async def sweep_search(clients: list[Client], ledger: LedgerSnapshot, report: SoakReport) -> None:
+    """Every live item is found by its token; no deleted item by the token it had last."""
+    last_content: dict[str, str] = {}
+    for op in ledger.ops:
+        if op.item_id and op.content is not None:
+            last_content[op.item_id] = op.content
+    checks = sorted(ledger.items.items())
+
+    async def worker(index: int, client: Client) -> None:
+        for n, (memory_id, state) in enumerate(checks[index :: len(clients)]):
+            token = token_of(last_content[memory_id])
+            method = "bm25" if n % 2 else "hybrid"
+            found = await client.call_tool("search_memory", {"query": token, "search_method": method, "top_k": 3})
+            ids = [hit["memory_id"] for hit in (found.structured_content or {}).get("results", [])]
+            if state.deleted and memory_id in ids:
+                report.search_violations += 1
+                report.problems.append(f"search for {token} returned the deleted {memory_id}")
+            elif not state.deleted and ids[:1] != [memory_id]:
+                report.search_violations += 1
+                report.problems.append(f"search ({method}) for {token} returned {ids}, not {memory_id}")
+            report.deleted_checked += state.deleted
+            report.live_checked += not state.deleted
+
+    async with anyio.create_task_group() as group:
+        for index, client in enumerate(clients):
+            group.start_soon(worker, index, client)
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def open_clients(data_dir: Path, processes: int, report: SoakReport) -> AsyncIterator[list[Client]]:
+    """One server process per client: even ones over stdio, odd ones over streamable HTTP."""
+    async with AsyncExitStack() as stack:
+        clients = []
+        for number in range(processes):
+            if number % 2 == 0:
+                target: Any = stdio_params(data_dir, "--log-level", "WARNING")
+                report.transports["stdio"] += 1
+            else:
+                target, _process = stack.enter_context(http_server(data_dir, "--log-level", "WARNING"))
+                report.transports["http"] += 1
+            clients.append(await stack.enter_async_context(connect(target)))
+        yield clients
+
+
+async def run_soak(data_dir: Path, processes: int, operations: int, seed: int, progress: Any = None) -> SoakReport:
+    """Drive `processes` servers with `operations` operations each, then check everything."""
+    report, shared = SoakReport(processes=processes), Shared()
+    async with open_clients(data_dir, processes, report) as clients:
+        drivers = [Driver(n, client, shared, random.Random(seed * 1000 + n)) for n, client in enumerate(clients)]
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for driver in drivers:
+                group.start_soon(driver.run, operations, progress or _NULL)
+        report.seconds = time.perf_counter() - started
+        ledger = read_ledger(data_dir / "memory.db")
+        await sweep_search(clients, ledger, report)
+    report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
+    report.acknowledged = len(shared.acks)
+    check_log(shared, ledger, report)
+    check_final_state(shared, ledger, report)
+    check_refusals(shared, report)
+    check_seen_in_search(shared, report)
+    report.problems += shared.anomalies
+    status, output = run_doctor(data_dir)
+    report.doctor = "healthy" if status == 0 else f"PROBLEM (exit {status})"
+    if status != 0:
+        report.problems.append(f"mcp-memalpha doctor: {output}")
+    return report
+
+
+class _Null:
+    def update(self, _: int) -> None:
+        pass
+
+
+_NULL = _Null()
+
+
+@click.command()
+@click.option("--processes", default=8, show_default=True, help="Server processes (half stdio, half HTTP).")
+@click.option("--operations", default=5000, show_default=True, help="Operations per process.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[default: a temporary folder]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here.")
+def main(processes: int, operations: int, seed: int, data_dir: Path | None, output: Path | None) -> None:
+    """Several servers on one data directory under a random colliding load; check nothing is lost."""
+    import tempfile
+
+    bar = click.progressbar(length=processes * operations, label="operations", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="memalpha-soak-") as work, bar:
+        report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
+    command = f"python benchmarks/soak.py --processes {processes} --operations {operations} --seed {seed}"
+    text = f"{report.table()}\n\n`{command}`, {report.seconds:.0f} s of load\n"
+    if report.problems:
+        text += f"\n{len(report.problems)} problems, the first 50:\n"
+        text += "\n".join(f"- {problem}" for problem in report.problems[:50]) + "\n"
+    click.echo(text)
+    if output is not None:
+        output.write_text(text)
+    sys.exit(1 if report.problems else 0)
+
+
+if __name__ == "__main__":
+    main()
