@@ -49,6 +49,7 @@ SOURCES = ("client", "policy", "import")
 VECTOR_WEIGHT = 0.1
 VECTOR_POOL = 100
 MAX_TOP_K = 100  # most results, ids or page items one call may ask for
+RANK_ATTEMPTS = 6  # index queries per search, counting retries after a failure or a concurrent rebuild
 _ID_CLASH = "UNIQUE constraint failed: items.id"
 
 
@@ -419,11 +420,14 @@ class Memory:
         except MemalphaError:
             raise
         except Exception as exc:
-            raise StorageError(
-                f"storage: the search index at {self.index.path} is damaged and could not be rebuilt ({exc}); "
-                "nothing is lost (the ledger holds every memory): free disk space or fix the folder's "
-                "permissions, then run `mcp-memalpha doctor --repair`"
-            ) from exc
+            raise self._unrebuildable(exc) from exc
+
+    def _unrebuildable(self, exc: Exception) -> StorageError:
+        return StorageError(
+            f"storage: the search index at {self.index.path} is damaged and could not be rebuilt ({exc}); "
+            "nothing is lost (the ledger holds every memory): free disk space or fix the folder's "
+            "permissions, then run `mcp-memalpha doctor --repair`"
+        )
 
     def search(
         self,
@@ -492,37 +496,48 @@ class Memory:
         return query.strip()
 
     def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
-        """Ranked (id, score) candidates from the index.
+        """Ranked (id, score) candidates from one complete build of the index.
 
-        A failed query is retried with fresh handles (another process may have rebuilt the index
-        under ours); if it fails again and the index files are damaged, the index is rebuilt from
-        the ledger rather than answering from a partial index."""
+        A query that ran while the index was being rebuilt (by another thread or process) is
+        asked again once the new build is done, so a half-built index never answers. A failed
+        query is retried with fresh handles, then, if the index files are damaged, after
+        rebuilding it from the ledger."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
-        recoveries = [self._reopen_index, self._rebuild_if_damaged]
-        while True:
+        recoveries = [self._reopen_index, self._repair_index]
+        for _ in range(RANK_ATTEMPTS):
+            build = self.index.generation()
+            if build is None:  # a build under way here or elsewhere (wait for it), or none yet (make it)
+                self.sync_index()
+                continue
             try:
-                return self._rank_once(query, where, method, pool)
+                ranked = self._rank_once(query, where, method, pool)
             except MemalphaError:
                 raise
             except Exception as exc:
+                if self.index.generation() != build:  # rebuilt under the query: ask the new build
+                    continue
                 if not recoveries:
                     raise
-                recoveries.pop(0)(exc)
+                recoveries.pop(0)(exc, build)
+                continue
+            if self.index.generation() == build:
+                return ranked
+        raise StorageError("storage: the search index was rebuilt during every try of this search; search again")
 
-    def _reopen_index(self, cause: Exception) -> int:
+    def _reopen_index(self, cause: Exception, _build: str | None) -> None:
         log.info("index query failed (%s); reopening the index and retrying", cause)
         self.index.reopen()
-        return self.sync_index()
+        self.sync_index()
 
-    def _rebuild_if_damaged(self, cause: Exception) -> int:
-        """Rebuild only an index that fails to read: a query that fails on a sound index would
-        fail again after a rebuild, and rebuilding costs seconds at 100k items."""
+    def _repair_index(self, cause: Exception, build: str | None) -> None:
+        log.info("index query failed again (%s); checking the index files", cause)
         try:
-            self.index.verify()
-        except Exception as damage:
-            return self._rebuild_index(damage)
-        raise cause
+            self.index.repair(self.ledger, build)
+        except MemalphaError:
+            raise
+        except Exception as exc:
+            raise self._unrebuildable(exc) from exc
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         if method == "bm25":

@@ -184,6 +184,12 @@ class SearchIndex:
         return self._table
 
     # syncing -----------------------------------------------------------------------------
+    def generation(self) -> str | None:
+        """Which complete build of the index is on disk: it changes when the index is rebuilt,
+        and is None while a build is under way (or there is no index)."""
+        state = self._read_state()
+        return str(state["generation"]) if state.get("complete") and "generation" in state else None
+
     def is_behind(self, ledger: Ledger) -> bool:
         state = self._read_state()
         with ledger.read() as tx:
@@ -283,6 +289,24 @@ class SearchIndex:
         with self._lock, self._file_lock:
             self._reset(ledger.ledger_id)
         return self.sync(ledger)
+
+    def repair(self, ledger: Ledger, failed_build: str | None) -> bool:
+        """Rebuild the index if a query failed on the build that is still current and its files
+        fail to read; returns whether it rebuilt. Decided under the locks, so that a build under
+        way in another thread or process is neither taken for damage nor rebuilt a second time,
+        and a sound index is never rebuilt (a failure it cannot explain is the caller's to report)."""
+        with self._lock, self._file_lock:
+            if self.generation() != failed_build:
+                return False  # rebuilt since the query failed
+            self.reopen()
+            try:
+                self.verify()
+                return False
+            except Exception as exc:
+                log.warning("search index at %s is damaged (%s); rebuilding it from the ledger", self.path, exc)
+                self._reset(ledger.ledger_id)
+        self.sync(ledger)
+        return True
 
     def reopen(self) -> None:
         """Drop cached handles, e.g. after another process rebuilt the folder under us."""
