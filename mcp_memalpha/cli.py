@@ -323,6 +323,7 @@ def _training_command(name: str, attribute: str, summary: str) -> None:
 
 _training_command("eval", "eval_command", "Evaluate curators against the paper's baselines (see docs/training.md).")
 _training_command("train", "train_command", "GRPO training of a curator from a TOML config (train extra).")
+_training_command("export-gguf", "export_gguf_command", "Export a trained curator to GGUF for --policy (train extra).")
 
 
 if __name__ == "__main__":

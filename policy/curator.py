@@ -57,7 +57,9 @@ class Curator:
         self.info = ModelInfo.of(llm)
         self.generator = Generator(llm)
         self.tools = [t for t in tools if t.name in (*WRITE_TOOLS, "search_memory")]
-        self.format_name = wire_format or choose_format(self.info.name, self.info.chat_template)
+        self.format_name = (
+            wire_format or self.info.wire_format or choose_format(self.info.name, self.info.chat_template)
+        )
         self.format: WireFormat = make_format(self.format_name)
         self.limits = limits or Limits()
         self.sampling = sampling or Sampling()

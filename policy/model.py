@@ -23,6 +23,8 @@ CHATML = (
     "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Written by `mcp-memalpha export-gguf`: the wire format the model was trained to answer in.
+WIRE_FORMAT_KEY = "memalpha.wire_format"
 
 
 class ModelNotFound(ValueError):
@@ -64,6 +66,7 @@ class ModelInfo:
     chat_template: str
     bos_token: str
     eos_token: str
+    wire_format: str | None = None
 
     @classmethod
     def of(cls, llm: Llama) -> ModelInfo:
@@ -79,6 +82,7 @@ class ModelInfo:
             chat_template=meta.get("tokenizer.chat_template") or CHATML,
             bos_token=token("tokenizer.ggml.bos_token_id"),
             eos_token=token("tokenizer.ggml.eos_token_id"),
+            wire_format=meta.get(WIRE_FORMAT_KEY) or None,
         )
 
 

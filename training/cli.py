@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from training.export import QUANT_TYPES
+
 if TYPE_CHECKING:
     from training.evaluate import PolicyBuilder
     from training.reader import Reader
@@ -155,3 +157,37 @@ def train_command(config_path: Path, output_dir: str | None, steps: int | None, 
         ) from None
     config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
     train(config, log=lambda line: click.echo(line, err=True))
+
+
+@click.command("export-gguf")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .gguf file to write."
+)
+@click.option(
+    "--quant",
+    type=click.Choice(list(QUANT_TYPES)),
+    default="q8_0",
+    show_default=True,
+    help="llama.cpp type of the weights (k-quants fall back to q5_0/q8_0 for rows not a multiple of 256).",
+)
+@click.option(
+    "--wire-format",
+    default=None,
+    help="Wire format the curator prompts it in (memalpha, tool_call, json) [default: the one it was trained in].",
+)
+@click.option("--threads", type=int, default=None, help="llama.cpp quantization threads.")
+def export_gguf_command(
+    checkpoint: Path, output: Path, quant: str, wire_format: str | None, threads: int | None
+) -> None:
+    """Export a trained checkpoint (full or LoRA, Llama architecture) to a GGUF the server loads
+    with `mcp-memalpha serve --policy OUT.gguf`."""
+    try:
+        from training.export import ExportError, export_gguf
+    except ImportError as exc:
+        raise click.ClickException(f"export needs the train extra: pip install 'mcp-memalpha[train]' ({exc})") from None
+    try:
+        result = export_gguf(checkpoint, output, quant=quant, wire_format=wire_format, threads=threads)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {result.path} ({result.quant}, {result.bytes / 1e6:.1f} MB) in {result.seconds:.1f} s", err=True)

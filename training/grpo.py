@@ -129,10 +129,29 @@ def load_start_model(config: TrainConfig, work: Path) -> tuple[Any, Any]:
     if config.model == "default" or config.model.endswith(".gguf"):
         from policy.model import resolve_model
 
-        path = resolve_model(config.model)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
-        return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        folder = checkpoint_from_gguf(resolve_model(config.model), work / "gguf-start")
+        return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     return AutoModelForCausalLM.from_pretrained(config.model), AutoTokenizer.from_pretrained(config.model)
+
+
+def checkpoint_from_gguf(path: Path, folder: Path) -> Path:
+    """A GGUF's weights, dequantized, saved as a plain transformers checkpoint in `folder`.
+
+    Two reasons not to train the GGUF-loaded model directly: transformers marks it as quantized and
+    its Trainer refuses to fine-tune it, and TRL builds the KL reference model from the model's
+    folder, which must be a checkpoint. So the weights go into a fresh model built from the same
+    config (without the quantization config), saved with the tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(folder)
+    return folder
 
 
 def run_rollouts(

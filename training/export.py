@@ -1,0 +1,290 @@
+"""Trained curator weights -> a GGUF file that the server's curator (llama.cpp) loads.
+
+How: the transformers model is written once as an F32 GGUF with `gguf` (gguf-py) the way
+llama.cpp's `convert_hf_to_gguf.py` writes a Llama (hyperparameters, tensor names from gguf-py's
+map, the Q/K rows permuted for llama.cpp's rope, a gpt2-style BPE vocabulary, the chat template),
+then llama.cpp itself converts it to the chosen type (`llama_model_quantize`): one writer, and
+every quantization is llama.cpp's own. Only the Llama architecture is handled (SmolLM2 and the
+tiny smoke model are Llama); other architectures are refused by name.
+
+Before quantizing, the F32 file's vocabulary is loaded by llama.cpp and must tokenize a probe text
+exactly as the checkpoint's tokenizer does, so a wrong pre-tokenizer or special token cannot ship.
+
+torch, transformers and llama_cpp are imported inside functions (the `train` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import takewhile
+from pathlib import Path
+from typing import Any
+
+from policy.formats import make_format
+from policy.model import WIRE_FORMAT_KEY
+
+# --quant name -> llama.cpp file type (names of llama_cpp constants, resolved when quantizing)
+QUANT_TYPES = {
+    "f32": "LLAMA_FTYPE_ALL_F32",
+    "f16": "LLAMA_FTYPE_MOSTLY_F16",
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+}
+# llama.cpp pre-tokenizer names for the Hugging Face pre-tokenizers we can recognize
+PRE_TOKENIZERS = {"bytelevel": "gpt-2", "digits+bytelevel": "smollm"}
+# what the tokenizer check encodes: chat markup, digits, punctuation, non-ASCII, odd whitespace
+PROBE_MESSAGES = [
+    {"role": "system", "content": "You curate memory. Use the tools."},
+    {"role": "user", "content": "[Dialogue at 8 May 2023]\nCaroline: I'm moving to Zürich on 12/06, 3 kids!\n\n  ok?"},
+]
+
+
+class ExportError(ValueError):
+    """The checkpoint cannot be exported (architecture, tokenizer, quantization)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    quant: str
+    bytes: int
+    seconds: float
+
+
+def export_gguf(
+    checkpoint: Path,
+    output: Path,
+    *,
+    quant: str = "q8_0",
+    wire_format: str | None = None,
+    threads: int | None = None,
+) -> ExportResult:
+    """Export a checkpoint folder from `mcp-memalpha train` (full model, or a LoRA adapter that is
+    merged into its base) to `output`, quantized to `quant` (see QUANT_TYPES)."""
+    from training.generation import read_info
+
+    started = time.perf_counter()
+    check_quant(quant)
+    model, tokenizer = load_checkpoint(checkpoint)
+    wire_format = wire_format or read_info(checkpoint).get("wire_format")
+    write_and_quantize(model, tokenizer, output, quant=quant, wire_format=wire_format, threads=threads)
+    return ExportResult(output, quant, output.stat().st_size, time.perf_counter() - started)
+
+
+def write_and_quantize(
+    model: Any,
+    tokenizer: Any,
+    output: Path,
+    *,
+    quant: str,
+    wire_format: str | None = None,
+    name: str | None = None,
+    threads: int | None = None,
+) -> Path:
+    """F32 GGUF of `model` in a scratch file, checked, then converted by llama.cpp to `output`."""
+    check_quant(quant)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as scratch:
+        full = write_gguf(model, tokenizer, Path(scratch) / "f32.gguf", wire_format=wire_format, name=name)
+        check_tokenizer(full, tokenizer)
+        quantize(full, output, quant, threads=threads)
+    return output
+
+
+def check_quant(quant: str) -> None:
+    if quant not in QUANT_TYPES:
+        raise ExportError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
+
+
+def load_checkpoint(folder: Path) -> tuple[Any, Any]:
+    """The model (LoRA adapters merged into their base) and tokenizer saved in `folder`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise ExportError(f"{folder} is not a transformers checkpoint (no config.json or adapter_config.json)")
+    if (folder / "adapter_config.json").is_file():
+        try:
+            from peft import AutoPeftModelForCausalLM
+        except ImportError:
+            raise ExportError(f"{folder} holds a LoRA adapter; merging it needs peft (pip install peft)") from None
+        model = AutoPeftModelForCausalLM.from_pretrained(folder).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def write_gguf(
+    model: Any, tokenizer: Any, path: Path, *, wire_format: str | None = None, name: str | None = None
+) -> Path:
+    """An unquantized (F32) llama GGUF of a transformers Llama model and its tokenizer."""
+    import gguf
+
+    config = model.config
+    if wire_format:
+        try:
+            make_format(wire_format)
+        except ValueError as exc:
+            raise ExportError(f"wire format: {exc}") from None
+    if config.model_type != "llama":
+        raise ExportError(
+            f"cannot export architecture {config.model_type!r} ({type(model).__name__}); only llama "
+            "(SmolLM2, the tiny smoke model) is supported"
+        )
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name or "curator")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_hyperparameters(writer, config)
+    add_tokenizer(writer, tokenizer, config.vocab_size)
+    if wire_format:
+        writer.add_string(WIRE_FORMAT_KEY, wire_format)
+    for tensor_name, array in llama_tensors(model):
+        writer.add_tensor(tensor_name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def add_hyperparameters(writer: Any, config: Any) -> None:
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ExportError(f"rope scaling {rope.get('rope_type')!r} is not supported by this exporter")
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+
+
+def llama_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+    """(GGUF name, float32 array) for every weight, in llama.cpp's layout."""
+    import gguf
+
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    tied = getattr(config, "tie_word_embeddings", False)
+    for hf_name, tensor in model.state_dict().items():
+        if tied and hf_name == "lm_head.weight":
+            continue  # llama.cpp reuses token_embd when output.weight is absent
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise ExportError(f"no GGUF name for tensor {hf_name!r}")
+        array = tensor.detach().float().cpu().numpy()
+        if hf_name.endswith("q_proj.weight"):
+            array = permute_rope(array, config.num_attention_heads)
+        elif hf_name.endswith("k_proj.weight"):
+            array = permute_rope(array, config.num_key_value_heads)
+        yield name, array
+
+
+def permute_rope(weights: Any, heads: int) -> Any:
+    """Transformers' Llama rotates the two halves of each head; llama.cpp's rope rotates adjacent
+    pairs. Interleave each head's rows accordingly (what convert_hf_to_gguf.py does for Llama)."""
+    rows = weights.shape[0]
+    return weights.reshape(heads, 2, rows // heads // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+
+
+def add_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
+    """gpt2-style byte-level BPE vocabulary, merges, special ids and the chat template."""
+    import gguf
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    if spec["model"]["type"] != "BPE":
+        raise ExportError(f"tokenizer model {spec['model']['type']!r} is not supported (byte-level BPE only)")
+    by_id = {index: token for token, index in tokenizer.get_vocab().items()}
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for index in range(vocab_size):
+        if index not in by_id:  # the embedding matrix may be padded past the tokenizer
+            tokens.append(f"[PAD{index}]")
+            types.append(gguf.TokenType.UNUSED)
+            continue
+        tokens.append(by_id[index])
+        if index in added:
+            types.append(gguf.TokenType.CONTROL if added[index].special else gguf.TokenType.USER_DEFINED)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre_tokenizer_name(spec))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]])
+    for token_id, add in (
+        (tokenizer.bos_token_id, writer.add_bos_token_id),
+        (tokenizer.eos_token_id, writer.add_eos_token_id),
+        (tokenizer.unk_token_id, writer.add_unk_token_id),
+        (tokenizer.pad_token_id, writer.add_pad_token_id),
+    ):
+        if token_id is not None:
+            add(token_id)
+    # The prompt is the rendered chat template (which writes any BOS it wants itself), tokenized
+    # without added specials in training (generation.py); llama.cpp must add nothing either.
+    writer.add_add_bos_token(False)
+    writer.add_add_eos_token(False)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def pre_tokenizer_name(spec: dict[str, Any]) -> str:
+    """llama.cpp's name for the Hugging Face pre-tokenizer (it splits text before BPE)."""
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    key = "+".join(step.get("type", "").lower() for step in steps)
+    regex_off = any(step.get("type") == "ByteLevel" and step.get("use_regex") is False for step in steps)
+    if key not in PRE_TOKENIZERS or regex_off:
+        raise ExportError(f"pre-tokenizer {json.dumps(pre)} has no known llama.cpp equivalent")
+    return PRE_TOKENIZERS[key]
+
+
+def check_tokenizer(path: Path, tokenizer: Any) -> None:
+    """llama.cpp, reading the file's vocabulary, must tokenize a chat prompt like the checkpoint's
+    tokenizer (the prompt the curator renders goes through llama.cpp's tokenizer)."""
+    from llama_cpp import Llama
+
+    text = tokenizer.apply_chat_template(PROBE_MESSAGES, add_generation_prompt=True, tokenize=False)
+    expected = list(tokenizer(text, add_special_tokens=False)["input_ids"])  # as training tokenizes
+    vocab = Llama(str(path), vocab_only=True, verbose=False)
+    try:
+        got = vocab.tokenize(text.encode(), add_bos=True, special=True)  # as the curator tokenizes
+    finally:
+        vocab.close()
+    if got != expected:
+        same = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(got, expected, strict=False)))
+        raise ExportError(
+            "llama.cpp tokenizes the exported vocabulary differently from the checkpoint's tokenizer (first "
+            f"difference at token {same}: {got[same : same + 5]} vs {expected[same : same + 5]})"
+        )
+
+
+def quantize(source: Path, output: Path, quant: str, *, threads: int | None = None) -> Path:
+    """llama.cpp's own quantizer (what `llama-quantize` runs), through llama-cpp-python's C API."""
+    import os
+
+    import llama_cpp
+
+    check_quant(quant)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
+    params.nthread = threads or max(1, min(os.cpu_count() or 1, 8))
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(output).encode(), params)
+    if status != 0:
+        raise ExportError(f"llama.cpp could not quantize {source} to {quant} (status {status})")
+    return output
