@@ -39,7 +39,7 @@ import anyio
 import click
 from mcp import Client
 
-from benchmarks.reliability import LedgerSnapshot, markdown_table, percentile, read_ledger, run_doctor, token_of
+from benchmarks.reliability import LedgerSnapshot, finish, markdown_table, percentile, read_ledger, run_doctor, token_of
 from mcp_memalpha import Memory, Settings
 from mcp_memalpha.doctor import diagnose
 from tests.conftest import connect, http_server
@@ -332,10 +332,7 @@ def main(kills: int, seed: int, data_dir: Path | None, output: Path | None) -> N
     text = f"{report.table()}\n\n`python benchmarks/crash.py --kills {kills} --seed {seed}`, {elapsed:.0f} s\n"
     if report.problems:
         text += "\nProblems:\n" + "\n".join(f"- {problem}" for problem in report.problems) + "\n"
-    click.echo(text)
-    if output is not None:
-        output.write_text(text)
-    sys.exit(1 if report.problems else 0)
+    finish(text, report.problems, output)
 
 
 if __name__ == "__main__":

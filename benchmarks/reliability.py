@@ -84,3 +84,15 @@ def markdown_table(rows: list[tuple[str, str]]) -> str:
 def token_of(content: str | None) -> str:
     """The unique token the harnesses end every content with."""
     return content.rsplit(" ", 1)[-1] if content else ""
+
+
+def finish(text: str, problems: list[str], output: Path | None) -> None:
+    """Print the report, write it to `output` if asked, exit 1 when any check found a problem."""
+    import sys
+
+    import click
+
+    click.echo(text)
+    if output is not None:
+        output.write_text(text)
+    sys.exit(1 if problems else 0)

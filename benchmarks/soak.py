@@ -38,7 +38,7 @@ import anyio
 import click
 from mcp import Client
 
-from benchmarks.reliability import LedgerSnapshot, markdown_table, percentile, read_ledger, run_doctor, token_of
+from benchmarks.reliability import LedgerSnapshot, finish, markdown_table, percentile, read_ledger, run_doctor, token_of
 from tests.conftest import connect, http_server, stdio_params
 
 WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
@@ -433,10 +433,7 @@ def main(processes: int, operations: int, seed: int, data_dir: Path | None, outp
     if report.problems:
         text += f"\n{len(report.problems)} problems, the first 50:\n"
         text += "\n".join(f"- {problem}" for problem in report.problems[:50]) + "\n"
-    click.echo(text)
-    if output is not None:
-        output.write_text(text)
-    sys.exit(1 if report.problems else 0)
+    finish(text, report.problems, output)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Curator:
         self.info = ModelInfo.of(llm)
         self.generator = Generator(llm)
         self.tools = [t for t in tools if t.name in (*WRITE_TOOLS, "search_memory")]
+        self.tool_names = tuple(t.name for t in self.tools)
         self.format_name = (
             wire_format or self.info.wire_format or choose_format(self.info.name, self.info.chat_template)
         )
@@ -76,7 +77,7 @@ class Curator:
         tokens = self.generator.count_tokens(chunk)
         if tokens > self.limits.max_chunk_tokens:
             raise ChunkTooLong(tokens, self.limits.max_chunk_tokens)
-        context = self._context(chunk, timestamp, execute)
+        context = read_context(chunk, timestamp, execute)
         messages = self.format.messages(self.tools, context)
         result = CurationResult()
         steps = self.limits.max_steps if self.format.multi_step else 1
@@ -93,7 +94,8 @@ class Curator:
             result.prompt_tokens += generated.prompt_tokens
             result.completion_tokens += generated.completion_tokens
             result.degenerate |= generated.degenerate
-            records = self._run_calls(step, self.format.parse(generated.text), context, execute, result, on_call)
+            calls = self.format.parse(generated.text)
+            records = run_calls(step, calls, self.tool_names, self.limits.max_calls, context, execute, result, on_call)
             if not records or not needs_results(records) or len(result.calls) >= self.limits.max_calls:
                 break
             messages += [
@@ -102,21 +104,6 @@ class Curator:
             ]
         result.seconds = time.perf_counter() - started
         return result
-
-    def _context(self, chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
-        return read_context(chunk, timestamp, execute)
-
-    def _run_calls(
-        self,
-        step: int,
-        calls: list[ToolCall],
-        context: ChunkContext,
-        execute: Execute,
-        result: CurationResult,
-        on_call: Callable[[CallRecord], None] | None,
-    ) -> list[CallRecord]:
-        allowed = tuple(t.name for t in self.tools)
-        return run_calls(step, calls, allowed, self.limits.max_calls, context, execute, result, on_call)
 
 
 def read_context(chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:

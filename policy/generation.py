@@ -118,8 +118,9 @@ class Generator:
                 break
             self.llm.eval([token])
         text = b"".join(pieces).decode("utf-8", errors="replace")
-        for s in stop:
-            text = text.split(s)[0] if reason == "stop" else text
+        if reason == "stop":
+            for s in stop:
+                text = text.split(s)[0]
         now = time.perf_counter()
         return Generated(text, len(prompt_ids), len(out), now - started, now - generation_start, reason)
 
