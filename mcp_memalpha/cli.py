@@ -1,4 +1,4 @@
-"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, eval-retrieval.
+"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, compact, eval-retrieval.
 
 Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
 heavy modules (LanceDB, the embedding model) load only when a command needs them.
@@ -272,6 +272,36 @@ def doctor(data_dir: Path | None, repair: bool) -> None:
     if not report.healthy and not report.repaired:
         click.echo("run `mcp-memalpha doctor --repair` to rebuild the search index", err=True)
     sys.exit(0 if report.healthy else 1)
+
+
+@main.command()
+@data_dir_option
+@click.option(
+    "--history-versions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Versions of each memory to keep in its history [default: MEMALPHA_HISTORY_VERSIONS; unset keeps all].",
+)
+@click.option(
+    "--undo-days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Keep finished memorize jobs (and their undo) this many days [default: MEMALPHA_UNDO_DAYS, 7].",
+)
+@click.option("--vacuum", is_flag=True, help="Then rewrite memory.db to give the freed space back to the disk.")
+def compact(data_dir: Path | None, history_versions: int | None, undo_days: float | None, vacuum: bool) -> None:
+    """Compact the operation log and drop old finished memorize jobs (see README 'Limits')."""
+    from mcp_memalpha.memory import Memory
+
+    settings = _settings(data_dir=data_dir)
+    if not settings.ledger_path.exists():
+        raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
+    with Memory(settings) as memory:
+        size = settings.ledger_path.stat().st_size
+        click.echo(memory.compact(history_versions, undo_days).render())
+        if vacuum:
+            memory.ledger.vacuum()
+            click.echo(f"memory.db: {size / 1e6:.1f} MB -> {settings.ledger_path.stat().st_size / 1e6:.1f} MB")
 
 
 @main.command()

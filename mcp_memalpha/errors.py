@@ -66,6 +66,18 @@ class QueueFull(MemalphaError):
         )
 
 
+class NamespaceFull(MemalphaError):
+    """A write would take a namespace past `max_items_per_namespace` live memories."""
+
+    def __init__(self, field: str, namespace: str, count: int, limit: int) -> None:
+        self.field = field
+        super().__init__(
+            f"{field}: not stored; namespace '{namespace}' would hold {count} memories, over the limit of {limit} "
+            "(max_items_per_namespace / MEMALPHA_MAX_ITEMS_PER_NAMESPACE). Delete memories that are no longer "
+            "needed (memory_delete; deleted ones do not count) or merge related ones with memory_update."
+        )
+
+
 class JobConflict(MemalphaError):
     """A job's writes cannot be reverted: other writers changed some of them since."""
 

@@ -333,6 +333,21 @@ def revert_job(tx: Tx, ctx: CallContext, after: int, what: str = "undo") -> list
     return reverted
 
 
+def revert_reads(tx: Tx, job_id: str, after: int) -> set[int]:
+    """Sequence numbers of the operations `revert_job(..., after)` reads for this job: on each memory
+    it wrote, the two operations before its first write (the state to go back to, and the content
+    a deletion hides) and every operation since. Compaction keeps them."""
+    first: dict[str, OpRow] = {}
+    for op in tx.job_ops(job_id, after):
+        first.setdefault(_entity(op), op)
+    needed: set[int] = set()
+    for op in first.values():
+        seqs = [earlier.seq for earlier in _history(tx, op)]
+        start = max(0, sum(seq < op.seq for seq in seqs) - 2)
+        needed.update(seqs[start:])
+    return needed
+
+
 def _entity(op: OpRow) -> str:
     return op.item_id or f"core:{op.namespace}"
 

@@ -14,9 +14,10 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcp_memalpha import ids
 from mcp_memalpha.embedding import Embedder
@@ -24,6 +25,7 @@ from mcp_memalpha.errors import (
     CapacityExceeded,
     InvalidArgument,
     MemalphaError,
+    NamespaceFull,
     NotFound,
     StorageError,
     VersionConflict,
@@ -33,6 +35,9 @@ from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
 from mcp_memalpha.timeparse import EventTime, human_date, parse_time, relative_dates
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
+
+if TYPE_CHECKING:
+    from mcp_memalpha.compaction import Compaction
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +163,33 @@ class Memory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # writing -----------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Tx]:
+        """A ledger write; a write that takes the log past a multiple of `compact_every`
+        operations then has it compacted in the background (in whichever process made it)."""
+        with self.ledger.write() as tx:
+            yield tx
+        every = self.settings.compact_every
+        if every and tx.logged and max(tx.logged) // every > (min(tx.logged) - 1) // every:
+            self._pool.submit(self._compact_in_background)  # the caller's write is done: don't make it wait
+
+    def _compact_in_background(self) -> None:
+        try:
+            log.info("compacted: %s", self.compact().render().replace("\n", "; "))
+        except Exception as exc:  # nothing is lost: the next crossing tries again
+            log.warning("automatic compaction failed: %s", exc)
+
+    def compact(self, history_versions: int | None = None, undo_days: float | None = None) -> Compaction:
+        """Compact the operation log and the job table (see `mcp_memalpha.compaction`); arguments
+        left out come from the settings."""
+        from mcp_memalpha.compaction import compact  # it reads the job table, and jobs imports this module
+
+        versions = self.settings.history_versions if history_versions is None else history_versions
+        days = self.settings.undo_days if undo_days is None else undo_days
+        with self.index.held(self.ledger) as applied:
+            return compact(self.ledger, versions, days, applied)
+
     # validation --------------------------------------------------------------------------
     def _content(self, value: str, field: str) -> str:
         text = clean_text(value, field, "is empty; write the memory as a non-empty sentence")
@@ -165,6 +197,12 @@ class Memory:
         if len(text) > limit:
             raise CapacityExceeded(field, len(text), limit, "characters", "split it into several memories")
         return text
+
+    def check_room(self, tx: Tx, namespace: str, field: str, adding: int = 1) -> None:
+        """Refuse a write that would take the namespace past `max_items_per_namespace` live items."""
+        limit = self.settings.max_items_per_namespace
+        if limit is not None and (count := tx.count_live(namespace) + adding) > limit:
+            raise NamespaceFull(field, namespace, count, limit)
 
     @staticmethod
     def _time(timestamp: str | None) -> EventTime | None:
@@ -222,7 +260,8 @@ class Memory:
         when = self._time(timestamp)
         now = now_iso()
         attempts = 0
-        with self.ledger.write() as tx:
+        with self._write() as tx:
+            self.check_room(tx, ctx.namespace, "content")
             while True:
                 item = ItemRow(
                     id=ids.new_id(kind),
@@ -261,7 +300,7 @@ class Memory:
         text = self._content(new_content, "new_content")
         when = self._time(timestamp)
         self._version(expected_version)
-        with self.ledger.write() as tx:
+        with self._write() as tx:
             current = self._live_item(tx, ctx, kind, memory_id)
             return self._next_version(
                 tx,
@@ -281,7 +320,7 @@ class Memory:
         """Delete an item (a tombstone stays, so its id is never reused and history is kept)."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         self._version(expected_version)
-        with self.ledger.write() as tx:
+        with self._write() as tx:
             current = self._live_item(tx, ctx, kind, memory_id)
             now = now_iso()
             return self._next_version(tx, ctx, current, expected_version, "delete", now, deleted_at=now)
@@ -292,10 +331,11 @@ class Memory:
         """Bring a deleted item back, as a new version with the content it had when deleted."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         self._version(expected_version)
-        with self.ledger.write() as tx:
+        with self._write() as tx:
             current = self._item(tx, ctx, kind, memory_id)
             if current.alive:
                 raise InvalidArgument("memory_id", f"memory '{current.id}' is not deleted; nothing to restore")
+            self.check_room(tx, ctx.namespace, "memory_id")
             return self._next_version(tx, ctx, current, expected_version, "restore", now_iso(), deleted_at=None)
 
     # core --------------------------------------------------------------------------------
@@ -326,7 +366,7 @@ class Memory:
     def _write_core(self, ctx: CallContext, text: str, expected_version: int | None, op: str) -> CoreRow:
         self._version(expected_version)
         now = now_iso()
-        with self.ledger.write() as tx:
+        with self._write() as tx:
             current = tx.core(ctx.namespace)
             if expected_version is not None and expected_version != current.version:
                 raise VersionConflict("core memory", expected_version, current.version, current.content)

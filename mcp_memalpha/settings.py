@@ -45,6 +45,33 @@ class Settings(BaseSettings):
         8000, ge=100, le=1_000_000, description="Largest episodic/semantic item accepted, in characters."
     )
     max_query_chars: int = Field(2000, ge=10, le=100_000, description="Longest search query accepted.")
+    max_items_per_namespace: int | None = Field(
+        None,
+        ge=1,
+        description="Most live (not deleted) episodic and semantic memories one namespace may hold; an insert, "
+        "restore or import beyond it is refused. Unset: no limit.",
+    )
+
+    # The operation log (history and undo) --------------------------------------------------
+    history_versions: int | None = Field(
+        None,
+        ge=1,
+        description="Versions of each memory (and of each core paragraph) the operation log keeps through "
+        "compaction, newest first; older ones leave memory_history. Unset: every version is kept.",
+    )
+    undo_days: float = Field(
+        7.0,
+        ge=0,
+        le=36_500,
+        description="Finished memorize jobs stay for this many days: memorize_status reports them and "
+        "memorize_undo can revert them. Compaction then deletes them, with their chunks.",
+    )
+    compact_every: int = Field(
+        10_000,
+        ge=0,
+        description="Compact the operation log automatically each time it grows by this many operations "
+        "(0: only with `mcp-memalpha compact`).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level; logs go to stderr, never stdout."
     )

@@ -694,7 +694,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         title="History of a memory",
         description=(
             "Every version of one episodic or semantic memory, oldest first: what each write changed, when, "
-            "and who wrote it. Works for deleted memories too."
+            "and who wrote it. Works for deleted memories too. If the server keeps a bounded history "
+            "(history_versions), it starts at the oldest version kept."
         ),
         args=HistoryArgs,
         result=HistoryOut,
@@ -755,7 +756,8 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Revert everything a done memorize job wrote: memories it created are deleted, memories it changed "
             "or deleted are put back as they were, and core memory too, each as a new version (memory_history "
             "shows it). All or nothing: refused, naming the memories, if another writer changed one of them "
-            "after the job wrote it."
+            "after the job wrote it. Jobs can be undone until they are removed, undo_days (default 7) after "
+            "they finished."
         ),
         args=MemorizeUndoArgs,
         result=MemorizeUndoOut,

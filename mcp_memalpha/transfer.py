@@ -223,6 +223,8 @@ def import_jsonl(memory: Memory, lines: Iterable[str], on_conflict: OnConflict =
         existing = tx.items(item.id for item in items)
         for item in items:
             _import_item(tx, item, existing.get(item.id), on_conflict, report, now)
+        for namespace in sorted({item.namespace for item in items}):
+            memory.check_room(tx, namespace, "namespace", adding=0)
         for core in cores:
             current = tx.core(core.namespace)
             if astuple(current) == astuple(core):

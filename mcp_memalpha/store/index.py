@@ -20,7 +20,8 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -189,6 +190,17 @@ class SearchIndex:
         and is None while a build is under way (or there is no index)."""
         state = self._read_state()
         return str(state["generation"]) if state.get("complete") and "generation" in state else None
+
+    @contextmanager
+    def held(self, ledger: Ledger) -> Iterator[int | None]:
+        """Hold off every process's sync while the block runs (the operation log's compaction);
+        yields the sequence number the index has applied, or None when its next sync rebuilds it
+        from the items, needing no operation."""
+        with self._lock, self._file_lock:
+            state = self._read_state()
+            with ledger.read() as tx:
+                reflects = self._reflects(state, ledger, tx)
+            yield int(state.get("applied_seq", 0)) if reflects else None
 
     def is_behind(self, ledger: Ledger) -> bool:
         state = self._read_state()

@@ -113,6 +113,7 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.logged: list[int] = []  # sequence numbers this transaction appended to the log
 
     # items -------------------------------------------------------------------------------
     def item(self, item_id: str) -> ItemRow | None:
@@ -171,6 +172,13 @@ class Tx:
         ).fetchone()
         return int(row[0])
 
+    def count_live(self, namespace: str) -> int:
+        """Live episodic and semantic items of a namespace."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM items WHERE namespace = ? AND deleted_at IS NULL", (namespace,)
+        ).fetchone()
+        return int(row[0])
+
     def all_items(self, namespace: str | None, include_deleted: bool) -> Iterator[ItemRow]:
         sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE 1 = 1"
         params: list[object] = []
@@ -225,7 +233,9 @@ class Tx:
                 item.job_id,
             ),
         )
-        return int(cursor.lastrowid or 0)
+        seq = int(cursor.lastrowid or 0)
+        self.logged.append(seq)
+        return seq
 
     def ledger_id(self) -> str:
         return str(self._conn.execute("SELECT value FROM meta WHERE key = 'ledger_id'").fetchone()[0])
@@ -335,6 +345,15 @@ class Ledger:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def vacuum(self) -> None:
+        """Rewrite the database file without its free pages (after a compaction)."""
+        with self._lock:
+            try:
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in WAL mode the file shrinks only now
+            except sqlite3.Error as exc:
+                raise _storage_error(exc, self.path) from exc
 
     @property
     def conn(self) -> sqlite3.Connection:
