@@ -4,10 +4,12 @@
     python benchmarks/curator.py quality [--limit N] [--sessions N]  # LoCoMo: curated vs verbatim
     add -o docs/curator-speed.md / -o docs/curator-quality.md to write the tables
 
-Speed: LoCoMo sessions cut to ~1,000 model tokens are curated one by one with the default model on
-a real memory. For each, the same prompt is also generated without the grammar (free) and with
-llama-cpp-python's own grammar sampling, so the three speeds compare like for like. Degenerate =
-the generation was stopped because its tail repeated (see `policy.generation.is_degenerate`).
+Speed: the first conversation's turns, cut into chunks of up to ~1,000 model tokens, are curated
+one by one with the default model on a real memory. For each, the same prompt is also generated
+without the grammar (free), with the grammar decoding every token, with the grammar and the fixed
+spans fed in batches (the curator's way), and with llama-cpp-python's own grammar sampling, so the
+speeds compare like for like. Degenerate = the generation was stopped because its tail repeated
+(see `policy.generation.is_degenerate`).
 
 Quality: for each LoCoMo dev conversation, one memory stores every turn verbatim (the retrieval
 evaluation's protocol) and another is built by the curator, session by session (each session one
@@ -23,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +55,36 @@ def render(turns: list[dict[str, Any]]) -> str:
     return "\n".join(f"{turn['speaker']}: {turn['text']}" for turn in turns)
 
 
+def conversation_chunks(
+    conversation: dict[str, Any], count_tokens: Callable[[str], int], size: int
+) -> list[tuple[str, str]]:
+    """(date, text) chunks of consecutive turns, each as long as fits in `size` model tokens
+    (sessions run on into the next chunk, dated by the session they start in)."""
+    chunks: list[tuple[str, str]] = []
+    date, turns = "", list[dict[str, Any]]()
+    for _, session_date, session_turns in sessions(conversation):
+        for turn in session_turns:
+            if turns and count_tokens(render([*turns, turn])) > size:
+                chunks.append((date, render(turns)))
+                turns = []
+            if not turns:
+                date = session_date
+            turns.append(turn)
+    if turns:
+        chunks.append((date, render(turns)))
+    return chunks
+
+
 @click.group()
 def main() -> None:
     """Curator benchmarks (need the `policy` extra)."""
 
 
 @main.command()
-@click.option("--chunks", default=8, show_default=True, help="LoCoMo sessions to curate.")
-@click.option("--chunk-tokens", default=1000, show_default=True, help="Cut each session to about this many tokens.")
+@click.option("--chunks", default=8, show_default=True, help="Chunks to curate.")
+@click.option(
+    "--chunk-tokens", default=1000, show_default=True, help="Chunk size: consecutive turns up to this many tokens."
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also write the table (Markdown) here.")
 def speed(chunks: int, chunk_tokens: int, output: Path | None) -> None:
     """Tokens/s free vs grammar-constrained, seconds per ~1,000-token chunk, degenerate share."""
@@ -74,37 +99,46 @@ def speed(chunks: int, chunk_tokens: int, output: Path | None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Memory(Settings(data_dir=Path(tmp))) as memory:
         run = make_execute(memory, CallContext(source="policy", job_id="j-bench"))
-        picked = sessions(conversation)[:chunks]
-        with click.progressbar(picked, label="curating", file=sys.stderr) as bar:
-            for _, date, turns in bar:
-                while len(turns) > 1 and curator.generator.count_tokens(render(turns)) > chunk_tokens:
-                    turns = turns[:-1]
-                chunk = render(turns)
-                result = curator.curate(chunk, timestamp=date, execute=run)
-                context = ChunkContext.build(chunk, date, "", ())
-                prompt = render_chat(curator.info, curator.format.messages(curator.tools, context))
-                grammar = curator.format.grammar(curator.tools, context, curator.limits.max_calls)
-                limit = curator.limits.max_new_tokens
-                constrained = curator.generator.generate(prompt, max_tokens=limit, grammar=grammar)
-                free = curator.generator.generate(prompt, max_tokens=limit)
-                started = time.perf_counter()
-                library = curator.generator.llm.create_completion(
-                    prompt, max_tokens=limit, temperature=0.0, grammar=LlamaGrammar.from_string(grammar, verbose=False)
-                )
-                library_s = time.perf_counter() - started
-                rows.append(
-                    {
-                        "chunk_tokens": curator.generator.count_tokens(chunk),
-                        "seconds": result.seconds,
-                        "calls": len(result.calls),
-                        "executed": result.executed,
-                        "free_tps": free.tokens_per_second,
-                        "constrained_tps": constrained.tokens_per_second,
-                        "library_tps": library["usage"]["completion_tokens"] / library_s,
-                        "free_degenerate": free.degenerate,
-                        "constrained_degenerate": constrained.degenerate or result.degenerate,
-                    }
-                )
+        picked = conversation_chunks(conversation, curator.generator.count_tokens, chunk_tokens)[:chunks]
+        for number, (date, chunk) in enumerate(picked, 1):
+            result = curator.curate(chunk, timestamp=date, execute=run)
+            context = ChunkContext.build(chunk, date, "", ())
+            prompt = render_chat(curator.info, curator.format.messages(curator.tools, context))
+            grammar = curator.format.grammar(curator.tools, context, curator.limits.max_calls)
+            limit = curator.limits.max_new_tokens
+            constrained = curator.generator.generate(prompt, max_tokens=limit, grammar=grammar)
+            fed = curator.generator.generate(
+                prompt,
+                max_tokens=limit,
+                grammar=grammar,
+                continuation=curator.format.continuation(curator.tools, context),
+            )
+            free = curator.generator.generate(prompt, max_tokens=limit)
+            started = time.perf_counter()
+            library = curator.generator.llm.create_completion(
+                prompt, max_tokens=limit, temperature=0.0, grammar=LlamaGrammar.from_string(grammar, verbose=False)
+            )
+            library_s = time.perf_counter() - started
+            rows.append(
+                {
+                    "chunk_tokens": curator.generator.count_tokens(chunk),
+                    "seconds": result.seconds,
+                    "calls": len(result.calls),
+                    "executed": result.executed,
+                    "free_tps": free.tokens_per_second,
+                    "constrained_tps": constrained.tokens_per_second,
+                    "fed_tps": fed.tokens_per_second,
+                    "fed_share": fed.forced_tokens / max(1, fed.completion_tokens),
+                    "library_tps": library["usage"]["completion_tokens"] / library_s,
+                    "free_degenerate": free.degenerate,
+                    "constrained_degenerate": constrained.degenerate or result.degenerate,
+                }
+            )
+            click.echo(
+                f"chunk {number}/{len(picked)}: {rows[-1]['chunk_tokens']} tokens, curated in {result.seconds:.1f} s, "
+                f"{len(result.calls)} calls",
+                err=True,
+            )
     table = speed_table(rows)
     click.echo(table)
     if output:
@@ -119,13 +153,15 @@ def speed_table(rows: list[dict[str, Any]]) -> str:
     bad_constrained = sum(r["constrained_degenerate"] for r in rows)
     bad_free = sum(r["free_degenerate"] for r in rows)
     lines = [
-        f"Default model, {len(rows)} LoCoMo sessions of ~{median('chunk_tokens'):.0f} tokens, medians:",
+        f"Default model, {len(rows)} chunks of LoCoMo turns, ~{median('chunk_tokens'):.0f} model tokens each, medians:",
         "",
         "| figure | value |",
         "|---|---|",
         f"| tokens/s free | {free:.1f} |",
         f"| tokens/s constrained (ours: grammar judges the top-k) | {constrained:.1f} ({constrained / free:.0%}) |",
         f"| tokens/s constrained (llama-cpp-python: grammar on every token) | {library:.1f} ({library / free:.0%}) |",
+        f"| tokens/s constrained with fixed spans fed in batches (what the curator runs) | {median('fed_tps'):.1f} "
+        f"({median('fed_share'):.0%} of its tokens fed) |",
         f"| seconds per chunk (whole curation: search, prompt, generation, writes) | {median('seconds'):.1f} "
         f"(max {max(r['seconds'] for r in rows):.1f}) |",
         f"| calls per chunk / executed | {median('calls'):.0f} / {sum(r['executed'] for r in rows)}"

@@ -88,6 +88,7 @@ class Curator:
                 grammar=self.format.grammar(self.tools, context, self.limits.max_calls - len(result.calls)),
                 stop=self.format.stop(),
                 sampling=self.sampling,
+                continuation=self.format.continuation(self.tools, context),
             )
             result.steps = step
             result.outputs.append(generated.text)

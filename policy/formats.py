@@ -15,14 +15,29 @@ becomes a `ToolCall` with `error` set, which the curator reports instead of exec
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from policy.calls import CallRecord, ToolCall, ToolDef
 from policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section
 
 WRITE_TOOLS = ("new_memory_insert", "memory_update", "memory_delete")
+# Given the output so far, the text every valid output continues it with ("" when the model has a
+# choice): the generator feeds that text in one batch instead of decoding it token by token.
+Continuation = Callable[[str], str]
+# Given the output so far, the possible rests of its current line and whether it may end there.
+Completions = Callable[[str], tuple[list[str], bool]]
+
+
+def fixed_text(completions: Completions, text: str) -> str:
+    """The text every valid continuation of `text` starts with ("" where the model has a choice)."""
+    rests, may_end = completions(text)
+    if may_end or not rests:
+        return ""
+    return os.path.commonprefix(rests)  # noqa: RUF071 (characters, not path components)
 
 
 class WireFormat(Protocol):
@@ -32,6 +47,10 @@ class WireFormat(Protocol):
     def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]: ...
 
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None: ...
+
+    def continuation(self, tools: Sequence[ToolDef], context: ChunkContext) -> Continuation | None: ...
+
+    def completions(self, tools: Sequence[ToolDef], context: ChunkContext) -> Completions | None: ...
 
     def stop(self) -> tuple[str, ...]: ...
 
@@ -106,6 +125,12 @@ class MemalphaFormat:
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
         return None
 
+    def continuation(self, tools: Sequence[ToolDef], context: ChunkContext) -> Continuation | None:
+        return None
+
+    def completions(self, tools: Sequence[ToolDef], context: ChunkContext) -> Completions | None:
+        return None
+
     def stop(self) -> tuple[str, ...]:
         return (self.RESULT + ":", self.RETURN + ":")
 
@@ -143,6 +168,12 @@ class ToolCallFormat:
         return [{"role": "system", "content": system}, {"role": "user", "content": chunk_message(context)}]
 
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
+        return None
+
+    def continuation(self, tools: Sequence[ToolDef], context: ChunkContext) -> Continuation | None:
+        return None
+
+    def completions(self, tools: Sequence[ToolDef], context: ChunkContext) -> Completions | None:
         return None
 
     def stop(self) -> tuple[str, ...]:
@@ -226,9 +257,12 @@ class JsonFormat:
             {"role": "user", "content": f"{memory_section(context)}\n\n{chunk_message(context)}"},
         ]
 
+    def _copies(self, tools: Sequence[ToolDef], context: ChunkContext) -> bool:
+        """Whether this chunk is curated extractively (there are statements and an insert tool)."""
+        return self.extractive and bool(context.lines) and any(t.name == "new_memory_insert" for t in tools)
+
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
-        names = {t.name for t in tools}
-        if self.extractive and context.lines and "new_memory_insert" in names:
+        if self._copies(tools, context):
             return self._extractive_grammar(context)
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
@@ -239,17 +273,38 @@ class JsonFormat:
 
         No updates here: copied statements hold no rewritten fact to correct, and in our trials
         SmolLM2-135M's updates overwrote unrelated memories with new statements."""
-        rules = ['kind ::= "\\"episodic\\"" | "\\"semantic\\""']
+        rules = ["kind ::= " + " | ".join(_gbnf_literal(f'"{kind}"') for kind in EXTRACTIVE_KINDS)]
         inserts = []
         for i, line in enumerate(context.lines):
-            rules.append(
-                f"s{i} ::= "
-                + _gbnf_literal('{"name": "new_memory_insert", "arguments": {"memory_type": ')
-                + " kind "
-                + _gbnf_literal(f', "content": {json.dumps(line, ensure_ascii=False)}}}}}\n')
-            )
+            rules.append(f"s{i} ::= {_gbnf_literal(EXTRACTIVE_HEAD)} kind {_gbnf_literal(_extractive_tail(line))}")
             inserts.append(f"s{i}?")
         return "\n".join([f"root ::= {' '.join(inserts)}", *rules]) + "\n"
+
+    def completions(self, tools: Sequence[ToolDef], context: ChunkContext) -> Completions | None:
+        """For the extractive grammar, what may follow an output `text`: the possible rests of its
+        current line, and whether it may end there (only between calls). None when not extractive."""
+        if not self._copies(tools, context):
+            return None
+        lines = [
+            [EXTRACTIVE_HEAD + f'"{kind}"' + _extractive_tail(line) for kind in EXTRACTIVE_KINDS]
+            for line in context.lines
+        ]
+        index = {call: i for i, calls in enumerate(lines) for call in calls}
+
+        def rests(text: str) -> tuple[list[str], bool]:
+            *done, current = text.split("\n")
+            after = max((index.get(call + "\n", -1) for call in done), default=-1)  # statements go in order
+            later = [call[len(current) :] for calls in lines[after + 1 :] for call in calls if call.startswith(current)]
+            return later, not current
+
+        return rests
+
+    def continuation(self, tools: Sequence[ToolDef], context: ChunkContext) -> Continuation | None:
+        """For the extractive grammar: once the model has begun a call (or a statement, or a kind),
+        the rest is fixed until its next choice, so it is fed rather than decoded: the model only
+        decides whether to add a call, of which kind, and which statement it copies."""
+        completions = self.completions(tools, context)
+        return None if completions is None else partial(fixed_text, completions)
 
     def schema(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> dict[str, Any]:
         """JSON schema of a list of free-writing calls: only the write tools offered, only real ids."""
@@ -286,10 +341,23 @@ class JsonFormat:
             calls = whole.get("calls") if isinstance(whole, dict) else None
             if isinstance(calls, list):
                 return [_call_from(call, json.dumps(call, ensure_ascii=False)) for call in calls]
-        return [_call_from(_loads(line), line) for line in stripped.splitlines() if line.strip()]
+        calls = [_call_from(_loads(line), line) for line in stripped.splitlines() if line.strip()]
+        if self.extractive and calls and not text.endswith("\n") and calls[-1].error is None:
+            # every extractive call ends its line: an unended one is a copy cut off by the token limit
+            last = calls[-1]
+            calls[-1] = ToolCall(last.name, last.arguments, last.raw, "cut off at the token limit; not run")
+        return calls
 
     def results(self, records: Sequence[CallRecord]) -> str:
         return json.dumps([{"name": r.name, "result": _result_text(r)} for r in records], ensure_ascii=False)
+
+
+EXTRACTIVE_HEAD = '{"name": "new_memory_insert", "arguments": {"memory_type": '
+EXTRACTIVE_KINDS = ("episodic", "semantic")
+
+
+def _extractive_tail(line: str) -> str:
+    return f', "content": {json.dumps(line, ensure_ascii=False)}}}}}\n'
 
 
 def _gbnf_literal(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ class Generated:
     seconds: float  # the whole call
     generation_seconds: float  # after the prompt was evaluated: completion_tokens / this = tokens/s
     stop_reason: str  # "end", "stop", "length" or "degenerate"
+    forced_tokens: int = 0  # of completion_tokens, those fed from a continuation rather than decoded
 
     @property
     def degenerate(self) -> bool:
@@ -88,7 +90,10 @@ class Generator:
         grammar: str | None = None,
         stop: tuple[str, ...] = (),
         sampling: Sampling = Sampling(),
+        continuation: Callable[[str], str] | None = None,
     ) -> Generated:
+        """`continuation(output so far)` returns text every valid output goes on with (or ""):
+        it is evaluated in one batch, like a prompt, instead of decoded token by token."""
         started = time.perf_counter()
         prompt_ids = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
         room = self.llm.n_ctx() - len(prompt_ids)
@@ -101,28 +106,64 @@ class Generator:
         out: list[int] = []
         pieces: list[bytes] = []
         reason = "length"
-        for _ in range(min(max_tokens, room)):
+        limit = min(max_tokens, room)
+        forced_count = 0
+        while len(out) < limit:
             token = self._next_token(out, prompt_ids, checker, sampling, rng)
             if self._lib.llama_vocab_is_eog(self._vocab, token):
                 reason = "end"
                 break
-            if checker is not None:
-                checker.accept(token)
-            out.append(token)
+            batch = [token]
             pieces.append(self.llm.detokenize([token], special=False))
             if stop and any(s.encode() in b"".join(pieces[-32:]) for s in stop):
+                out.append(token)
                 reason = "stop"
                 break
-            if is_degenerate(out):
+            if is_degenerate([*out, token]):
+                out.append(token)
                 reason = "degenerate"
                 break
-            self.llm.eval([token])
+            if continuation is not None:
+                batch = self._with_forced(continuation, token, out, pieces, limit)
+                forced_count += len(batch) - 1
+            for chosen in batch:
+                if checker is not None:
+                    checker.accept(chosen)
+            out += batch
+            self.llm.eval(batch)
         text = b"".join(pieces).decode("utf-8", errors="replace")
         if reason == "stop":
             for s in stop:
                 text = text.split(s)[0]
         now = time.perf_counter()
-        return Generated(text, len(prompt_ids), len(out), now - started, now - generation_start, reason)
+        return Generated(
+            text, len(prompt_ids), len(out), now - started, now - generation_start, reason, forced_tokens=forced_count
+        )
+
+    def _with_forced(
+        self, continuation: Callable[[str], str], token: int, out: list[int], pieces: list[bytes], limit: int
+    ) -> list[int]:
+        """The tokens to evaluate next: the chosen `token` (whose piece ends `pieces`) and those of
+        the text every valid output goes on with, at most `limit` output tokens in all.
+
+        The current line is tokenized as a whole, so the model reads the tokens it would have
+        written itself (`{"name"` as one text, not `{` then `"name"`): when the line's earlier
+        tokens agree with that tokenization, it replaces the chosen token. `pieces` is updated to
+        the tokens returned."""
+        forced = continuation(b"".join(pieces).decode("utf-8", errors="replace"))
+        if not forced:
+            return [token]
+        start = len(out)
+        while start > 0 and b"\n" not in pieces[start - 1]:
+            start -= 1
+        line = self.llm.tokenize(b"".join(pieces[start:]) + forced.encode(), add_bos=False, special=False)
+        if line[: len(out) - start] == out[start:]:
+            batch = list(line[len(out) - start :])
+        else:
+            batch = [token, *self.llm.tokenize(forced.encode(), add_bos=False, special=False)]
+        batch = batch[: max(1, limit - len(out))]
+        pieces[len(out) :] = [self.llm.detokenize([i], special=False) for i in batch]
+        return batch
 
     # ---- internals ---------------------------------------------------------------------------
 

@@ -173,6 +173,42 @@ def test_constrained_generation_follows_the_grammar(curator: Curator) -> None:
         assert contents == sorted(set(contents), key=context.lines.index)  # each once, in order
 
 
+def test_the_extractive_continuation_is_what_every_valid_output_shares() -> None:
+    context = ChunkContext.build(CHUNK, "2023-05-08", "", ())
+    first, second, third = context.lines
+    forced = make_format("json").continuation(TOOLS, context)
+    assert forced is not None
+    head = '{"name": "new_memory_insert", "arguments": {"memory_type": "'
+    assert forced("") == ""  # a call or the end: the model's choice
+    assert forced("{") == head[1:]
+    assert forced(head) == ""  # episodic or semantic: the model's choice
+    assert forced(head + "sem") == 'antic", "content": "'
+    assert forced(head + 'semantic", "content": "') == ""  # which statement: the model's choice
+    assert forced(head + 'semantic", "content": "Maya: ') == ""  # the first or the third statement
+    assert forced(head + 'semantic", "content": "Maya: Y') == json.dumps(third)[len('"Maya: Y') :] + "}}\n"
+    # after the second statement was copied, only the third may follow: "Maya: " decides it
+    line = head + f'episodic", "content": {json.dumps(second)}}}}}\n'
+    assert first.startswith("Maya: ")
+    assert forced(line + head + 'episodic", "content": "Maya: ') == json.dumps(third)[len('"Maya: ') :] + "}}\n"
+    assert make_format("memalpha").continuation(TOOLS, context) is None
+
+
+def test_fed_spans_give_the_same_kind_of_output_faster(curator: Curator) -> None:
+    from policy.model import render_chat
+
+    context = ChunkContext.build(CHUNK, "2023-05-08", "", ())
+    fmt = make_format("json")
+    prompt = render_chat(curator.info, curator.format.messages(curator.tools, context))
+    grammar = fmt.grammar(curator.tools, context, 12)
+    fed = curator.generator.generate(
+        prompt, max_tokens=200, grammar=grammar, continuation=fmt.continuation(curator.tools, context)
+    )
+    calls = fmt.parse(fed.text)
+    assert fed.stop_reason == "end", fed.text
+    assert calls and all(c.error is None and c.arguments["content"] in context.lines for c in calls)
+    assert fed.forced_tokens > fed.completion_tokens / 2  # most of a copy is fed, not decoded
+
+
 # ---- curation with the real model ----------------------------------------------------------
 
 
