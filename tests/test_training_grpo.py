@@ -80,3 +80,36 @@ def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(tmp_p
     assert read_info(final)["wire_format"] == "memalpha"
     generator = TransformersGenerator.load(final, greedy=True, max_new_tokens=4)
     assert isinstance(generator([{"role": "user", "content": "hello"}]), str)
+
+
+def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_path: Path) -> None:
+    """A random model, constrained as the server constrains SmolLM2: every output is valid calls
+    that copy statements once each, in order; fixed text is fed, and the samples differ."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from policy.prompt import statements
+    from training.environment import Episode
+    from training.generation import TransformersGenerator
+    from training.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    generator = TransformersGenerator(model, tokenizer, max_new_tokens=400, temperature=1.0)
+    instance = training_instances(TrainConfig(chunks_per_instance=1, max_questions=2))[0]
+    lines = statements(instance.chunks[0])
+    outputs = set()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        with Episode(instance, wire_format="json") as episode:
+            completions = episode.completions()
+            assert completions is not None
+            sample = generator.sample(episode.prompt(), completions)
+            records = episode.submit(sample.text)
+        assert len(sample.completion_ids) <= 400
+        assert tokenizer.decode(sample.completion_ids, skip_special_tokens=True).startswith(sample.text[:20])
+        copied = [r.arguments["content"] for r in records]
+        assert all(r.ok and r.name == "new_memory_insert" for r in records), records
+        assert copied == sorted(set(copied), key=lines.index)  # each statement at most once, in order
+        outputs.add(sample.text)
+    assert len(outputs) > 1  # sampled choices differ between rollouts: GRPO has something to compare

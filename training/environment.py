@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from mcp_memalpha.tokens import count_tokens
 from policy.calls import CallRecord, CurationResult
 from policy.curator import Curator, Limits, needs_results, read_context, run_calls
-from policy.formats import make_format
+from policy.formats import Completions, make_format
 from policy.prompt import ChunkContext
 from training.data import Instance
 from training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
@@ -120,6 +120,13 @@ class Episode:
         assert self._context is not None
         left = self.limits.max_calls - len(self.results[self.chunk].calls)
         return self.format.grammar(self.tools, self._context, left)
+
+    def completions(self) -> Completions | None:
+        """What an extractive format allows the output of the current step to be (else None), for
+        generators that constrain themselves as the server's grammar does."""
+        self.prompt()
+        assert self._context is not None
+        return self.format.completions(self.tools, self._context)
 
     def submit(self, completion: str) -> list[CallRecord]:
         """Parse and execute a completion of `prompt()`; moves on to a further step of this chunk

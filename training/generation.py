@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from policy.formats import Completions, fixed_text
+
 TRAINING_INFO = "memalpha_training.json"
 
 
@@ -65,7 +67,11 @@ class TransformersGenerator:
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def sample(self, messages: list[dict[str, str]]) -> Sample:
+    def sample(self, messages: list[dict[str, str]], completions: Completions | None = None) -> Sample:
+        """One completion of `messages`; with `completions` (an extractive format's), constrained to
+        them the way the server's curator is: see `sample_constrained`."""
+        if completions is not None:
+            return self.sample_constrained(messages, completions)
         import torch
 
         prompt = self.prompt_ids(messages)
@@ -90,3 +96,62 @@ class TransformersGenerator:
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
         return self.sample(messages).text
+
+    def sample_constrained(self, messages: list[dict[str, str]], completions: Completions) -> Sample:
+        """A completion that only takes what `completions` allows, as llama.cpp's grammar and fed
+        spans do in the server: where every allowed rest shares text, that text is fed in one
+        forward pass; where they differ, the model picks among their first tokens (and the end of
+        the output, where allowed), sampled at `temperature` over those candidates alone."""
+        import torch
+
+        prompt = self.prompt_ids(messages)
+        device = self.model.device
+        was_training = self.model.training
+        self.model.eval()
+        completion: list[int] = []
+        text = ""
+        eos = self.tokenizer.eos_token_id
+        try:
+            with torch.no_grad():
+                state = self.model(torch.tensor([prompt], device=device), use_cache=True)
+                while len(completion) < self.max_new_tokens:
+                    rests, may_end = completions(text)
+                    fixed = fixed_text(completions, text)
+                    if fixed:
+                        ids = self._ids(fixed)[: self.max_new_tokens - len(completion)]
+                        piece = fixed
+                    else:
+                        firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
+                        candidates = [*firsts, *([eos] if may_end or not firsts else [])]
+                        token = self._pick(state.logits[0, -1], candidates)
+                        if token == eos:
+                            completion.append(token)
+                            break
+                        ids = [token]
+                        piece = self.tokenizer.decode([token], clean_up_tokenization_spaces=False)
+                        if not firsts[token].startswith(piece):  # part of a character: take the whole rest
+                            ids, piece = (
+                                self._ids(firsts[token])[: self.max_new_tokens - len(completion)],
+                                firsts[token],
+                            )
+                    completion += ids
+                    text += piece
+                    state = self.model(
+                        torch.tensor([ids], device=device), past_key_values=state.past_key_values, use_cache=True
+                    )
+        finally:
+            self.model.train(was_training)
+        return Sample(prompt, completion, text)
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _pick(self, logits: Any, candidates: list[int]) -> int:
+        """Greedy or sampled at `temperature`, among `candidates` only."""
+        import torch
+
+        values = logits[candidates].float()
+        if self.greedy or self.temperature <= 0:
+            return candidates[int(torch.argmax(values))]
+        weights = torch.softmax(values / self.temperature, dim=0)
+        return candidates[int(torch.multinomial(weights, 1))]

@@ -168,7 +168,7 @@ def run_rollouts(
             instance, wire_format=config.wire_format, limits=Limits(max_calls=config.max_calls, max_steps=1)
         ) as episode:
             while not episode.done:
-                sample = generator.sample(episode.prompt())
+                sample = generator.sample(episode.prompt(), episode.completions())
                 episode.submit(sample.text)
                 samples.append(sample)
             score = episode.score(
