@@ -122,6 +122,7 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         )
     _logging(settings.log_level)
     access = _http_access(settings, host) if transport == "http" else None
+    _check_data_dir(settings)
     from mcp_memalpha.server import build_server
 
     server = build_server(settings)
@@ -129,6 +130,18 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         server.run("stdio")
     else:
         _serve_http(server, settings, access, host, port)
+
+
+def _check_data_dir(settings: Settings) -> None:
+    """Open the ledger once before serving: a data directory that cannot be created, read or
+    written stops the command with one line saying why, not a traceback from inside the server."""
+    from mcp_memalpha.errors import StorageError
+    from mcp_memalpha.store.ledger import Ledger
+
+    try:
+        Ledger(settings.ledger_path).open().close()
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _http_access(settings: Settings, host: str) -> AccessList | None:
@@ -266,6 +279,7 @@ def doctor(data_dir: Path | None, repair: bool) -> None:
     settings = _settings(data_dir=data_dir)
     if not settings.ledger_path.exists():
         raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
+    _check_data_dir(settings)
     with Memory(settings) as memory:
         report = diagnose(memory, repair)
     click.echo(report.render())
@@ -296,6 +310,7 @@ def compact(data_dir: Path | None, history_versions: int | None, undo_days: floa
     settings = _settings(data_dir=data_dir)
     if not settings.ledger_path.exists():
         raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
+    _check_data_dir(settings)
     with Memory(settings) as memory:
         size = settings.ledger_path.stat().st_size
         click.echo(memory.compact(history_versions, undo_days).render())

@@ -84,3 +84,22 @@ def test_policy_settings(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, policy=str(model)).policy == str(model.resolve())
     assert Settings(data_dir=tmp_path, policy=" Off ").policy_on is False
     assert Settings(data_dir=tmp_path).policy == "off"
+
+
+def test_an_unusable_data_directory_stops_serve_and_doctor_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "memory.db").write_bytes(b"this is not an SQLite database, just some bytes" * 20)
+    runs = {
+        "cannot create the data directory": ["serve", "--data-dir", str(blocker / "data")],
+        "the memory database is damaged": ["doctor", "--data-dir", str(damaged)],
+    }
+    for reason, args in runs.items():
+        done = subprocess.run(
+            [*command(), *args], capture_output=True, text=True, env=server_env(), timeout=60, stdin=subprocess.DEVNULL
+        )
+        assert done.returncode == 1
+        assert done.stderr.startswith("Error: storage: ") and reason in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

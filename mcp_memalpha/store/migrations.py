@@ -129,5 +129,6 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         conn.execute("COMMIT")
         return new
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            conn.execute("ROLLBACK")
         raise
