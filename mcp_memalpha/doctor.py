@@ -9,6 +9,7 @@ rebuilds it from scratch.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass, field
 
 from mcp_memalpha.memory import Memory
@@ -59,8 +60,27 @@ def check_ledger(memory: Memory, report: Report) -> None:
             report.problems.append(f"{drift} items differ from their operation log and {unlogged} have no log entry")
         else:
             report.facts.append(f"all {items[0]} items ({items[1] or 0} live) match their operation log")
+        check_jobs(conn, report)
     finally:
         conn.close()
+
+
+def check_jobs(conn: sqlite3.Connection, report: Report) -> None:
+    """The memorize queue in plain words; a running job whose lease ran out is stuck until a server
+    with a policy takes it over (that is not damage, but a user waiting on it should know)."""
+    counts = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    if not counts:
+        return
+    (stuck,) = conn.execute(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_until < ?", (time.time(),)
+    ).fetchone()
+    states = ", ".join(f"{counts[s]} {s}" for s in ("queued", "running", "done", "failed", "undone") if counts.get(s))
+    report.facts.append(f"memorize jobs: {states}")
+    if stuck:
+        report.facts.append(
+            f"{stuck} running memorize job(s) lost their worker (lease expired); a server started with --policy "
+            "takes them over, reverting the interrupted attempt first"
+        )
 
 
 def check_index(memory: Memory, report: Report) -> bool:

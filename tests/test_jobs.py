@@ -415,3 +415,16 @@ def test_an_interrupted_job_whose_writes_were_changed_is_failed_not_rerun(
     assert failed.state == "failed" and made["memory_id"] in (failed.error or "")
     assert "would apply the chunk twice" in (failed.error or "")
     assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat; a client fixed this."]
+
+
+def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(
+    memory: Memory, queue: JobQueue, ctx: CallContext
+) -> None:
+    queue.enqueue(ctx, "User: I like tea.")
+    queue.enqueue(ctx, "User: I like coffee.")
+    assert queue.claim("w") is not None  # leased on the test's clock, which is long past: the worker is gone
+    report = Report()
+    check_ledger(memory, report)
+    assert "memorize jobs: 1 queued, 1 running" in report.facts
+    assert any(fact.startswith("1 running memorize job(s) lost their worker") for fact in report.facts)
+    assert report.healthy  # a stuck job is not damage: a server with a policy takes it over
