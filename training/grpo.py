@@ -281,6 +281,9 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    # Everything is local: no hub lookups, no telemetry thread (there is no network at run time).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from datasets import Dataset
     from trl import GRPOTrainer
 
