@@ -191,21 +191,24 @@ def quality(limit: int | None, max_sessions: int | None, output: Path | None) ->
             curated = Memory(Settings(data_dir=Path(tmp) / "curated")).open()
             ctx = CallContext(source="policy", job_id="j-eval")
             run = make_execute(curated, ctx)
-            label = f"{conversation['sample_id']} ({len(picked)} sessions)"
-            with click.progressbar(picked, label=label, file=sys.stderr) as bar:
-                for _, date, turns in bar:
-                    for turn in turns:
-                        content = f"{turn['speaker']}: {turn['text']}"
-                        execute(
-                            verbatim,
-                            ctx,
-                            "new_memory_insert",
-                            {"memory_type": "episodic", "content": content, "timestamp": date},
-                        )
-                    result = curator.curate(render(turns), timestamp=date, execute=run)
-                    emitted += len(result.calls)
-                    executed += result.executed
-                    seconds.append(result.seconds)
+            for done, (_, date, turns) in enumerate(picked, 1):
+                for turn in turns:
+                    content = f"{turn['speaker']}: {turn['text']}"
+                    execute(
+                        verbatim,
+                        ctx,
+                        "new_memory_insert",
+                        {"memory_type": "episodic", "content": content, "timestamp": date},
+                    )
+                result = curator.curate(render(turns), timestamp=date, execute=run)
+                emitted += len(result.calls)
+                executed += result.executed
+                seconds.append(result.seconds)
+                click.echo(
+                    f"{conversation['sample_id']}: session {done}/{len(picked)} curated in {result.seconds:.1f} s, "
+                    f"{result.executed} of {len(result.calls)} calls executed",
+                    err=True,
+                )
             stored = {number for number, _, _ in picked}
             for name, memory in (("verbatim", verbatim), ("curated", curated)):
                 _score(memory, ctx, conversation, stored, totals[name])
