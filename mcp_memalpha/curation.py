@@ -212,7 +212,11 @@ class CurationWorker:
                 result = curator.curate(job.chunk, timestamp=job.timestamp, execute=execute, on_call=on_call)
             except Exception as exc:
                 log.warning("memorize job %s: attempt %d failed", job.id, job.attempts, exc_info=True)
-                self.queue.fail(job.id, owner, f"{type(exc).__name__}: {exc}")
+                from policy.curator import ChunkTooLong  # loaded already: the curator is running
+
+                # a chunk too long for the model's own tokenizer stays too long: no point retrying
+                retry = not isinstance(exc, ChunkTooLong)
+                self.queue.fail(job.id, owner, f"{type(exc).__name__}: {exc}", retry=retry)
                 self._on_write()  # a job that failed for good had its writes reverted
                 return
         if self.queue.finish(job.id, owner, result.to_json()):

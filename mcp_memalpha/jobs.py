@@ -248,14 +248,15 @@ class JobQueue:
                 (json.dumps(result), now_iso()),
             )
 
-    def fail(self, job_id: str, owner: str, error: str) -> JobState | None:
-        """An attempt raised: queue the job again, or after policy_max_attempts attempts revert its
-        writes and mark it failed. Returns the new state (None if the lease was lost)."""
+    def fail(self, job_id: str, owner: str, error: str, retry: bool = True) -> JobState | None:
+        """An attempt raised: queue the job again, or after policy_max_attempts attempts (or at once
+        without `retry`: another attempt would fail the same way) revert its writes and mark it
+        failed. Returns the new state (None if the lease was lost)."""
         with self.ledger.write() as tx:
             job = _job(tx, job_id)
             if job.lease_owner != owner or job.state != "running":
                 return None
-            if job.attempts >= self.settings.policy_max_attempts:
+            if not retry or job.attempts >= self.settings.policy_max_attempts:
                 self._give_up(tx, job, error)
                 return "failed"
             tx.sql(
@@ -286,7 +287,8 @@ class JobQueue:
 
     def _give_up(self, tx: Tx, job: Job, error: str) -> None:
         """Mark failed after the last attempt, reverting what the job wrote (a failed job leaves nothing)."""
-        error = f"gave up after {job.attempts} attempts (policy_max_attempts); the last: {error}"
+        tries = f"{job.attempts} attempts (policy_max_attempts)" if job.attempts > 1 else "1 attempt"
+        error = f"gave up after {tries}; the last: {error}"
         try:
             revert_job(tx, _policy_context(job), job.base_seq, "revert the writes of")
         except JobConflict as exc:

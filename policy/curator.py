@@ -38,8 +38,13 @@ class Limits:
 
 
 class ChunkTooLong(ValueError):
+    """The chunk has more tokens, by the model's own tokenizer, than the curator's limit."""
+
     def __init__(self, tokens: int, limit: int) -> None:
-        super().__init__(f"chunk: is {tokens} tokens, over the limit of {limit}; split it into smaller chunks")
+        super().__init__(
+            f"chunk: is {tokens} tokens, over the limit of {limit} (counted with the curator model's tokenizer); "
+            "split it into smaller chunks"
+        )
 
 
 class Curator:

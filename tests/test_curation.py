@@ -238,6 +238,21 @@ def test_a_curator_that_raises_is_retried_then_its_job_fails(memory: Memory, set
     assert list(memory.iter_items(ctx.namespace)) == [] and memory.core(ctx).content == ""
 
 
+def test_a_chunk_too_long_for_the_model_fails_at_once_without_retries(memory: Memory, settings: Settings) -> None:
+    """memorize counts WordPiece tokens; the model's tokenizer may count more: that is final."""
+    from policy.curator import ChunkTooLong
+
+    ctx = CallContext()
+    queue = JobQueue(memory.ledger, settings)
+    job, _ = queue.enqueue(ctx, "chunk")
+    worker = worker_for(memory, ScriptedCurator(SCRIPT[:1], fail=ChunkTooLong(2300, 2048)))
+    assert worker.run_once()
+    failed, _ = queue.status(ctx, job.id)
+    assert failed.state == "failed" and failed.attempts == 1
+    assert "over the limit of 2048 (counted with the curator model's tokenizer)" in (failed.error or "")
+    assert list(memory.iter_items(ctx.namespace)) == []
+
+
 def test_the_heartbeat_keeps_the_lease_while_the_curator_works(tmp_path: Path) -> None:
     """Lease time is a fake clock: it jumps past the lease while the curator works; the heartbeat
     (every third of the lease, in real time) renews it, so no other worker can take the job."""
