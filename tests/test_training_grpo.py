@@ -113,3 +113,9 @@ def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_p
         assert copied == sorted(set(copied), key=lines.index)  # each statement at most once, in order
         outputs.add(sample.text)
     assert len(outputs) > 1  # sampled choices differ between rollouts: GRPO has something to compare
+
+
+def test_held_out_conversations_never_reach_training() -> None:
+    config = TrainConfig(chunks_per_instance=1, holdout=["conv-26"])
+    sources = {instance.metadata["sample_id"] for instance in training_instances(config)}
+    assert sources == {"conv-30", "conv-41"}

@@ -54,6 +54,8 @@ class TrainConfig:
     chunks_per_instance: int = 2
     max_questions: int = 10
     max_instances: int | None = None
+    # conversations (LoCoMo sample_id) kept out of training, to evaluate on unseen data
+    holdout: list[str] = field(default_factory=list)
     # rollouts
     wire_format: str = "memalpha"
     rollouts: int = 4  # G
@@ -109,6 +111,8 @@ def training_instances(config: TrainConfig) -> list[Instance]:
         found = load_instances(config.data, sessions_per_instance=config.sessions_per_instance)
     kept = []
     for instance in found:
+        if instance.metadata.get("sample_id") in config.holdout:
+            continue
         cut = truncate(instance, max_chunks=config.chunks_per_instance, max_questions=config.max_questions)
         if len(cut.chunks) == config.chunks_per_instance and cut.questions:
             kept.append(cut)
