@@ -342,8 +342,9 @@ class JsonFormat:
             if isinstance(calls, list):
                 return [_call_from(call, json.dumps(call, ensure_ascii=False)) for call in calls]
         calls = [_call_from(_loads(line), line) for line in stripped.splitlines() if line.strip()]
-        if self.extractive and calls and not text.endswith("\n") and calls[-1].error is None:
-            # every extractive call ends its line: an unended one is a copy cut off by the token limit
+        if self.extractive and calls and calls[-1].error is None and not calls[-1].raw.rstrip().endswith("}"):
+            # an unclosed last call is a copy cut off by the token limit: json-repair would close it,
+            # but half a statement is not what the chunk said
             last = calls[-1]
             calls[-1] = ToolCall(last.name, last.arguments, last.raw, "cut off at the token limit; not run")
         return calls

@@ -254,3 +254,12 @@ def test_a_repeated_call_is_reported_not_run_twice(memory: Memory) -> None:
     records = run_calls(1, [insert, insert], ["new_memory_insert"], 12, context, executor(memory), result)
     assert [r.ok for r in records] == [True, False] and "repeats an earlier call" in (records[1].error or "")
     assert sum(1 for _ in memory.iter_items("default")) == 1
+
+
+def test_an_extractive_copy_cut_off_by_the_token_limit_is_reported_not_run() -> None:
+    whole = '{"name": "new_memory_insert", "arguments": {"memory_type": "episodic", "content": "Maya: Hi."}}\n'
+    cut = '{"name": "new_memory_insert", "arguments": {"memory_type": "semantic", "content": "Maya: Yes, and I ad'
+    calls = make_format("json").parse(whole + cut)
+    assert [c.error for c in calls] == [None, "cut off at the token limit; not run"]
+    assert make_format("json").parse(whole.rstrip("\n"))[0].error is None  # a whole call needs no newline
+    assert make_format("json-free").parse(whole + cut)[1].error is None  # free writing: repaired and kept
