@@ -40,10 +40,12 @@ class Result:
     memory_tokens: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     methods: list[str] = field(default_factory=list)
+    latest: dict[str, float | None] = field(default_factory=dict)  # each method's score on the last instance
 
     def add(self, method: str, source: str, scores: list[float], tokens: int, seconds: float) -> None:
         if method not in self.methods:
             self.methods.append(method)
+        self.latest[method] = statistics.mean(scores) if scores else None
         if scores:
             self.scores[(method, source)].append(statistics.mean(scores))
         self.memory_tokens[(method, source)].append(tokens)
@@ -133,9 +135,14 @@ def evaluate(
         if progress:
             progress(
                 f"[{number}/{len(instances)}] {instance.instance_id}: "
-                + ", ".join(f"{m} {result.score(m):.3f}" for m in result.methods)
+                + ", ".join(f"{m} {_text(result.latest[m])}" for m in result.methods)
+                + " (this instance; the table averages them)"
             )
     return result
+
+
+def _text(score: float | None) -> str:
+    return "-" if score is None else f"{score:.3f}"
 
 
 def render_markdown(result: Result, *, reader: str, budget: int) -> str:

@@ -336,15 +336,20 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
 
 
 def plot_rewards(history: list[dict[str, Any]], path: Path) -> Path:
-    """The total reward and each term's mean per step."""
+    """Per step: the total reward (with a running mean over 5 steps: each step is another instance,
+    so single steps are noisy), each term's mean, and how far the policy moved (KL to the start
+    model) with the reward spread inside the step's group (what GRPO learns from)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = [entry.get("step", i + 1) for i, entry in enumerate(history)]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].plot(steps, [entry["reward"] for entry in history], marker="o", label="reward (weighted sum)")
+    rewards = [entry["reward"] for entry in history]
+    running = [sum(rewards[max(0, i - 4) : i + 1]) / len(rewards[max(0, i - 4) : i + 1]) for i in range(len(rewards))]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    axes[0].plot(steps, rewards, marker="o", alpha=0.5, label="reward (weighted sum)")
+    axes[0].plot(steps, running, label="running mean, 5 steps")
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("mean reward")
     axes[0].legend(fontsize=8)
@@ -354,6 +359,10 @@ def plot_rewards(history: list[dict[str, Any]], path: Path) -> Path:
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("term mean (unweighted)")
     axes[1].legend(fontsize=8)
+    for key, label in (("kl", "KL to the start model"), ("reward_std", "reward std in the group")):
+        axes[2].plot(steps, [entry.get(key, math.nan) for entry in history], marker=".", label=label)
+    axes[2].set_xlabel("step")
+    axes[2].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
