@@ -132,6 +132,15 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         _serve_http(server, settings, access, host, port)
 
 
+def _existing_memory(data_dir: Path | None) -> Settings:
+    """Settings for a command that works on a memory that must already exist (doctor, compact)."""
+    settings = _settings(data_dir=data_dir)
+    if not settings.ledger_path.exists():
+        raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
+    _check_data_dir(settings)
+    return settings
+
+
 def _check_data_dir(settings: Settings) -> None:
     """Open the ledger once before serving: a data directory that cannot be created, read or
     written stops the command with one line saying why, not a traceback from inside the server."""
@@ -276,10 +285,7 @@ def doctor(data_dir: Path | None, repair: bool) -> None:
     from mcp_memalpha.doctor import diagnose
     from mcp_memalpha.memory import Memory
 
-    settings = _settings(data_dir=data_dir)
-    if not settings.ledger_path.exists():
-        raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
-    _check_data_dir(settings)
+    settings = _existing_memory(data_dir)
     with Memory(settings) as memory:
         report = diagnose(memory, repair)
     click.echo(report.render())
@@ -307,10 +313,7 @@ def compact(data_dir: Path | None, history_versions: int | None, undo_days: floa
     """Compact the operation log and drop old finished memorize jobs (see README 'Limits')."""
     from mcp_memalpha.memory import Memory
 
-    settings = _settings(data_dir=data_dir)
-    if not settings.ledger_path.exists():
-        raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
-    _check_data_dir(settings)
+    settings = _existing_memory(data_dir)
     with Memory(settings) as memory:
         size = settings.ledger_path.stat().st_size
         click.echo(memory.compact(history_versions, undo_days).render())

@@ -311,9 +311,7 @@ def revert_job(tx: Tx, ctx: CallContext, after: int, what: str = "undo") -> list
     job_id = ctx.job_id
     if job_id is None:
         raise ValueError("revert_job needs a context with the job id")
-    first: dict[str, OpRow] = {}
-    for op in tx.job_ops(job_id, after):
-        first.setdefault(_entity(op), op)
+    first = _first_writes(tx, job_id, after)
     histories = {key: _history(tx, op) for key, op in first.items()}
     changed = [
         _describe(op)
@@ -339,15 +337,20 @@ def revert_reads(tx: Tx, job_id: str, after: int) -> set[int]:
     """Sequence numbers of the operations `revert_job(..., after)` reads for this job: on each memory
     it wrote, the two operations before its first write (the state to go back to, and the content
     a deletion hides) and every operation since. Compaction keeps them."""
-    first: dict[str, OpRow] = {}
-    for op in tx.job_ops(job_id, after):
-        first.setdefault(_entity(op), op)
     needed: set[int] = set()
-    for op in first.values():
+    for op in _first_writes(tx, job_id, after).values():
         seqs = [earlier.seq for earlier in _history(tx, op)]
         start = max(0, sum(seq < op.seq for seq in seqs) - 2)
         needed.update(seqs[start:])
     return needed
+
+
+def _first_writes(tx: Tx, job_id: str, after: int) -> dict[str, OpRow]:
+    """The job's first operation on each memory (and core) it wrote after sequence number `after`."""
+    first: dict[str, OpRow] = {}
+    for op in tx.job_ops(job_id, after):
+        first.setdefault(_entity(op), op)
+    return first
 
 
 def _entity(op: OpRow) -> str:
