@@ -34,7 +34,11 @@ Completions = Callable[[str], tuple[list[str], bool]]
 
 def fixed_text(completions: Completions, text: str) -> str:
     """The text every valid continuation of `text` starts with ("" where the model has a choice)."""
-    rests, may_end = completions(text)
+    return shared_text(*completions(text))
+
+
+def shared_text(rests: list[str], may_end: bool) -> str:
+    """The text all of `rests` start with; "" when the output may also end here."""
     if may_end or not rests:
         return ""
     return os.path.commonprefix(rests)  # noqa: RUF071 (characters, not path components)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy.formats import Completions, fixed_text
+from policy.formats import Completions, shared_text
 
 TRAINING_INFO = "memalpha_training.json"
 
@@ -115,11 +115,11 @@ class TransformersGenerator:
             with torch.no_grad():
                 state = self.model(torch.tensor([prompt], device=device), use_cache=True)
                 while len(completion) < self.max_new_tokens:
+                    room = self.max_new_tokens - len(completion)
                     rests, may_end = completions(text)
-                    fixed = fixed_text(completions, text)
+                    fixed = shared_text(rests, may_end)
                     if fixed:
-                        ids = self._ids(fixed)[: self.max_new_tokens - len(completion)]
-                        piece = fixed
+                        ids, piece = self._fitted(fixed, room)
                     else:
                         firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
                         candidates = [*firsts, *([eos] if may_end or not firsts else [])]
@@ -130,10 +130,7 @@ class TransformersGenerator:
                         ids = [token]
                         piece = self.tokenizer.decode([token], clean_up_tokenization_spaces=False)
                         if not firsts[token].startswith(piece):  # part of a character: take the whole rest
-                            ids, piece = (
-                                self._ids(firsts[token])[: self.max_new_tokens - len(completion)],
-                                firsts[token],
-                            )
+                            ids, piece = self._fitted(firsts[token], room)
                     completion += ids
                     text += piece
                     state = self.model(
@@ -145,6 +142,13 @@ class TransformersGenerator:
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _fitted(self, text: str, room: int) -> tuple[list[int], str]:
+        """The tokens of `text`, at most `room`, and the text they make (cut with them)."""
+        ids = self._ids(text)
+        if len(ids) <= room:
+            return ids, text
+        return ids[:room], self.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
 
     def _pick(self, logits: Any, candidates: list[int]) -> int:
         """Greedy or sampled at `temperature`, among `candidates` only."""
