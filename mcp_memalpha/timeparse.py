@@ -87,6 +87,8 @@ def _parse_human(text: str, field: str) -> tuple[datetime, bool]:
 # ---- reading dates back to people ------------------------------------------------------------
 
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+# "last Tues", "next Fri": not "sat" or "sun", which are also words ("when I last sat down").
+_WEEKDAY_ABBREVIATIONS = r"mon|tues?|wed|thu(?:rs?)?|fri"
 _NUMBERS = {
     "a": 1,
     "an": 1,
@@ -116,7 +118,11 @@ _DAY_OFFSETS = {
 _RELATIVE = re.compile(
     r"\b(?:(?P<day>the day before yesterday|the day after tomorrow|yesterday|last night|tomorrow)"
     rf"|(?<![\d,.])(?P<count>{_COUNT})\s+(?P<unit>day|week|month|year)s?\s+ago"
-    r"|(?P<dir>last|next)\s+(?P<span>week(?:end)?|month|year|" + "|".join(_WEEKDAYS) + r"))\b",
+    r"|(?P<dir>last|next)\s+(?P<span>week(?:end)?|month|year|"
+    + "|".join(_WEEKDAYS)
+    + "|"
+    + _WEEKDAY_ABBREVIATIONS
+    + r"))\b",
     re.IGNORECASE,
 )
 
@@ -166,8 +172,8 @@ def _resolve(match: re.Match[str], anchor: datetime) -> str:
         return f"{anchor + relativedelta(months=step):%B %Y}"
     if span == "year":
         return str(anchor.year + step)
-    target = _WEEKDAYS.index(span)
+    target = next(i for i, day in enumerate(_WEEKDAYS) if day.startswith(span[:3]))
     # "last Sunday" said on a Sunday is a week back, never the same day.
     distance = (anchor.weekday() - target) % 7 if step < 0 else (target - anchor.weekday()) % 7
     moment = anchor + timedelta(days=step * (distance or 7))
-    return f"{span.capitalize()} {human_date(moment)}"
+    return f"{_WEEKDAYS[target].capitalize()} {human_date(moment)}"

@@ -65,6 +65,9 @@ def test_bad_times_name_the_field(text: str, reason: str) -> None:
         ),
         ("next month we fly; see you tomorrow", ["next month = June 2023", "tomorrow = 26 May 2023"]),
         ("Nothing relative here, on 5 June.", []),
+        ("I joined a group last Tues.", ["last tues = Tuesday 23 May 2023"]),
+        ("see you next fri or next thurs", ["next fri = Friday 26 May 2023", "next thurs = Thursday 1 June 2023"]),
+        ("when I last sat down, last month", ["last month = April 2023"]),  # "sat" is a word, not Saturday
     ],
 )
 def test_relative_dates_resolve_against_when_they_were_said(text: str, notes: list[str]) -> None:
