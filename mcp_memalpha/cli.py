@@ -132,9 +132,10 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         _serve_http(server, settings, access, host, port)
 
 
-def _existing_memory(data_dir: Path | None) -> Settings:
-    """Settings for a command that works on a memory that must already exist (doctor, compact)."""
-    settings = _settings(data_dir=data_dir)
+def _existing_memory(data_dir: Path | None, **options: Any) -> Settings:
+    """Settings for a command that works on a memory that must already exist (doctor, compact,
+    export): one that does not is an error, never a new empty memory."""
+    settings = _settings(data_dir=data_dir, **options)
     if not settings.ledger_path.exists():
         raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
     _check_data_dir(settings)
@@ -241,7 +242,7 @@ def export_command(data_dir: Path | None, namespace: str | None, include_deleted
     from mcp_memalpha.memory import Memory
     from mcp_memalpha.transfer import export_jsonl
 
-    settings = _settings(data_dir=data_dir, namespace=namespace)
+    settings = _existing_memory(data_dir, namespace=namespace)
     with Memory(settings) as memory:
         count = export_jsonl(memory, output, namespace, include_deleted)
     click.echo(f"exported {count} records from {settings.data_dir}", err=True)

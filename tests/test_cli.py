@@ -37,6 +37,13 @@ def test_export_import_round_trip_through_the_cli(tmp_path: Path) -> None:
         assert hits[0].item.event_time == "2023-09-24T00:00:00"
 
 
+def test_export_of_a_folder_without_a_memory_is_an_error_that_creates_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    result = run("export", "--data-dir", str(empty), "-o", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 1 and f"no memory at {empty}" in result.stderr
+    assert not empty.exists() and not (tmp_path / "out.jsonl").exists()
+
+
 def test_import_of_a_bad_file_names_the_line_and_changes_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
