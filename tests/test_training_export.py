@@ -158,13 +158,22 @@ def prompt_ids(tokenizer: Any) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def transformers_run(model: Any, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int]]:
+def transformers_run(model: Any, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int], list[float]]:
+    """Prompt logits, the greedy continuation, and at each of its steps the lead of the chosen
+    token over the runner-up (where F16 rounding may flip a near tie)."""
     import torch
 
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0].numpy()
-        output = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False)
-    return logits, output[0, len(ids) :].tolist()
+        output = model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    leads = [float(np.diff(np.sort(step[0].float().numpy())[-2:])[0]) for step in output.logits]
+    return logits, output.sequences[0, len(ids) :].tolist(), leads
 
 
 def llama_run(path: Path, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int]]:
@@ -186,13 +195,15 @@ def llama_run(path: Path, ids: list[int], new_tokens: int) -> tuple[np.ndarray, 
 def test_f16_logits_and_greedy_tokens_match_transformers(sharp: tuple[Any, Any], tmp_path: Path) -> None:
     model, tokenizer = sharp
     ids = prompt_ids(tokenizer)
-    expected_logits, expected_tokens = transformers_run(model, ids, 16)
+    expected_logits, expected_tokens, leads = transformers_run(model, ids, 16)
     assert len(set(expected_tokens)) > 4  # a varied continuation, not one repeated token
     write_and_quantize(model, tokenizer, tmp_path / "sharp.gguf", quant="f16")
     logits, tokens = llama_run(tmp_path / "sharp.gguf", ids, 16)
     assert np.abs(logits - expected_logits).max() < 0.1  # logits span about +-7; F16 rounding only
     assert (logits.argmax(-1) == expected_logits.argmax(-1)).all()
-    assert tokens == expected_tokens
+    # The same greedy continuation, except that a near tie (lead under F16's error) may flip.
+    agree = next((i for i, (a, b) in enumerate(zip(tokens, expected_tokens, strict=True)) if a != b), 16)
+    assert agree == 16 or (agree >= 4 and leads[agree] < 0.1), (agree, leads)
 
 
 def test_without_the_rope_permutation_the_same_check_fails(
@@ -201,7 +212,7 @@ def test_without_the_rope_permutation_the_same_check_fails(
     """The check above is sensitive: exporting Q/K in transformers' layout breaks it."""
     model, tokenizer = sharp
     ids = prompt_ids(tokenizer)
-    expected_logits, expected_tokens = transformers_run(model, ids, 16)
+    expected_logits, expected_tokens, _ = transformers_run(model, ids, 16)
     monkeypatch.setattr(export, "permute_rope", lambda weights, heads: weights)
     write_and_quantize(model, tokenizer, tmp_path / "sharp.gguf", quant="f16")
     logits, tokens = llama_run(tmp_path / "sharp.gguf", ids, 16)
@@ -212,7 +223,7 @@ def test_without_the_rope_permutation_the_same_check_fails(
 def test_q8_0_stays_close_to_transformers(sharp: tuple[Any, Any], tmp_path: Path) -> None:
     model, tokenizer = sharp
     ids = prompt_ids(tokenizer)
-    expected_logits, _ = transformers_run(model, ids, 1)
+    expected_logits, _, _ = transformers_run(model, ids, 1)
     write_and_quantize(model, tokenizer, tmp_path / "sharp.gguf", quant="q8_0")
     logits, _ = llama_run(tmp_path / "sharp.gguf", ids, 1)
     assert np.corrcoef(logits.ravel(), expected_logits.ravel())[0, 1] > 0.99
