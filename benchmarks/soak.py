@@ -240,14 +240,18 @@ class Driver:
         query = token_of(pick.content) if pick and pick.content else " ".join(self.rng.sample(WORDS, 2))
         method = self.rng.choice(["hybrid", "bm25", "vector"])
         deletes_before = self.shared.deletes
-        data, error = await self.call("search_memory", {"query": query, "search_method": method, "top_k": 10})
+        data, error = await self.call(
+            "search_memory", {"query": query, "search_method": method, "top_k": 10, "excerpt_tokens": 0}
+        )
         self.shared.operations["search"] += 1
         if data is None:
             self.shared.anomalies.append(f"search refused: {error}")
             return
         for hit in data["results"]:
             self.versions[hit["memory_id"]] = max(hit["version"], self.versions.get(hit["memory_id"], 0))
-            self.shared.seen_in_search.add((hit["memory_id"], hit["version"], hit["content"]))
+            self.shared.seen_in_search.add(
+                (hit["memory_id"], hit["version"], hit["text"])
+            )  # no event time: text is content
             if self.shared.deleted_seq.get(hit["memory_id"], deletes_before + 1) <= deletes_before:
                 self.shared.anomalies.append(f"search {query!r} returned {hit['memory_id']}, deleted before it began")
 

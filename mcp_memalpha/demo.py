@@ -130,6 +130,5 @@ async def _ask(call: Call, questions: list[str]) -> None:
         click.secho(f"Q: {question}", bold=True)
         click.echo(f"   (hybrid search, {elapsed:.0f} ms)")
         for hit in found["results"]:
-            when = f"[{hit['event_time']}] " if hit["event_time"] else ""
-            click.echo(f"   {hit['score']:.4f}  {when}{hit['content']}")
+            click.echo(f"   {hit['score']:.4f}  {hit['text']}")
         click.echo()

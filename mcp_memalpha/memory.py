@@ -30,6 +30,8 @@ from mcp_memalpha.errors import (
     StorageError,
     VersionConflict,
 )
+from mcp_memalpha.excerpt import excerpts
+from mcp_memalpha.query import query_parts
 from mcp_memalpha.settings import NAMESPACE_PATTERN, Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
@@ -79,6 +81,7 @@ class Hit:
     score: float
     text: str  # as a reader sees it (render_hit)
     tokens: int
+    excerpt: bool  # text shows only the content's sentences most relevant to the query
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,16 @@ def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memo
     return value
 
 
-def render_hit(item: ItemRow) -> str:
-    """How an item reads in a prompt or a token budget: its date, its content, and the relative
-    dates in it resolved against that date: `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
+def render_hit(item: ItemRow, shown: str | None = None) -> str:
+    """How an item reads in a prompt or a token budget: its date, its content (or the excerpt of it
+    `shown`), and the relative dates in that resolved against the date:
+    `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
+    text = item.content if shown is None else shown
     if not item.event_time:
-        return item.content
+        return text
     when = datetime.fromisoformat(item.event_time.removesuffix("Z"))
-    notes = relative_dates(item.content, when)
-    return f"[{human_date(when)}] {item.content}" + (f" ({'; '.join(notes)})" if notes else "")
+    notes = relative_dates(text, when)
+    return f"[{human_date(when)}] {text}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 class Memory:
@@ -480,7 +485,9 @@ class Memory:
         end_time: str | None = None,
         order: str = "relevance",
         max_tokens: int | None = None,
+        excerpt_tokens: int | None = None,
     ) -> SearchOutcome:
+        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text."""
         text = self._query(query)
         kinds = tuple(normalize_memory_type(t, ITEM_TYPES) for t in (memory_types or ITEM_TYPES))
         method = _search_method(method)
@@ -490,16 +497,22 @@ class Memory:
             raise InvalidArgument("top_k", f"{top_k} is out of range; use 1 to {MAX_TOP_K}")
         if max_tokens is not None and max_tokens < 1:
             raise InvalidArgument("max_tokens", f"{max_tokens} must be at least 1")
+        if excerpt_tokens is None:
+            excerpt_tokens = self.settings.search_excerpt_tokens
+        if excerpt_tokens < 0:
+            raise InvalidArgument("excerpt_tokens", f"{excerpt_tokens} must be 0 (whole texts) or more")
         where = Filter(ctx.namespace, kinds, *_time_range(start_time, end_time))
 
         if self.index.is_behind(self.ledger):
             self.sync_index()
         ranked = self._rank(text, where, method, top_k)
         hits_items = self._hydrate(ctx, ranked, kinds, top_k)
-        texts = [render_hit(item) for item, _ in hits_items]
+        shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
+        texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
         sizes = count_many(texts) if texts else []
         hits = [
-            Hit(item, score, text, size) for (item, score), text, size in zip(hits_items, texts, sizes, strict=True)
+            Hit(item, score, text, size, part is not None)
+            for (item, score), text, size, part in zip(hits_items, texts, sizes, shown, strict=True)
         ]
         hits, truncated = _pack(hits, max_tokens)
         if order == "chronological":
@@ -526,6 +539,16 @@ class Memory:
                     found.append((row, score))
             start, step = start + step, 4 * step
         return found[:top_k]
+
+    def _excerpts(self, contents: list[str], query: str, budget: int) -> list[str | None]:
+        if not budget:
+            return [None] * len(contents)
+
+        def similarity(sentences: list[str]) -> Any:
+            vectors = self.embedder.embed([query, *sentences])
+            return vectors[1:] @ vectors[0]
+
+        return excerpts(contents, query, budget, similarity)
 
     def _query(self, query: str) -> str:
         query = clean_text(query, "query", "is empty; say what to look for")
@@ -580,6 +603,12 @@ class Memory:
             raise self._unrebuildable(exc) from exc
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
+        parts = query_parts(query)
+        if len(parts) == 1:
+            return self._rank_part(query, where, method, pool)
+        return fuse_parts([self._rank_part(part, where, method, pool) for part in parts])
+
+    def _rank_part(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         if method == "bm25":
             return _by_score(self.index.text_search(query, where, pool))
         embedding = self.embedder.embed([query])[0]
@@ -623,6 +652,20 @@ def hybrid_fusion(
         floor = min(z.values())
         for item_id in scores.keys() | z.keys():
             scores[item_id] = scores.get(item_id, 0.0) + weight * z.get(item_id, floor)
+    return _by_score(list(scores.items()))
+
+
+def fuse_parts(rankings: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
+    """One ranking from the rankings of a query's parts: each item scored by its best score
+    relative to the top of its part's ranking, so every part's best results lead together."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        if not ranking:
+            continue
+        top = max(score for _, score in ranking)
+        for item_id, score in ranking:
+            relative = score / top if top > 0 else score - top
+            scores[item_id] = max(relative, scores.get(item_id, -math.inf))
     return _by_score(list(scores.items()))
 
 

@@ -1,4 +1,4 @@
-"""`mcp-memalpha eval-retrieval`: retrieval quality on LoCoMo, measured through the MCP tools.
+r"""`mcp-memalpha eval-retrieval`: retrieval quality on LoCoMo, measured through the MCP tools.
 
 Protocol (the same for every retriever): each turn of a conversation is stored as one episodic
 memory, `"{speaker}: {text}"` with its session's date as the timestamp, by `new_memory_insert`
@@ -7,7 +7,8 @@ categories 1-4 is a `search_memory` query. For the top k results:
 - evidence recall: share of the question's evidence turns among them;
 - answer-token recall: share of the normalized gold-answer tokens present in their text, where
   a result's text is what the client reads (`text` of each hit: date, content, resolved dates);
-- retrieved size: tokens of that text (WordPiece, `mcp_memalpha.tokens`) and its whitespace words.
+- retrieved size: that text in WordPiece tokens (`mcp_memalpha.tokens`), in whitespace words, and
+  in `\b\w+\b` tokens (the tokenizer of the Mem-α reader and of the reference BM25).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import click
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 _PUNCT = re.compile(r"[^\w\s]")
 _ARTICLES = {"a", "an", "the", "and"}
+_WORD_TOKEN = re.compile(r"\b\w+\b")
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -53,6 +55,7 @@ class Scores:
     answer: dict[tuple[str, int, int], list[float]] = field(default_factory=lambda: defaultdict(list))
     tokens: dict[tuple[str, int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
     words: dict[tuple[str, int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
+    word_tokens: dict[tuple[str, int, int], list[int]] = field(default_factory=lambda: defaultdict(list))
     latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -108,6 +111,7 @@ async def _evaluate_conversation(
                     scores.answer[key].append(answer_token_recall(qa["answer"], text))
                     scores.tokens[key].append(sum(count_tokens(hit["text"]) for hit in hits))
                     scores.words[key].append(len(text.split()))
+                    scores.word_tokens[key].append(len(_WORD_TOKEN.findall(text)))
     return questions
 
 
@@ -126,7 +130,12 @@ def render_report(scores: Scores, methods: list[str], ks: list[int]) -> str:
                 overall = _mean([v for c in CATEGORIES for v in table[(method, k, c)]])
                 lines.append(f"| {method} | {k} | {metric} | " + " | ".join(cells) + f" | **{overall:.3f}** |")
             blanks = " | " * (len(CATEGORIES) - 1)
-            for unit, sizes in (("WordPiece tokens", scores.tokens), ("words", scores.words)):
+            units = (
+                ("WordPiece tokens", scores.tokens),
+                ("words", scores.words),
+                ("`\\b\\w+\\b` tokens", scores.word_tokens),
+            )
+            for unit, sizes in units:
                 mean = _mean([n for c in CATEGORIES for n in sizes[(method, k, c)]])
                 lines.append(f"| {method} | {k} | retrieved {unit} | {blanks} | {mean:.0f} |")
     lines.append("")

@@ -42,3 +42,16 @@ def count_tokens(text: str) -> int:
 def count_many(texts: list[str]) -> list[int]:
     encodings = _tokenizer().encode_batch(texts, add_special_tokens=False)
     return [len(e.ids) for e in encodings]
+
+
+def head_tokens(text: str, budget: int) -> str:
+    """The start of `text` up to `budget` tokens, cut back to a word boundary when that leaves
+    something (a single over-long word is cut inside)."""
+    offsets = _tokenizer().encode(text, add_special_tokens=False).offsets
+    if len(offsets) <= budget:
+        return text
+    end = offsets[max(budget, 1) - 1][1]
+    head = text[:end]
+    if end < len(text) and not text[end].isspace():
+        head = head.rsplit(None, 1)[0] if " " in head.strip() else head
+    return head.rstrip()

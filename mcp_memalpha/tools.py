@@ -137,6 +137,16 @@ class SearchArgs(_Args):
         int | None,
         Field(ge=1, le=100_000, description="Token budget: return only the best results whose text fits in it."),
     ] = None
+    excerpt_tokens: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=100_000,
+            description="Longest text per result, in tokens: a longer memory shows only its sentences most "
+            "relevant to the query, with '…' where text was left out (memory_get returns it whole). "
+            "0 shows every result whole; omit for the server's setting (40 by default).",
+        ),
+    ] = None
 
 
 class GetArgs(_Args):
@@ -268,13 +278,19 @@ class DeleteOut(BaseModel):
 
 
 class SearchHitOut(BaseModel):
+    """One result, shaped for a model to read: the text once (not content and text, which would
+    double what a client puts in its context); memory_get gives the stored content exactly."""
+
     memory_id: str
     memory_type: Literal["episodic", "semantic"]
-    content: str
     event_time: str | None
     version: int
     score: float = Field(description="Relevance; higher is better (not comparable across methods).")
-    text: str = Field(description="The memory as a reader should see it: its date, then its content.")
+    text: str = Field(
+        description="The memory as a reader should see it: '[date] content (relative dates resolved)'; "
+        "for a long memory, its sentences most relevant to the query (see excerpt)."
+    )
+    excerpt: bool = Field(description="True when text shows only part of the content (memory_get has it whole).")
 
     @classmethod
     def of(cls, hit: Hit) -> SearchHitOut:
@@ -282,18 +298,18 @@ class SearchHitOut(BaseModel):
         return cls(
             memory_id=row.id,
             memory_type=row.memory_type,
-            content=row.content,
             event_time=row.event_time,
             version=row.version,
             score=round(hit.score, 6),
             text=hit.text,
+            excerpt=hit.excerpt,
         )
 
 
 class SearchOut(BaseModel):
     results: list[SearchHitOut]
     search_method: str
-    total_tokens: int = Field(description="Tokens of the results as rendered: '[event_time] content'.")
+    total_tokens: int = Field(description="Tokens of the results' text.")
     truncated: bool = Field(description="True when max_tokens left out some of the top_k results.")
 
 
@@ -452,6 +468,7 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
         end_time=a.end_time,
         order=a.order,
         max_tokens=a.max_tokens,
+        excerpt_tokens=a.excerpt_tokens,
     )
     return SearchOut(
         results=[SearchHitOut.of(hit) for hit in outcome.hits],
@@ -647,7 +664,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Find the episodic and/or semantic memories most relevant to a query. Hybrid search (default) fuses "
             "keyword (BM25) and meaning (embedding) rankings. Filter by event time with start_time/end_time, "
             "order='chronological' to read events in time order, and max_tokens to fit a context budget. "
-            "Each result carries its id, event time and version."
+            "Each result carries its id, event time, version and text; a long memory's text shows its sentences "
+            "most relevant to the query (excerpt_tokens; memory_get returns it whole)."
         ),
         args=SearchArgs,
         result=SearchOut,

@@ -116,12 +116,12 @@ def read_context(chunk: str, timestamp: str | None, execute: Execute) -> ChunkCo
     """Core and the related memories, read through the same tools a client uses (public so a
     training rollout prompts exactly as the curator does)."""
     core = execute("core_memory_read", {})
-    found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS})
+    # Whole texts: the curator may rewrite what it reads.
+    found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS, "excerpt_tokens": 0})
     related: tuple[Related, ...] = ()
     if found.ok and isinstance(found.output, dict):
         related = tuple(
-            Related(hit["memory_id"], hit["memory_type"], hit.get("text") or hit["content"])
-            for hit in found.output.get("results", [])
+            Related(hit["memory_id"], hit["memory_type"], hit["text"]) for hit in found.output.get("results", [])
         )
     core_text = core.output.get("content", "") if core.ok and isinstance(core.output, dict) else ""
     return ChunkContext.build(chunk, timestamp, core_text, related)

@@ -81,7 +81,7 @@ async def test_two_processes_lose_nothing(tmp_path: Path) -> None:
             for name in ("alpha", "beta"):
                 for i in range(0, WRITES_PER_PROCESS, 37):
                     found = await call(client, "search_memory", query=f"token{name}x{i}", search_method="bm25", top_k=1)
-                    assert found["results"][0]["content"].endswith(f"entry {i} token{name}x{i}")
+                    assert found["results"][0]["text"].endswith(f"entry {i} token{name}x{i}")
             revised = await call(client, "search_memory", query="alpha revised entry 10", search_method="bm25", top_k=1)
             assert revised["results"][0]["version"] == 2
 

@@ -354,7 +354,7 @@ async def test_memorize_tools_over_mcp(settings: Settings) -> None:
         assert [value for value, _ in progress] == sorted({value for value, _ in progress})  # strictly growing
 
         found = await call(client, "search_memory", query="seafood restaurant")
-        assert found["results"] and found["results"][0]["content"] == "Ana's restaurant serves seafood."
+        assert found["results"] and found["results"][0]["text"] == "Ana's restaurant serves seafood."
         undone = await call(client, "memorize_undo", job_id=queued["job_id"])
         assert undone["state"] == "undone"
         assert sorted(r["action"] for r in undone["reverted"]) == ["deleted", "deleted", "reverted"]

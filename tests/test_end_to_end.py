@@ -216,7 +216,7 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
         process.stdin.close()
         process.wait(timeout=30)
     search = messages[-1]
-    assert search["result"]["structuredContent"]["results"][0]["content"] == "a fact"
+    assert search["result"]["structuredContent"]["results"][0]["text"] == "a fact"
     assert process.stdout.read().strip() == ""  # nothing more after the last reply, shutdown included
     assert "DEBUG" in process.stderr.read()  # logs went to stderr
 

@@ -133,7 +133,7 @@ async def test_tokens_only_see_their_own_namespaces(secured: str) -> None:
         await call(alice, "memory_update", memory_type="core", new_content="Alice is a locksmith.")
         await call(bob, "new_memory_insert", memory_type="semantic", content="Bob's locker code is 1234")
 
-        assert (await call(bob, "search_memory", query="locker code"))["results"][0]["content"].startswith("Bob")
+        assert (await call(bob, "search_memory", query="locker code"))["results"][0]["text"].startswith("Bob")
         assert (await call(bob, "memory_get", memory_ids=[secret["memory_id"]]))["missing"] == [secret["memory_id"]]
         assert (await call(bob, "memory_list", memory_type="semantic"))["total"] == 1
         assert (await call(bob, "core_memory_read"))["content"] == ""
@@ -142,7 +142,7 @@ async def test_tokens_only_see_their_own_namespaces(secured: str) -> None:
         prompt = await bob.get_prompt("memory_context", {"topic": "locker"})
         assert "Alice" not in prompt.messages[0].content.text  # type: ignore[union-attr]
 
-        assert [hit["content"] for hit in (await call(alice, "search_memory", query="locker code"))["results"]] == [
+        assert [hit["text"] for hit in (await call(alice, "search_memory", query="locker code"))["results"]] == [
             "Alice's locker code is 4711"
         ]
         assert (await bob.read_resource("memory://core")).contents[0].text == ""  # type: ignore[union-attr]

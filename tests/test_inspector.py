@@ -50,4 +50,4 @@ def test_inspector_lists_and_calls_tools(tmp_path: Path) -> None:
     found = inspector(
         tmp_path, "--method", "tools/call", "--tool-name", "search_memory", "--tool-arg", "query=Inspector fact"
     )
-    assert found["structuredContent"]["results"][0]["content"] == "The Inspector stored this fact."
+    assert found["structuredContent"]["results"][0]["text"] == "The Inspector stored this fact."

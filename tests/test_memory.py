@@ -11,6 +11,7 @@ from mcp_memalpha import CallContext, CapacityExceeded, InvalidArgument, Memory,
 from mcp_memalpha.ids import ID_PATTERN
 from mcp_memalpha.memory import hybrid_fusion, render_hit
 from mcp_memalpha.store.migrations import MIGRATIONS
+from mcp_memalpha.tokens import count_tokens
 
 
 def live_ids(memory: Memory) -> set[str]:
@@ -439,3 +440,39 @@ def test_deleted_memories_can_be_listed_and_restored(memory: Memory, ctx: CallCo
         memory.restore(ctx, "semantic", item.id)
     with pytest.raises(NotFound):
         memory.restore(CallContext(namespace="other"), "semantic", item.id)
+
+
+def test_long_hits_are_excerpted_for_the_query_and_whole_on_request(memory: Memory, ctx: CallContext) -> None:
+    long = (
+        "Melanie: The kids are back at school and the house is quiet again. "
+        "I finally finished the lake sunrise painting last week. "
+        "We also adopted a second cat, her name is Bailey. Work has been busy."
+    )
+    stored = memory.insert(ctx, "episodic", long, "25 May 2023")
+    short = memory.insert(ctx, "semantic", "Melanie paints landscapes.")
+    hits = {h.item.id: h for h in memory.search(ctx, "Melanie painting", excerpt_tokens=20).hits}
+    assert hits[short.id].text == "Melanie paints landscapes." and not hits[short.id].excerpt
+    cut = hits[stored.id]
+    assert cut.excerpt and "sunrise painting" in cut.text and "Bailey" not in cut.text
+    # relative dates are resolved in what is shown, and only there
+    assert cut.text.endswith("(last week = the week before 25 May 2023)")
+    assert cut.tokens < count_tokens(render_hit(cut.item))
+    whole = {h.item.id: h for h in memory.search(ctx, "Melanie painting", excerpt_tokens=0).hits}[stored.id]
+    assert whole.text == render_hit(whole.item) and not whole.excerpt
+    default = [h.text for h in memory.search(ctx, "Melanie painting").hits]  # the setting: 40 tokens
+    assert memory.settings.search_excerpt_tokens == 40
+    assert (
+        default
+        == [h.text for h in memory.search(ctx, "Melanie painting", excerpt_tokens=40).hits]
+        != [h.text for h in memory.search(ctx, "Melanie painting", excerpt_tokens=0).hits]
+    )
+    with pytest.raises(InvalidArgument, match="excerpt_tokens"):
+        memory.search(ctx, "Melanie", excerpt_tokens=-1)
+
+
+def test_a_question_about_two_people_finds_each_of_them(memory: Memory, ctx: CallContext) -> None:
+    for i in range(6):
+        memory.insert(ctx, "semantic", f"Jon likes to destress by dancing, way {i}.")
+    gina = memory.insert(ctx, "semantic", "Gina unwinds with long walks.")
+    found = [h.item.id for h in memory.search(ctx, "How do Jon and Gina like to destress?", top_k=3).hits]
+    assert gina.id in found

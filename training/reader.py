@@ -76,7 +76,13 @@ class MemoryView:
         if left > 0:
             found = self.runner.call(
                 "search_memory",
-                {"query": question, "top_k": self.top_k, "search_method": self.search_method, "max_tokens": left},
+                {
+                    "query": question,
+                    "top_k": self.top_k,
+                    "search_method": self.search_method,
+                    "max_tokens": left,
+                    "excerpt_tokens": 0,  # whole memories, as the policies were trained and measured with
+                },
             )
             hits = [hit["text"] for hit in found["results"]]
         return "\n".join(part for part in (core, *hits) if part)
@@ -128,9 +134,16 @@ class RagView:
     def context(self, question: str) -> str:
         found = self.runner.call(
             "search_memory",
-            {"query": question, "top_k": self.top_k, "search_method": "bm25", "max_tokens": self.budget},
+            # Whole passages (stored without dates, so text is the passage), as RAG baselines read them.
+            {
+                "query": question,
+                "top_k": self.top_k,
+                "search_method": "bm25",
+                "max_tokens": self.budget,
+                "excerpt_tokens": 0,
+            },
         )
-        return "\n".join(hit["content"] for hit in found["results"])
+        return "\n".join(hit["text"] for hit in found["results"])
 
 
 class ExtractiveReader:
