@@ -10,10 +10,12 @@ said it is part of every sentence. `memory_get` returns the memory whole.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from mcp_memalpha.query import content_words
-from mcp_memalpha.tokens import count_many, count_tokens, head_tokens
+from mcp_memalpha.tokens import token_spans_many
 
 ELLIPSIS = "…"
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
@@ -26,21 +28,17 @@ Similarity = Callable[[list[str]], Sequence[float]]
 def excerpts(contents: list[str], query: str, budget: int, similarity: Similarity) -> list[str | None]:
     """Each of `contents` cut to about `budget` tokens of its most relevant sentences, or None
     where it fits whole. The best sentence is always kept (cut at a word if it alone is over
-    budget). Tokens are counted, and sentences compared with the query, in one batch for all."""
-    sizes = count_many(contents) if contents else []
-    long = [i for i, size in enumerate(sizes) if size > budget]
+    budget: at least one whole word). One tokenizer pass and one similarity call serve all of them."""
+    spans = token_spans_many(contents) if contents else []
+    long = [i for i, tokens in enumerate(spans) if len(tokens) > budget]
     splits = {i: _split(contents[i]) for i in long}
-    sentences = [s for i in long for s in splits[i][1]]
-    sentence_sizes = count_many(sentences) if sentences else []
-    closeness = list(similarity(sentences)) if sentences else []
+    closeness = iter(similarity([s.text for i in long for s in splits[i][1]]) if long else [])
     wanted = content_words(query)
     shown: list[str | None] = [None] * len(contents)
-    offset = 0
     for i in long:
-        label, parts = splits[i]
-        span = slice(offset, offset + len(parts))
-        offset += len(parts)
-        shown[i] = _excerpt(label, parts, sentence_sizes[span], closeness[span], wanted, budget)
+        label, sentences = splits[i]
+        near = [next(closeness) for _ in sentences]
+        shown[i] = _excerpt(contents[i], label, sentences, near, spans[i], wanted, budget)
     return shown
 
 
@@ -49,33 +47,66 @@ def excerpt(content: str, query: str, budget: int, similarity: Similarity) -> st
     return excerpts([content], query, budget, similarity)[0]
 
 
-def _split(content: str) -> tuple[str, list[str]]:
-    """The leading label ("Caroline: ", or "") and the sentences after it."""
+@dataclass(frozen=True)
+class _Sentence:
+    start: int
+    end: int
+    text: str
+
+
+def _split(content: str) -> tuple[str, list[_Sentence]]:
+    """The leading label ("Caroline: ", or "") and the sentences after it, with their places."""
     match = _LABEL.match(content)
     label = match.group(0) if match else ""
-    return label, [s for s in _SENTENCE_END.split(content[len(label) :]) if s]
+    sentences, start = [], len(label)
+    for gap in [*_SENTENCE_END.finditer(content, len(label)), None]:
+        end = gap.start() if gap else len(content)
+        if end > start:
+            sentences.append(_Sentence(start, end, content[start:end]))
+        start = gap.end() if gap else end
+    return label, sentences
 
 
 def _excerpt(
-    label: str, sentences: list[str], sizes: list[int], closeness: list[float], wanted: set[str], budget: int
+    content: str,
+    label: str,
+    sentences: list[_Sentence],
+    closeness: list[float],
+    spans: list[tuple[int, int]],
+    wanted: set[str],
+    budget: int,
 ) -> str:
-    room = budget - count_tokens(label)
-    if len(sentences) < 2 or room <= 0:
-        return label + head_tokens(" ".join(sentences), max(room, 1)) + ELLIPSIS
-    overlap = [len(content_words(s) & wanted) for s in sentences]
+    starts = [start for start, _ in spans]
+    sizes = [bisect_left(starts, s.end) - bisect_left(starts, s.start) for s in sentences]
+    room = budget - bisect_left(starts, len(label))
+    overlap = [len(content_words(s.text) & wanted) for s in sentences]
     order = sorted(range(len(sentences)), key=lambda i: (-overlap[i], -closeness[i], i))
     kept: list[int] = []
     used = 0
     for i in order:  # best first while they fit
-        if kept and used + sizes[i] > room:
+        if kept and used + sizes[i] > max(room, 1):
             continue
         kept.append(i)
         used += sizes[i]
     kept.sort()
-    if len(kept) == 1 and sizes[kept[0]] > room:
-        text = head_tokens(sentences[kept[0]], room) + ELLIPSIS
-        return label + (ELLIPSIS + " " if kept[0] else "") + text
-    return label + _join(sentences, kept)
+    if len(kept) == 1 and sizes[kept[0]] > room:  # one sentence over budget: its head
+        first = sentences[kept[0]]
+        last = min(bisect_left(starts, first.start) + max(room, 1), len(spans)) - 1
+        cut = _cut(content, spans[last][1], first.start)
+        return label + (ELLIPSIS + " " if kept[0] else "") + content[first.start : cut] + ELLIPSIS
+    return label + _join([s.text for s in sentences], kept)
+
+
+def _cut(content: str, end: int, start: int) -> int:
+    """`end` moved to a word boundary: back to the last one after `start`, or, when the first word
+    alone is longer, forward to its end (never half a word)."""
+    if end >= len(content) or content[end].isspace():
+        return end
+    boundary = content.rfind(" ", start, end)
+    if boundary > start:
+        return boundary
+    after = content.find(" ", end)
+    return len(content) if after < 0 else after
 
 
 def _join(sentences: list[str], kept: list[int]) -> str:

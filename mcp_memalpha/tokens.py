@@ -44,14 +44,7 @@ def count_many(texts: list[str]) -> list[int]:
     return [len(e.ids) for e in encodings]
 
 
-def head_tokens(text: str, budget: int) -> str:
-    """The start of `text` up to `budget` tokens, cut back to a word boundary when that leaves
-    something (a single over-long word is cut inside)."""
-    offsets = _tokenizer().encode(text, add_special_tokens=False).offsets
-    if len(offsets) <= budget:
-        return text
-    end = offsets[max(budget, 1) - 1][1]
-    head = text[:end]
-    if end < len(text) and not text[end].isspace():
-        head = head.rsplit(None, 1)[0] if " " in head.strip() else head
-    return head.rstrip()
+def token_spans_many(texts: list[str]) -> list[list[tuple[int, int]]]:
+    """For each text, the (start, end) character span of each of its tokens: one tokenizer pass
+    gives both a text's size and where any count of tokens ends."""
+    return [list(e.offsets) for e in _tokenizer().encode_batch(texts, add_special_tokens=False)]
