@@ -93,6 +93,13 @@ async def scenario(client: Client) -> None:
     assert [hit["memory_id"] for hit in ordered["results"]] == [trip["memory_id"], job["memory_id"]]
     budget = await call(client, "search_memory", query="Maya", max_tokens=15)
     assert budget["total_tokens"] <= 15 and budget["truncated"] is True
+    # results carry the text once; a long memory is excerpted for the query, whole on request
+    assert set(found["results"][0]) == {"memory_id", "memory_type", "event_time", "version", "score", "text", "excerpt"}
+    short = await call(client, "search_memory", query="Maya flight Lisbon", excerpt_tokens=8)
+    cut = next(hit for hit in short["results"] if hit["memory_id"] == trip["memory_id"])
+    assert cut["excerpt"] is True and cut["text"].endswith("…")
+    whole = await call(client, "search_memory", query="Maya flight Lisbon", excerpt_tokens=0)
+    assert not any(hit["excerpt"] for hit in whole["results"])
 
     # get and list
     got = await call(client, "memory_get", memory_ids=[trip["memory_id"], "e-zzzzzz"])
