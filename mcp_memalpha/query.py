@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+MAX_PARTS = 4  # each part is a search of its own: a query of many questions is searched whole
 _QUESTION = re.compile(r"(?<=\?)\s+(?=\S)")
 # Two capitalised words joined by "and", the first not opening the query: two names.
 _NAMES = re.compile(r"(?<=\s)(?:both\s+)?([A-Z][\w'-]*)\s+and\s+([A-Z][\w'-]*)\b")
@@ -27,10 +28,10 @@ STOP_WORDS = frozenset(
 def query_parts(query: str) -> list[str]:
     """The separate questions in `query`: several questions, or one question asked of two names
     ("When did Jon and Gina meet?" -> "When did Jon meet?", "When did Gina meet?"). One part when
-    there is nothing to split."""
+    there is nothing to split, or more than MAX_PARTS."""
     questions = [q for q in _QUESTION.split(query.strip()) if q]
     if len(questions) > 1:
-        return questions
+        return questions if len(questions) <= MAX_PARTS else [query]
     match = _NAMES.search(query)
     if match is None:
         return [query]

@@ -6,7 +6,7 @@ import pytest
 
 from mcp_memalpha.excerpt import ELLIPSIS, excerpt
 from mcp_memalpha.memory import fuse_parts
-from mcp_memalpha.query import content_words, query_parts
+from mcp_memalpha.query import MAX_PARTS, content_words, query_parts
 from mcp_memalpha.tokens import count_tokens
 
 LONG = (
@@ -65,7 +65,8 @@ def test_a_question_about_two_names_is_asked_of_each() -> None:
         "Which city have John visited?",
     ]
     assert query_parts("Where is the cat? When is the party?") == ["Where is the cat?", "When is the party?"]
-    for single in ("What did Melanie and her kids make?", "Jon and Gina met when?", "pottery class"):
+    many = " ".join(f"Question {i}?" for i in range(MAX_PARTS + 1))  # each part costs a search
+    for single in ("What did Melanie and her kids make?", "Jon and Gina met when?", "pottery class", many):
         assert query_parts(single) == [single]
 
 
