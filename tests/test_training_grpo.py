@@ -48,8 +48,10 @@ def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_
     trainer = SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
     prompts = [instances[0].instance_id] * 4 + [instances[1].instance_id] * 4
     output = rollout(prompts, trainer)
-    assert len(output["prompt_ids"]) == len(output["completion_ids"]) == 8
+    assert len(output["prompt_ids"]) == len(output["completion_ids"]) == len(output["env_mask"]) == 8
     assert all(1 <= len(ids) <= 4 for ids in output["completion_ids"])
+    # free sampling: the model chose every token, and TRL learns from all of them
+    assert output["env_mask"] == [[1] * len(ids) for ids in output["completion_ids"]]
     # the two chunks of a rollout have different prompts (chunk 2 is another session)
     assert output["prompt_ids"][0] != output["prompt_ids"][1]
     # shared terms are equal within a rollout; a silent random model scores as an idle policy
@@ -62,12 +64,24 @@ def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_
         rollout(prompts[:3], trainer)
 
 
-def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("wire_format", "max_new_tokens"),
+    [("memalpha", 8), ("json", 48)],  # json: constrained rollouts, fed tokens masked out of the loss
+)
+def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(
+    tmp_path: Path, wire_format: str, max_new_tokens: int
+) -> None:
     from training.generation import TransformersGenerator, read_info
     from training.grpo import train
 
     config = TrainConfig.from_toml(
-        SMOKE, output_dir=str(tmp_path / "run"), steps=2, max_new_tokens=8, chunks_per_instance=1, max_instances=2
+        SMOKE,
+        output_dir=str(tmp_path / "run"),
+        steps=2,
+        max_new_tokens=max_new_tokens,
+        chunks_per_instance=1,
+        max_instances=2,
+        wire_format=wire_format,
     )
     final = train(config, log=lambda line: None)
     history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -77,7 +91,7 @@ def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(tmp_p
         expected = sum(config.weights[name] * entry[f"rewards/{name}/mean"] for name in TERMS)
         assert entry["reward"] == pytest.approx(expected, abs=1e-4)
     assert (tmp_path / "run" / "rewards.png").stat().st_size > 1000
-    assert read_info(final)["wire_format"] == "memalpha"
+    assert read_info(final)["wire_format"] == wire_format
     generator = TransformersGenerator.load(final, greedy=True, max_new_tokens=4)
     assert isinstance(generator([{"role": "user", "content": "hello"}]), str)
 
@@ -99,6 +113,7 @@ def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_p
     instance = training_instances(TrainConfig(chunks_per_instance=1, max_questions=2))[0]
     lines = statements(instance.chunks[0])
     outputs = set()
+    shares: list[float] = []
     for seed in range(3):
         torch.manual_seed(seed)
         with Episode(instance, wire_format="json") as episode:
@@ -107,12 +122,19 @@ def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_p
             sample = generator.sample(episode.prompt(), completions)
             records = episode.submit(sample.text)
         assert len(sample.completion_ids) <= 400
+        # the loss learns from the model's choices only, not from the text the format fed
+        mask = sample.loss_mask()
+        assert len(mask) == len(sample.completion_ids) and mask[0] == 1
+        picked = [t for t, m in zip(sample.completion_ids, mask, strict=True) if m]
+        assert picked[-1] == tokenizer.eos_token_id or len(sample.completion_ids) == 400
+        shares.append(sum(mask) / len(mask))
         assert tokenizer.decode(sample.completion_ids, skip_special_tokens=True).startswith(sample.text[:20])
         copied = [r.arguments["content"] for r in records]
         assert all(r.ok and r.name == "new_memory_insert" for r in records), records
         assert copied == sorted(set(copied), key=lines.index)  # each statement at most once, in order
         outputs.add(sample.text)
     assert len(outputs) > 1  # sampled choices differ between rollouts: GRPO has something to compare
+    assert min(shares) < 0.5  # where it copied, most tokens were fed, not chosen
 
 
 def test_held_out_conversations_never_reach_training() -> None:

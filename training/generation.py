@@ -28,11 +28,19 @@ def write_info(folder: Path, **info: Any) -> None:
 
 @dataclass
 class Sample:
-    """One generation: token ids of the prompt and of the completion, and the completion's text."""
+    """One generation: token ids of the prompt and of the completion, and the completion's text.
+
+    `chosen` marks the completion tokens the model picked (1) apart from those fed because the
+    format allowed nothing else (0); None when it picked every one."""
 
     prompt_ids: list[int]
     completion_ids: list[int]
     text: str
+    chosen: list[int] | None = None
+
+    def loss_mask(self) -> list[int]:
+        """1 for each token the policy update should learn from: the model's own choices."""
+        return self.chosen if self.chosen is not None else [1] * len(self.completion_ids)
 
 
 class TransformersGenerator:
@@ -109,6 +117,7 @@ class TransformersGenerator:
         was_training = self.model.training
         self.model.eval()
         completion: list[int] = []
+        chosen: list[int] = []
         text = ""
         eos = self.tokenizer.eos_token_id
         try:
@@ -120,25 +129,29 @@ class TransformersGenerator:
                     fixed = shared_text(rests, may_end)
                     if fixed:
                         ids, piece = self._fitted(fixed, room)
+                        marks = [0] * len(ids)
                     else:
                         firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
                         candidates = [*firsts, *([eos] if may_end or not firsts else [])]
                         token = self._pick(state.logits[0, -1], candidates)
                         if token == eos:
                             completion.append(token)
+                            chosen.append(1)
                             break
                         ids = [token]
                         piece = self.tokenizer.decode([token], clean_up_tokenization_spaces=False)
                         if not firsts[token].startswith(piece):  # part of a character: take the whole rest
                             ids, piece = self._fitted(firsts[token], room)
+                        marks = [1] + [0] * (len(ids) - 1)
                     completion += ids
+                    chosen += marks
                     text += piece
                     state = self.model(
                         torch.tensor([ids], device=device), past_key_values=state.past_key_values, use_cache=True
                     )
         finally:
             self.model.train(was_training)
-        return Sample(prompt, completion, text)
+        return Sample(prompt, completion, text, chosen)
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

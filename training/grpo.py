@@ -209,7 +209,9 @@ def make_rollout_func(
         generator = TransformersGenerator(
             model, tokenizer, max_new_tokens=config.max_new_tokens, temperature=config.temperature
         )
-        output: dict[str, Any] = {"prompt_ids": [], "completion_ids": [], "logprobs": None}
+        # env_mask: TRL learns only from tokens marked 1, here the model's own choices; text the
+        # format forced (fed spans of constrained rollouts) is context, as tool output would be.
+        output: dict[str, Any] = {"prompt_ids": [], "completion_ids": [], "env_mask": [], "logprobs": None}
         output.update({key: [] for key in (*TERMS, "calls", "memory_tokens")})
         start = 0
         while start < len(prompts):
@@ -226,6 +228,7 @@ def make_rollout_func(
             for sample, values in zip(samples, terms, strict=True):
                 output["prompt_ids"].append(sample.prompt_ids)
                 output["completion_ids"].append(sample.completion_ids)
+                output["env_mask"].append(sample.loss_mask())
                 for key, value in values.items():
                     output[key].append(value)
             start += run
