@@ -28,6 +28,7 @@ def test_speed_benchmark_smoke(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "speed.md").read_text()
     assert "| hybrid search p50 / p95 (ms) |" in table and "300 items" in table
+    assert "| MCP round trip floor: core_memory_read p50 (ms) |" in table
     assert (tmp_path / "speed.png").stat().st_size > 10_000
 
 
