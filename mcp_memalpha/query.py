@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 MAX_PARTS = 4  # each part is a search of its own: a query of many questions is searched whole
+# Longer text is a passage (the curator searches with a conversation chunk), not a question.
+MAX_QUESTION_WORDS = 40
 _QUESTION = re.compile(r"(?<=\?)\s+(?=\S)")
 # Two capitalised words joined by "and", the first not opening the query: two names.
 _NAMES = re.compile(r"(?<=\s)(?:both\s+)?([A-Z][\w'-]*)\s+and\s+([A-Z][\w'-]*)\b")
@@ -28,7 +30,9 @@ STOP_WORDS = frozenset(
 def query_parts(query: str) -> list[str]:
     """The separate questions in `query`: several questions, or one question asked of two names
     ("When did Jon and Gina meet?" -> "When did Jon meet?", "When did Gina meet?"). One part when
-    there is nothing to split, or more than MAX_PARTS."""
+    there is nothing to split, more than MAX_PARTS, or the query is a passage rather than questions."""
+    if len(query.split()) > MAX_QUESTION_WORDS:
+        return [query]
     questions = [q for q in _QUESTION.split(query.strip()) if q]
     if len(questions) > 1:
         return questions if len(questions) <= MAX_PARTS else [query]

@@ -66,7 +66,8 @@ def test_a_question_about_two_names_is_asked_of_each() -> None:
     ]
     assert query_parts("Where is the cat? When is the party?") == ["Where is the cat?", "When is the party?"]
     many = " ".join(f"Question {i}?" for i in range(MAX_PARTS + 1))  # each part costs a search
-    for single in ("What did Melanie and her kids make?", "Jon and Gina met when?", "pottery class", many):
+    chunk = "Jon: Did you dance today? Gina: Yes, with Ana and Maria. " * 5  # a passage, not questions
+    for single in ("What did Melanie and her kids make?", "Jon and Gina met when?", "pottery class", many, chunk):
         assert query_parts(single) == [single]
 
 
