@@ -232,7 +232,9 @@ def _score(
         sessions_needed = {int(e.split(":")[0].lstrip("D")) for e in qa.get("evidence", []) if e.startswith("D")}
         if category not in CATEGORIES or "answer" not in qa or not sessions_needed or not sessions_needed <= stored:
             continue  # with --sessions, only questions whose evidence was stored
-        hits = execute(memory, ctx, "search_memory", {"query": qa["question"], "top_k": 10})["results"]
+        # Whole memories: this compares what the memories hold, not how search shows them.
+        found = execute(memory, ctx, "search_memory", {"query": qa["question"], "top_k": 10, "excerpt_tokens": 0})
+        hits = found["results"]
         recall = answer_token_recall(qa["answer"], "\n".join(hit["text"] for hit in hits))
         into.setdefault(CATEGORIES[category], []).append(recall)
         into.setdefault("overall", []).append(recall)
