@@ -18,10 +18,8 @@ import re
 import statistics
 from pathlib import Path
 
-from mcp_memalpha.retrieval_eval import CATEGORIES, answer_token_recall
+from mcp_memalpha.retrieval_eval import CATEGORIES, WORD_TOKEN, answer_token_recall
 from mcp_memalpha.tokens import count_tokens
-
-WORD_TOKEN = re.compile(r"\b\w+\b")
 
 
 def main() -> None:

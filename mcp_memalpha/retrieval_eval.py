@@ -31,7 +31,7 @@ import click
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 _PUNCT = re.compile(r"[^\w\s]")
 _ARTICLES = {"a", "an", "the", "and"}
-_WORD_TOKEN = re.compile(r"\b\w+\b")
+WORD_TOKEN = re.compile(r"\b\w+\b")
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -111,7 +111,7 @@ async def _evaluate_conversation(
                     scores.answer[key].append(answer_token_recall(qa["answer"], text))
                     scores.tokens[key].append(sum(count_tokens(hit["text"]) for hit in hits))
                     scores.words[key].append(len(text.split()))
-                    scores.word_tokens[key].append(len(_WORD_TOKEN.findall(text)))
+                    scores.word_tokens[key].append(len(WORD_TOKEN.findall(text)))
     return questions
 
 
