@@ -32,22 +32,42 @@ from mcp_memalpha.errors import (
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
 from mcp_memalpha.query import query_parts
-from mcp_memalpha.ranking import VECTOR_POOL, by_score, fuse_parts, hybrid_fusion
+from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
 from mcp_memalpha.timeparse import EventTime, parse_time
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
-from mcp_memalpha.vocabulary import ITEM_TYPES, ItemType, Order, SearchMethod, memory_type_name, search_method_name
+from mcp_memalpha.vocabulary import (
+    ITEM_TYPES,
+    SOURCES,
+    ItemType,
+    MemoryType,
+    Order,
+    SearchMethod,
+    Source,
+    memory_type_name,
+    search_method_name,
+)
 
-# Re-exported from their homes (context, excerpt, ranking), for the callers that import them from here.
+# Some are re-exported from their homes (context, excerpt, ranking, vocabulary), for the callers
+# that import them from here.
 __all__ = [
+    "ITEM_TYPES",
     "MAX_TOP_K",
+    "SOURCES",
+    "VECTOR_POOL",
+    "VECTOR_WEIGHT",
     "CallContext",
     "Hit",
+    "ItemType",
     "Memory",
+    "MemoryType",
+    "Order",
     "Page",
+    "SearchMethod",
     "SearchOutcome",
+    "Source",
     "clean_text",
     "fuse_parts",
     "hybrid_fusion",
