@@ -4,6 +4,7 @@ The public Python API is the memory service; the MCP server, the curator policy 
 training package are all built on it.
 """
 
+from mcp_memalpha.context import CallContext
 from mcp_memalpha.errors import (
     CapacityExceeded,
     InvalidArgument,
@@ -12,7 +13,7 @@ from mcp_memalpha.errors import (
     StorageError,
     VersionConflict,
 )
-from mcp_memalpha.memory import CallContext, Memory
+from mcp_memalpha.memory import Memory
 from mcp_memalpha.settings import Settings
 
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mcp_memalpha.settings import NAMESPACE_PATTERN
+from mcp_memalpha.validation import Problem, validation_problems
 
 TOKEN_PREFIX = "mema_"
 # A plain token in the file must be long enough not to be guessed; made ones are 48 characters.
@@ -83,8 +84,8 @@ def auth_file_entry(name: str, token: str, namespaces: list[str], rate_limit_per
     try:
         _TokenEntry.model_validate(entry)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        raise AuthFileError(f"{error['loc'][0]}: {_reason(error)}") from None
+        problem = validation_problems(exc)[0]
+        raise AuthFileError(f"{problem.loc[0]}: {_reason(problem)}") from None
     # json.dumps writes strings and lists that are valid TOML too.
     return "[[tokens]]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in entry.items())
 
@@ -154,8 +155,8 @@ def _parse(raw: Any, path: Path) -> AccessList:
     try:
         parsed = _TokenFile.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        raise AuthFileError(f"{path}: {_where(error['loc'], raw)}: {_reason(error)}") from None
+        problem = validation_problems(exc)[0]
+        raise AuthFileError(f"{path}: {_where(problem.loc, raw)}: {_reason(problem)}") from None
     grants = tuple(entry.grant() for entry in parsed.tokens)
     _check_unique(grants, path)
     return AccessList(grants)
@@ -187,8 +188,8 @@ def _where(loc: tuple[int | str, ...], raw: Any) -> str:
     return f"{where}: {rest or 'entry'}"
 
 
-def _reason(error: Any) -> str:
-    loc, kind = error["loc"], error["type"]
+def _reason(problem: Problem) -> str:
+    loc, kind = problem.loc, problem.kind
     if not loc:
         return "must be a table (TOML) or an object (JSON) holding a 'tokens' list"
     if kind == "missing":
@@ -204,4 +205,4 @@ def _reason(error: Any) -> str:
         return "must be 1-64 letters, digits or '_.@:-', starting with a letter or digit"
     if kind == "string_too_short" and loc[-1] == "token":
         return f"must be at least {MIN_TOKEN_CHARS} characters (make one with `mcp-memalpha token new`)"
-    return str(error["msg"]).removeprefix("Value error, ")
+    return problem.message

@@ -16,18 +16,15 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
+# Re-exported: tests and benchmarks spawn servers with `cli.launch_command`.
+from mcp_memalpha.launch import launch_command as launch_command
 from mcp_memalpha.settings import Settings
+from mcp_memalpha.validation import validation_problems
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from mcp_memalpha.access import AccessList
-
-
-def launch_command() -> list[str]:
-    """How to start this installation's `mcp-memalpha` (for spawning servers: evals, tests, benchmarks)."""
-    script = Path(sys.executable).parent / "mcp-memalpha"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mcp_memalpha"]
 
 
 def _settings(**options: Any) -> Settings:
@@ -36,10 +33,10 @@ def _settings(**options: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
+        problem = validation_problems(exc)[0]
+        field = str(problem.loc[0]) if problem.loc else "settings"
         hint = f"--{field.replace('_', '-')}"
-        raise click.BadParameter(error["msg"].removeprefix("Value error, "), param_hint=hint) from None
+        raise click.BadParameter(problem.message, param_hint=hint) from None
 
 
 def _logging(level: str) -> None:

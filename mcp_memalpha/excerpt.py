@@ -5,6 +5,9 @@ more than the question needs. A memory longer than the excerpt budget shows the 
 share the most content words with the query (meaning breaks ties), in their own order, with
 "…" where text was left out. A leading label such as "Caroline: " is always kept, because who
 said it is part of every sentence. `memory_get` returns the memory whole.
+
+`render_hit` is how a memory then reads: its date, the text shown, and the relative dates in it
+resolved against that date.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from mcp_memalpha.query import content_words
+from mcp_memalpha.store.ledger import ItemRow
+from mcp_memalpha.timeparse import human_date, relative_dates
 from mcp_memalpha.tokens import token_spans_many
 
 ELLIPSIS = "…"
@@ -23,6 +29,18 @@ _LABEL = re.compile(r"^[^\s:]+(?: [^\s:]+){0,2}: ")
 
 # Similarity of each sentence to the query (cosine of embeddings), computed only when needed.
 Similarity = Callable[[list[str]], Sequence[float]]
+
+
+def render_hit(item: ItemRow, shown: str | None = None) -> str:
+    """How an item reads in a prompt or a token budget: its date, its content (or the excerpt of it
+    `shown`), and the relative dates in that resolved against the date:
+    `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
+    text = item.content if shown is None else shown
+    if not item.event_time:
+        return text
+    when = datetime.fromisoformat(item.event_time.removesuffix("Z"))
+    notes = relative_dates(text, when)
+    return f"[{human_date(when)}] {text}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def excerpts(contents: list[str], query: str, budget: int, similarity: Similarity) -> list[str | None]:

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from mcp_memalpha import ids
+from mcp_memalpha.context import CallContext, clean_text, now_iso
 from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, JobConflict, LeaseLost, QueueFull
-from mcp_memalpha.memory import CallContext, clean_text, now_iso
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.ledger import CoreRow, Ledger, OpRow, Tx
 from mcp_memalpha.timeparse import from_stored, parse_time

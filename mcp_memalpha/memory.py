@@ -16,63 +16,70 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import Any, get_args
 
 from mcp_memalpha import ids
+from mcp_memalpha.compaction import Compaction, compact
+from mcp_memalpha.context import CallContext, clean_text, now_iso
 from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.errors import (
     CapacityExceeded,
     InvalidArgument,
-    MemalphaError,
     NamespaceFull,
     NotFound,
-    StorageError,
     VersionConflict,
 )
-from mcp_memalpha.excerpt import excerpts
+from mcp_memalpha.excerpt import excerpts, render_hit
 from mcp_memalpha.query import query_parts
-from mcp_memalpha.settings import NAMESPACE_PATTERN, Settings
+from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
+from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
-from mcp_memalpha.timeparse import EventTime, human_date, parse_time, relative_dates
+from mcp_memalpha.timeparse import EventTime, parse_time
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
+from mcp_memalpha.vocabulary import (
+    ITEM_TYPES,
+    SOURCES,
+    ItemType,
+    MemoryType,
+    Order,
+    SearchMethod,
+    Source,
+    memory_type_name,
+    search_method_name,
+)
 
-if TYPE_CHECKING:
-    from mcp_memalpha.compaction import Compaction
+# Some are re-exported from their homes (context, excerpt, ranking, vocabulary), for the callers
+# that import them from here.
+__all__ = [
+    "ITEM_TYPES",
+    "MAX_TOP_K",
+    "SOURCES",
+    "VECTOR_POOL",
+    "VECTOR_WEIGHT",
+    "CallContext",
+    "Hit",
+    "ItemType",
+    "Memory",
+    "MemoryType",
+    "Order",
+    "Page",
+    "SearchMethod",
+    "SearchOutcome",
+    "Source",
+    "clean_text",
+    "fuse_parts",
+    "hybrid_fusion",
+    "normalize_memory_type",
+    "now_iso",
+    "render_hit",
+]
 
 log = logging.getLogger(__name__)
 
-ItemType = Literal["semantic", "episodic"]
-MemoryType = Literal["core", "semantic", "episodic"]
-Source = Literal["client", "policy", "import"]
-SearchMethod = Literal["hybrid", "bm25", "vector"]
-Order = Literal["relevance", "chronological"]
-ITEM_TYPES: tuple[ItemType, ...] = ("episodic", "semantic")
-SOURCES = ("client", "policy", "import")
-# Hybrid search: BM25 scores scaled by the best one, plus this weight times the cosine
-# similarity standardised over the vector pool. The static embedding is weaker than BM25 on
-# exact facts, so it breaks ties and rescues paraphrases rather than leading (docs/retrieval.md).
-VECTOR_WEIGHT = 0.1
-VECTOR_POOL = 100
 MAX_TOP_K = 100  # most results, ids or page items one call may ask for
-RANK_ATTEMPTS = 6  # index queries per search, counting retries after a failure or a concurrent rebuild
 _ID_CLASH = "UNIQUE constraint failed: items.id"
-
-
-@dataclass(frozen=True)
-class CallContext:
-    """Who is calling: the namespace they act in, and what a write is attributed to."""
-
-    namespace: str = "default"
-    source: Source = "client"
-    job_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not NAMESPACE_PATTERN.fullmatch(self.namespace):
-            raise InvalidArgument("namespace", f"{self.namespace!r} is not a valid namespace")
-        if self.source not in SOURCES:
-            raise InvalidArgument("source", f"{self.source!r} is not one of {', '.join(SOURCES)}")
 
 
 @dataclass(frozen=True)
@@ -98,29 +105,11 @@ class Page:
     total: int
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def clean_text(value: object, field: str, empty: str) -> str:
-    """Stripped text that SQLite, LanceDB and JSON can all store, or InvalidArgument."""
-    if not isinstance(value, str):
-        raise InvalidArgument(field, f"must be text, not {type(value).__name__}")
-    text = value.strip()
-    if not text:
-        raise InvalidArgument(field, empty)
-    if "\x00" in text:
-        raise InvalidArgument(field, "contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(field, "contains invalid Unicode (a lone surrogate)") from None
-    return text
-
-
 def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memory_type") -> str:
-    """Accept `episodic`, `episodic_memory`, any case; reject anything not in `allowed`."""
-    value = raw.strip().lower().removesuffix("_memory") if isinstance(raw, str) else raw
+    """Accept `episodic`, `episodic_memory`, any case (`vocabulary.memory_type_name`); reject
+    anything not in `allowed`. The tools' argument models have already done so for a tool call:
+    this guards the direct callers (transfer, training, tests)."""
+    value = memory_type_name(raw)
     if value not in allowed:
         names = ", ".join(f"'{a}'" for a in allowed)
         if value == "core" and "core" not in allowed:
@@ -130,18 +119,6 @@ def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memo
             )
         raise InvalidArgument(field, f"{raw!r} is not one of {names} (the '_memory' suffix is optional)")
     return value
-
-
-def render_hit(item: ItemRow, shown: str | None = None) -> str:
-    """How an item reads in a prompt or a token budget: its date, its content (or the excerpt of it
-    `shown`), and the relative dates in that resolved against the date:
-    `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
-    text = item.content if shown is None else shown
-    if not item.event_time:
-        return text
-    when = datetime.fromisoformat(item.event_time.removesuffix("Z"))
-    notes = relative_dates(text, when)
-    return f"[{human_date(when)}] {text}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 class Memory:
@@ -188,8 +165,6 @@ class Memory:
     def compact(self, history_versions: int | None = None, undo_days: float | None = None) -> Compaction:
         """Compact the operation log and the job table (see `mcp_memalpha.compaction`); arguments
         left out come from the settings."""
-        from mcp_memalpha.compaction import compact  # it reads the job table, and jobs imports this module
-
         versions = self.settings.history_versions if history_versions is None else history_versions
         days = self.settings.undo_days if undo_days is None else undo_days
         with self.index.held(self.ledger) as applied:
@@ -259,7 +234,7 @@ class Memory:
         return item
 
     # item writes -------------------------------------------------------------------------
-    def insert(self, ctx: CallContext, memory_type: str, content: str, timestamp: str | None = None) -> ItemRow:
+    def insert(self, ctx: CallContext, memory_type: ItemType, content: str, timestamp: str | None = None) -> ItemRow:
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         text = self._content(content, "content")
         when = self._time(timestamp)
@@ -295,7 +270,7 @@ class Memory:
     def update(
         self,
         ctx: CallContext,
-        memory_type: str,
+        memory_type: ItemType,
         memory_id: str | None,
         new_content: str,
         timestamp: str | None = None,
@@ -320,7 +295,7 @@ class Memory:
             )
 
     def delete(
-        self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
+        self, ctx: CallContext, memory_type: ItemType, memory_id: str | None, expected_version: int | None = None
     ) -> ItemRow:
         """Delete an item (a tombstone stays, so its id is never reused and history is kept)."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
@@ -331,7 +306,7 @@ class Memory:
             return self._next_version(tx, ctx, current, expected_version, "delete", now, deleted_at=now)
 
     def restore(
-        self, ctx: CallContext, memory_type: str, memory_id: str | None, expected_version: int | None = None
+        self, ctx: CallContext, memory_type: ItemType, memory_id: str | None, expected_version: int | None = None
     ) -> ItemRow:
         """Bring a deleted item back, as a new version with the content it had when deleted."""
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
@@ -400,7 +375,7 @@ class Memory:
     def list_items(
         self,
         ctx: CallContext,
-        memory_type: str,
+        memory_type: ItemType,
         limit: int = 20,
         cursor: str | None = None,
         newest_first: bool = False,
@@ -450,40 +425,19 @@ class Memory:
         """Bring the search index up to the ledger; returns the number of items it rewrote.
 
         An index that fails to sync (damaged or missing files) is rebuilt from the ledger, which
-        holds everything in it."""
-        try:
-            return self.index.sync(self.ledger)
-        except MemalphaError:  # the ledger failed, not the index: rebuilding would not help
-            raise
-        except Exception as exc:
-            return self._rebuild_index(exc)
-
-    def _rebuild_index(self, cause: Exception) -> int:
-        log.warning("the search index at %s failed (%s); rebuilding it from the ledger", self.index.path, cause)
-        try:
-            return self.index.rebuild(self.ledger)
-        except MemalphaError:
-            raise
-        except Exception as exc:
-            raise self._unrebuildable(exc) from exc
-
-    def _unrebuildable(self, exc: Exception) -> StorageError:
-        return StorageError(
-            f"storage: the search index at {self.index.path} is damaged and could not be rebuilt ({exc}); "
-            "nothing is lost (the ledger holds every memory): free disk space or fix the folder's "
-            "permissions, then run `mcp-memalpha doctor --repair`"
-        )
+        holds everything in it (`SearchIndex.sync_or_rebuild`)."""
+        return self.index.sync_or_rebuild(self.ledger)
 
     def search(
         self,
         ctx: CallContext,
         query: str,
-        memory_types: list[str] | None = None,
-        method: str = "hybrid",
+        memory_types: list[ItemType] | None = None,
+        method: SearchMethod = "hybrid",
         top_k: int = 10,
         start_time: str | None = None,
         end_time: str | None = None,
-        order: str = "relevance",
+        order: Order = "relevance",
         max_tokens: int | None = None,
         excerpt_tokens: int | None = None,
     ) -> SearchOutcome:
@@ -559,48 +513,11 @@ class Memory:
         return query.strip()
 
     def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
-        """Ranked (id, score) candidates from one complete build of the index.
-
-        A query that ran while the index was being rebuilt (by another thread or process) is
-        asked again once the new build is done, so a half-built index never answers. A failed
-        query is retried with fresh handles, then, if the index files are damaged, after
-        rebuilding it from the ledger."""
+        """Ranked (id, score) candidates from one complete build of the index, recovering from a
+        failed query or a concurrent rebuild as `SearchIndex.consistent` does."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
-        recoveries = [self._reopen_index, self._repair_index]
-        for _ in range(RANK_ATTEMPTS):
-            build = self.index.generation()
-            if build is None:  # a build under way here or elsewhere (wait for it), or none yet (make it)
-                self.sync_index()
-                continue
-            try:
-                ranked = self._rank_once(query, where, method, pool)
-            except MemalphaError:
-                raise
-            except Exception as exc:
-                if self.index.generation() != build:  # rebuilt under the query: ask the new build
-                    continue
-                if not recoveries:
-                    raise
-                recoveries.pop(0)(exc, build)
-                continue
-            if self.index.generation() == build:
-                return ranked
-        raise StorageError("storage: the search index was rebuilt during every try of this search; search again")
-
-    def _reopen_index(self, cause: Exception, _build: str | None) -> None:
-        log.info("index query failed (%s); reopening the index and retrying", cause)
-        self.index.reopen()
-        self.sync_index()
-
-    def _repair_index(self, cause: Exception, build: str | None) -> None:
-        log.info("index query failed again (%s); checking the index files", cause)
-        try:
-            self.index.repair(self.ledger, build)
-        except MemalphaError:
-            raise
-        except Exception as exc:
-            raise self._unrebuildable(exc) from exc
+        return self.index.consistent(self.ledger, lambda: self._rank_once(query, where, method, pool))
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         parts = query_parts(query)
@@ -610,10 +527,10 @@ class Memory:
 
     def _rank_part(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         if method == "bm25":
-            return _by_score(self.index.text_search(query, where, pool))
+            return by_score(self.index.text_search(query, where, pool))
         embedding = self.embedder.embed([query])[0]
         if method == "vector":
-            return _by_score(self.index.vector_search(self.ledger, embedding, where, pool))
+            return by_score(self.index.vector_search(self.ledger, embedding, where, pool))
         # Both halves release the GIL (LanceDB's Rust, numpy's BLAS): run them side by side.
         text = self._pool.submit(self.index.text_search, query, where, pool)
         vector = self.index.vector_search(self.ledger, embedding, where, max(pool, VECTOR_POOL))
@@ -629,51 +546,9 @@ class Memory:
             return tx.all_cores(namespace)
 
 
-def _by_score(ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    return sorted(ranked, key=lambda pair: (-pair[1], pair[0]))
-
-
-def hybrid_fusion(
-    text: list[tuple[str, float]], vector: list[tuple[str, float]], weight: float = VECTOR_WEIGHT
-) -> list[tuple[str, float]]:
-    """BM25 / best BM25 + weight * z-scored cosine; ties broken by id so results are deterministic.
-
-    Items the vector search did not return get the pool's lowest z-score.
-    """
-    scores: dict[str, float] = {}
-    best = max((score for _, score in text), default=0.0)
-    for item_id, score in text:
-        scores[item_id] = score / best if best > 0 else 0.0
-    if vector:
-        sims = [sim for _, sim in vector]
-        mean = sum(sims) / len(sims)
-        spread = math.sqrt(sum((s - mean) ** 2 for s in sims) / len(sims)) or 1.0
-        z = {item_id: (sim - mean) / spread for item_id, sim in vector}
-        floor = min(z.values())
-        for item_id in scores.keys() | z.keys():
-            scores[item_id] = scores.get(item_id, 0.0) + weight * z.get(item_id, floor)
-    return _by_score(list(scores.items()))
-
-
-def fuse_parts(rankings: list[list[tuple[str, float]]]) -> list[tuple[str, float]]:
-    """One ranking from the rankings of a query's parts: each item scored by its best score
-    relative to the top of its part's ranking, so every part's best results lead together."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        if not ranking:
-            continue
-        top = max(score for _, score in ranking)
-        for item_id, score in ranking:
-            relative = score / top if top > 0 else score - top
-            scores[item_id] = max(relative, scores.get(item_id, -math.inf))
-    return _by_score(list(scores.items()))
-
-
-def _search_method(method: str) -> str:
-    value = (method or "hybrid").strip().lower()
-    if value in ("text-embedding", "text_embedding", "embedding"):
-        value = "vector"
-    if value not in ("hybrid", "bm25", "vector"):
+def _search_method(method: str) -> SearchMethod:
+    value = search_method_name(method or "")  # None or '' is the default
+    if value not in get_args(SearchMethod):
         raise InvalidArgument(
             "search_method",
             f"{method!r} is not 'hybrid', 'bm25' or 'vector' ('text-embedding' means 'vector')",

@@ -28,23 +28,11 @@ from typing import Any
 import anyio
 import click
 
+from mcp_memalpha.answer_metrics import answer_token_recall
+from mcp_memalpha.answer_metrics import answer_tokens as answer_tokens
+
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-_PUNCT = re.compile(r"[^\w\s]")
-_ARTICLES = {"a", "an", "the", "and"}
 WORD_TOKEN = re.compile(r"\b\w+\b")
-
-
-def answer_tokens(text: str) -> list[str]:
-    """LoCoMo's normalization: lower case, punctuation dropped, articles and 'and' removed."""
-    return [t for t in _PUNCT.sub(" ", str(text).lower()).split() if t not in _ARTICLES]
-
-
-def answer_token_recall(answer: str, retrieved: str) -> float:
-    gold = answer_tokens(answer)
-    if not gold:
-        return 0.0
-    present = set(answer_tokens(retrieved))
-    return sum(token in present for token in gold) / len(gold)
 
 
 @dataclass
@@ -64,7 +52,7 @@ async def _evaluate_conversation(
 ) -> int:
     from mcp import Client, StdioServerParameters
 
-    from mcp_memalpha.cli import launch_command
+    from mcp_memalpha.launch import launch_command
     from mcp_memalpha.tokens import count_tokens
 
     launch = launch_command()

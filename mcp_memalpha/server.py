@@ -26,10 +26,11 @@ from mcp_types import ToolAnnotations
 from pydantic import ConfigDict
 
 from mcp_memalpha import __version__
+from mcp_memalpha.context import CallContext
 from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
 from mcp_memalpha.http_security import request_namespace
-from mcp_memalpha.memory import MAX_TOP_K, CallContext, Memory
+from mcp_memalpha.memory import MAX_TOP_K, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
 

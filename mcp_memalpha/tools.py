@@ -11,18 +11,25 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from mcp_memalpha.context import CallContext
 from mcp_memalpha.errors import InvalidArgument
+from mcp_memalpha.excerpt import render_hit
 from mcp_memalpha.ids import normalize_id
 from mcp_memalpha.jobs import Job, JobQueue, JobState
-from mcp_memalpha.memory import MAX_TOP_K, CallContext, Hit, Memory, render_hit
+from mcp_memalpha.memory import MAX_TOP_K, Hit, Memory
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
+from mcp_memalpha.validation import validation_problems
+from mcp_memalpha.vocabulary import ItemType, MemoryType, Order, SearchMethod, memory_type_name, search_method_name
 
 # ---- argument types --------------------------------------------------------------------------
+# The models validate every argument (this is the one boundary a tool call crosses) and hand the
+# handlers canonical values: each spelling the Literal lists (the schema clients see) is mapped to
+# its canonical name by `vocabulary` before the Literal checks it.
 
 
 def _lower(value: Any) -> Any:
@@ -30,8 +37,8 @@ def _lower(value: Any) -> Any:
 
 
 def _no_core(value: Any) -> Any:
-    value = _lower(value)
-    if value in ("core", "core_memory"):
+    value = memory_type_name(value)
+    if value == "core":
         raise ValueError(
             "core memory is not a list of items: it cannot be inserted or searched. Replace it with "
             "memory_update(memory_type='core', new_content=...) and read it with core_memory_read"
@@ -46,7 +53,7 @@ ItemTypeArg = Annotated[
 ]
 AnyTypeArg = Annotated[
     Literal["core", "episodic", "semantic", "core_memory", "episodic_memory", "semantic_memory"],
-    BeforeValidator(_lower),
+    BeforeValidator(memory_type_name),
     Field(
         description="'core' (the one paragraph about the user), 'episodic' (dated events) or 'semantic' "
         "(facts); the '_memory' suffix is optional."
@@ -69,8 +76,13 @@ ExpectedVersionArg = Annotated[
 ]
 
 
-def _base(value: str) -> str:
-    return value.removesuffix("_memory")
+def _item_type(value: str) -> ItemType:
+    """A validated item type argument: the validator has already made it canonical."""
+    return cast(ItemType, value)
+
+
+def _memory_type(value: str) -> MemoryType:
+    return cast(MemoryType, value)
 
 
 class _Args(BaseModel):
@@ -114,7 +126,7 @@ class SearchArgs(_Args):
     ] = None
     search_method: Annotated[
         Literal["hybrid", "bm25", "vector", "text-embedding"],
-        BeforeValidator(_lower),
+        BeforeValidator(search_method_name),
         Field(
             description="'hybrid' (default: keyword and meaning, fused), 'bm25' (keywords only) or 'vector' "
             "(meaning only; 'text-embedding' is a synonym)."
@@ -129,7 +141,7 @@ class SearchArgs(_Args):
         Field(description="Only memories whose event time is at or before this time (a bare date: that whole day)."),
     ] = None
     order: Annotated[
-        Literal["relevance", "chronological"],
+        Order,
         BeforeValidator(_lower),
         Field(description="'relevance' (best first, default) or 'chronological' (oldest first)."),
     ] = "relevance"
@@ -424,11 +436,11 @@ class MemorizeUndoOut(BaseModel):
 
 
 def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> MemoryOut:
-    return MemoryOut.of(memory.insert(ctx, _base(a.memory_type), a.content, a.timestamp))
+    return MemoryOut.of(memory.insert(ctx, _item_type(a.memory_type), a.content, a.timestamp))
 
 
 def _update(memory: Memory, ctx: CallContext, a: UpdateArgs) -> UpdateOut:
-    kind = _base(a.memory_type)
+    kind = _memory_type(a.memory_type)
     if kind == "core":
         if a.memory_id is not None and a.memory_id.strip():
             raise InvalidArgument("memory_id", "core memory has no ids; omit memory_id to replace the paragraph")
@@ -447,7 +459,7 @@ def _update(memory: Memory, ctx: CallContext, a: UpdateArgs) -> UpdateOut:
 
 
 def _delete(memory: Memory, ctx: CallContext, a: DeleteArgs) -> DeleteOut:
-    kind = _base(a.memory_type)
+    kind = _memory_type(a.memory_type)
     if kind == "core":
         if a.memory_id is not None and a.memory_id.strip():
             raise InvalidArgument("memory_id", "core memory has no ids; omit memory_id to clear it")
@@ -461,8 +473,8 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
     outcome = memory.search(
         ctx,
         a.query,
-        memory_types=[_base(a.memory_type)] if a.memory_type else None,
-        method=a.search_method,
+        memory_types=[_item_type(a.memory_type)] if a.memory_type else None,
+        method=cast(SearchMethod, a.search_method),
         top_k=a.top_k,
         start_time=a.start_time,
         end_time=a.end_time,
@@ -472,7 +484,7 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
     )
     return SearchOut(
         results=[SearchHitOut.of(hit) for hit in outcome.hits],
-        search_method="vector" if a.search_method == "text-embedding" else a.search_method,
+        search_method=a.search_method,
         total_tokens=outcome.total_tokens,
         truncated=outcome.truncated,
     )
@@ -484,7 +496,7 @@ def _get(memory: Memory, ctx: CallContext, a: GetArgs) -> GetOut:
 
 
 def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
-    kind = _base(a.memory_type)
+    kind = _item_type(a.memory_type)
     page = memory.list_items(ctx, kind, a.limit, a.cursor, a.newest_first, a.deleted)
     return ListOut(
         memory_type=kind,
@@ -495,7 +507,7 @@ def _list(memory: Memory, ctx: CallContext, a: ListArgs) -> ListOut:
 
 
 def _restore(memory: Memory, ctx: CallContext, a: RestoreArgs) -> MemoryOut:
-    return MemoryOut.of(memory.restore(ctx, _base(a.memory_type), a.memory_id, a.expected_version))
+    return MemoryOut.of(memory.restore(ctx, _item_type(a.memory_type), a.memory_id, a.expected_version))
 
 
 def _history(memory: Memory, ctx: CallContext, a: HistoryArgs) -> HistoryOut:
@@ -565,6 +577,8 @@ class ToolSpec(Generic[A, R]):
     read_only: bool = False
     destructive: bool = False
     idempotent: bool = False
+    # One of the four tools Memalpha-4B was trained on (the curator's tools): MEMALPHA_TOOLS.
+    memalpha: bool = False
     # The same handler, for a call whose transport can report progress (memorize_status).
     with_progress: Callable[[Memory, CallContext, A, Progress], R] | None = None
 
@@ -606,13 +620,12 @@ def _first_error(exc: ValidationError, model: type[BaseModel]) -> tuple[str, str
     """The first bad field and every problem found. An unknown key is reported under `arguments`
     (quoted, since it can be any text) with the names the tool does take."""
     problems = []
-    for error in exc.errors(include_url=False):
-        if error["type"] == "extra_forbidden":
+    for problem in validation_problems(exc):
+        if problem.kind == "extra_forbidden":
             known = ", ".join(model.model_fields) or "no arguments"
-            problems.append(("arguments", f"unknown argument {str(error['loc'][-1])!r}; this tool takes: {known}"))
+            problems.append(("arguments", f"unknown argument {str(problem.loc[-1])!r}; this tool takes: {known}"))
             continue
-        field = ".".join(str(part) for part in error["loc"]) or "arguments"
-        problems.append((field, error["msg"].removeprefix("Value error, ")))
+        problems.append((problem.field or "arguments", problem.message))
     field = problems[0][0]
     return field, "; ".join(f"{f}: {m}" if i else m for i, (f, m) in enumerate(problems))
 
@@ -630,6 +643,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         args=InsertArgs,
         result=MemoryOut,
         handler=_insert,
+        memalpha=True,
     ),
     ToolSpec(
         name="memory_update",
@@ -644,6 +658,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         result=UpdateOut,
         handler=_update,
         idempotent=False,
+        memalpha=True,
     ),
     ToolSpec(
         name="memory_delete",
@@ -656,6 +671,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         result=DeleteOut,
         handler=_delete,
         destructive=True,
+        memalpha=True,
     ),
     ToolSpec(
         name="search_memory",
@@ -672,6 +688,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         handler=_search,
         read_only=True,
         idempotent=True,
+        memalpha=True,
     ),
     ToolSpec(
         name="memory_get",
@@ -783,7 +800,7 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         destructive=True,
     ),
 )
-MEMALPHA_TOOLS = ("new_memory_insert", "memory_update", "memory_delete", "search_memory")
+MEMALPHA_TOOLS: tuple[str, ...] = tuple(tool.name for tool in TOOLS if tool.memalpha)
 
 
 def execute(memory: Memory, ctx: CallContext, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

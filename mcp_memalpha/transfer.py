@@ -20,12 +20,14 @@ from typing import Annotated, Literal, TextIO
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mcp_memalpha import ids
+from mcp_memalpha.context import clean_text, now_iso
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.memory import Memory, clean_text, now_iso
+from mcp_memalpha.memory import Memory
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Tx
 from mcp_memalpha.timeparse import from_stored
 from mcp_memalpha.tokens import count_tokens
+from mcp_memalpha.validation import validation_problems
 
 OnConflict = Literal["error", "skip", "replace"]
 
@@ -164,9 +166,8 @@ def read_records(lines: Iterable[str], memory: Memory) -> tuple[list[CoreRow], l
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"line {number}", f"is not JSON ({exc.msg})") from None
         except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in error["loc"])
-            raise InvalidArgument(f"line {number}: {field}", error["msg"].removeprefix("Value error, ")) from None
+            problem = validation_problems(exc)[0]
+            raise InvalidArgument(f"line {number}: {problem.field}", problem.message) from None
         except InvalidArgument as exc:
             raise InvalidArgument(f"line {number}: {exc.field}", exc.reason) from None
     if not seen_header:

@@ -131,3 +131,94 @@ def test_training_depends_on_policy_and_the_tools_not_the_server() -> None:
     ours = {name.split(".")[0] + "." + name.split(".")[1] for name in imported_modules("training") if name.count(".")}
     assert "mcp_memalpha.server" not in ours
     assert {"mcp_memalpha.tools", "policy.formats", "policy.curator"} <= ours
+
+
+# ---- the whole import graph ------------------------------------------------------------------
+
+PACKAGES = ("mcp_memalpha", "policy", "training")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _our_modules() -> dict[str, Path]:
+    return {_module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+
+
+def _imports_by_name(tree: ast.AST) -> set[str]:
+    """`importlib.import_module("x.y")` with a constant name: a lazy import all the same."""
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute | ast.Name)
+        and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) == "import_module"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+
+
+def import_edges(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The modules of ours that `name` imports, wherever the import statement is: at module level,
+    inside functions (lazy) and under `if TYPE_CHECKING:` alike. `from pkg import sub` counts as an
+    import of `pkg.sub` when that is a module, else of `pkg` itself."""
+    tree = ast.parse(path.read_text())
+    targets = _imports_by_name(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                targets.add(sub if sub in modules else node.module)
+    return {target for target in targets if target in modules and target != name}
+
+
+def import_cycles() -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan), each sorted."""
+    modules = _our_modules()
+    graph = {name: import_edges(name, path, modules) for name, path in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_the_import_graph_has_no_circle() -> None:
+    """No module of mcp_memalpha, policy or training imports, however lazily, one that imports it
+    back: each concern has one home below the ones that use it (docs/architecture.md)."""
+    assert import_cycles() == []
+
+
+def test_the_graph_reader_sees_lazy_and_by_name_imports() -> None:
+    modules = _our_modules()
+    cli = import_edges("mcp_memalpha.cli", modules["mcp_memalpha.cli"], modules)
+    assert {"mcp_memalpha.server", "training.cli"} <= cli  # inside functions; by name
+    assert "mcp_memalpha.tools" in import_edges("mcp_memalpha.curation", modules["mcp_memalpha.curation"], modules)

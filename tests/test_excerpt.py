@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mcp_memalpha.excerpt import ELLIPSIS, excerpt
-from mcp_memalpha.memory import fuse_parts
 from mcp_memalpha.query import MAX_PARTS, content_words, query_parts
+from mcp_memalpha.ranking import fuse_parts
 from mcp_memalpha.tokens import count_tokens
 
 LONG = (

@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from mcp_memalpha import CallContext, CapacityExceeded, InvalidArgument, Memory, NotFound, Settings, VersionConflict
+from mcp_memalpha.excerpt import render_hit
 from mcp_memalpha.ids import ID_PATTERN
-from mcp_memalpha.memory import hybrid_fusion, render_hit
+from mcp_memalpha.ranking import hybrid_fusion
 from mcp_memalpha.store.migrations import MIGRATIONS
 from mcp_memalpha.tokens import count_tokens
 

@@ -6,6 +6,8 @@ import pytest
 
 from mcp_memalpha import CallContext, InvalidArgument, Memory
 from mcp_memalpha.tools import CURATION_TOOLS, MEMALPHA_TOOLS, TOOLS, TOOLS_BY_NAME, execute
+from mcp_memalpha.vocabulary import memory_type_name
+from training.rewards import HeuristicTypeJudge
 
 
 def test_memalpha_tool_names_and_arguments_are_kept() -> None:
@@ -77,6 +79,20 @@ def test_bad_arguments_name_the_field(memory: Memory, name: str, arguments: dict
         execute(memory, CallContext(), name, arguments)
     assert error.value.field == field
     assert reason in str(error.value)
+
+
+def test_every_spelling_the_service_accepts_a_tool_call_accepts(memory: Memory) -> None:
+    """One synonym map (`vocabulary`) for the tools, `Memory` and the training judge: the tools take
+    every search method spelling `Memory` took, and report the canonical name."""
+    ctx = CallContext()
+    execute(memory, ctx, "new_memory_insert", {"memory_type": "semantic", "content": "Ana likes green tea"})
+    for spelling in ("text-embedding", "text_embedding", "embedding", "Vector"):
+        result = execute(memory, ctx, "search_memory", {"query": "tea", "search_method": spelling})
+        assert result["search_method"] == "vector"
+        assert memory.search(ctx, "tea", method=spelling).hits  # type: ignore[arg-type]
+    for spelling in ("episodic_memory", " Semantic ", "CORE_MEMORY"):
+        assert memory_type_name(spelling) == spelling.strip().lower().removesuffix("_memory")
+    assert HeuristicTypeJudge().fits("Semantic_Memory", "Ana is a chef in Porto", {})
 
 
 def test_memory_type_spellings(memory: Memory) -> None:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mcp_memalpha.retrieval_eval import answer_token_recall
+from mcp_memalpha.answer_metrics import answer_token_recall
 from training.data import QA
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mcp_memalpha.tools import TOOLS
+from mcp_memalpha.vocabulary import memory_type_name
 from policy.calls import CallRecord
 
 _WORD = re.compile(r"[A-Za-z']+")
@@ -80,7 +82,7 @@ class HeuristicTypeJudge:
     """The deterministic default judge (rules in the module docstring)."""
 
     def fits(self, memory_type: str, content: str, arguments: dict[str, Any]) -> bool:
-        kind = memory_type.strip().lower().removesuffix("_memory")
+        kind = memory_type_name(memory_type)
         words = _WORD.findall(content)
         if len(words) < 3 or _SMALL_TALK.match(content.strip()):
             return False
@@ -129,7 +131,7 @@ def type_fit_reward(records: Sequence[CallRecord], judge: TypeJudge | None = Non
     return sum(_fits(record, judge) for record in judged) / len(judged)
 
 
-READ_CALLS = ("search_memory", "core_memory_read", "memory_get", "memory_list", "memory_history")
+READ_CALLS: tuple[str, ...] = tuple(tool.name for tool in TOOLS if tool.read_only)
 
 
 def _fits(record: CallRecord, judge: TypeJudge) -> bool:

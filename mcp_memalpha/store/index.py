@@ -20,12 +20,12 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from filelock import FileLock
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from mcp_memalpha.store.vectors import VectorCache
 
 from mcp_memalpha.embedding import Embedder
+from mcp_memalpha.errors import MemalphaError, StorageError
 from mcp_memalpha.ids import is_valid_id
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import ItemRow, Ledger, Tx
@@ -51,6 +52,8 @@ REBUILD_ABOVE = 5000
 OPTIMIZE_EVERY = 50
 # Old table versions stay readable this long, for readers in other processes.
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
+QUERY_ATTEMPTS = 6  # index queries per search, counting retries after a failure or a concurrent rebuild
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,75 @@ class SearchIndex:
                 self._reset(ledger.ledger_id)
         self.sync(ledger)
         return True
+
+    # recovery ----------------------------------------------------------------------------
+    def sync_or_rebuild(self, ledger: Ledger) -> int:
+        """sync(); an index that fails to sync (damaged or missing files) is rebuilt from the
+        ledger, which holds everything in it."""
+        try:
+            return self.sync(ledger)
+        except MemalphaError:  # the ledger failed, not the index: rebuilding would not help
+            raise
+        except Exception as exc:
+            return self._rebuild_after(ledger, exc)
+
+    def _rebuild_after(self, ledger: Ledger, cause: Exception) -> int:
+        log.warning("the search index at %s failed (%s); rebuilding it from the ledger", self.path, cause)
+        try:
+            return self.rebuild(ledger)
+        except MemalphaError:
+            raise
+        except Exception as exc:
+            raise self._unrebuildable(exc) from exc
+
+    def _unrebuildable(self, exc: Exception) -> StorageError:
+        return StorageError(
+            f"storage: the search index at {self.path} is damaged and could not be rebuilt ({exc}); "
+            "nothing is lost (the ledger holds every memory): free disk space or fix the folder's "
+            "permissions, then run `mcp-memalpha doctor --repair`"
+        )
+
+    def consistent(self, ledger: Ledger, query: Callable[[], T]) -> T:
+        """What `query()` answers from one complete build of the index.
+
+        A query that ran while the index was being rebuilt (by another thread or process) is
+        asked again once the new build is done, so a half-built index never answers. A failed
+        query is retried with fresh handles, then, if the index files are damaged, after
+        rebuilding it from the ledger."""
+        recoveries = [self._reopen_after, self._repair_after]
+        for _ in range(QUERY_ATTEMPTS):
+            build = self.generation()
+            if build is None:  # a build under way here or elsewhere (wait for it), or none yet (make it)
+                self.sync_or_rebuild(ledger)
+                continue
+            try:
+                answer = query()
+            except MemalphaError:
+                raise
+            except Exception as exc:
+                if self.generation() != build:  # rebuilt under the query: ask the new build
+                    continue
+                if not recoveries:
+                    raise
+                recoveries.pop(0)(ledger, exc, build)
+                continue
+            if self.generation() == build:
+                return answer
+        raise StorageError("storage: the search index was rebuilt during every try of this search; search again")
+
+    def _reopen_after(self, ledger: Ledger, cause: Exception, _build: str | None) -> None:
+        log.info("index query failed (%s); reopening the index and retrying", cause)
+        self.reopen()
+        self.sync_or_rebuild(ledger)
+
+    def _repair_after(self, ledger: Ledger, cause: Exception, build: str | None) -> None:
+        log.info("index query failed again (%s); checking the index files", cause)
+        try:
+            self.repair(ledger, build)
+        except MemalphaError:
+            raise
+        except Exception as exc:
+            raise self._unrebuildable(exc) from exc
 
     def reopen(self) -> None:
         """Drop cached handles, e.g. after another process rebuilt the folder under us."""
