@@ -249,7 +249,7 @@ def export_command(data_dir: Path | None, namespace: str | None, include_deleted
 
 
 @main.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @data_dir_option
 @click.option(
     "--on-conflict",
@@ -258,16 +258,17 @@ def export_command(data_dir: Path | None, namespace: str | None, include_deleted
     show_default=True,
     help="What to do with an id that already exists with different content.",
 )
-def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None:
+def import_command(source: Path, data_dir: Path | None, on_conflict: str) -> None:
     """Load a JSON Lines export (all of it, or nothing on any error)."""
     from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.memory import Memory
     from mcp_memalpha.transfer import import_jsonl
 
     settings = _settings(data_dir=data_dir)
+    lines = _import_lines(source)
     with Memory(settings) as memory:
         try:
-            report = import_jsonl(memory, source, on_conflict)  # type: ignore[arg-type]
+            report = import_jsonl(memory, lines, on_conflict)  # type: ignore[arg-type]
         except MemalphaError as exc:
             raise click.ClickException(f"nothing was imported: {exc}") from None
         memory.sync_index()
@@ -276,6 +277,16 @@ def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None
         f"{report.items_unchanged} unchanged, {report.items_skipped} skipped, {report.cores_written} core",
         err=True,
     )
+
+
+def _import_lines(source: Path) -> list[str]:
+    """The lines to import, read whole: a file that cannot be read is one line of error, not a traceback."""
+    try:
+        return (sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")).splitlines()
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"nothing was imported: {source} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise click.ClickException(f"nothing was imported: cannot read {source} ({exc.strerror})") from None
 
 
 @main.command()
