@@ -252,23 +252,36 @@ def export_command(data_dir: Path | None, namespace: str | None, include_deleted
 @click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @data_dir_option
 @click.option(
+    "--from",
+    "peer",
+    type=click.Choice(["mcp-memalpha", "server-memory", "mem0"]),
+    default="mcp-memalpha",
+    show_default=True,
+    help="What wrote the file: our own export, the official memory server's memory.jsonl, or a mem0/OpenMemory "
+    "export (zip, memories.json or a get_all() dump).",
+)
+@click.option("--namespace", default=None, help="--from a peer: the namespace to import into [default 'default'].")
+@click.option(
     "--on-conflict",
     type=click.Choice(["error", "skip", "replace"]),
-    default="error",
-    show_default=True,
-    help="What to do with an id that already exists with different content.",
+    default=None,
+    help="What to do with an id that already exists with different content [default: error; skip --from a peer, "
+    "whose memories keep their ids, so importing its file again adds only what is new].",
 )
-def import_command(source: Path, data_dir: Path | None, on_conflict: str) -> None:
-    """Load a JSON Lines export (all of it, or nothing on any error)."""
+def import_command(
+    source: Path, data_dir: Path | None, peer: str, namespace: str | None, on_conflict: str | None
+) -> None:
+    """Load a JSON Lines export, or another memory server's file (all of it, or nothing on any error)."""
     from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.memory import Memory
     from mcp_memalpha.transfer import import_jsonl
 
-    settings = _settings(data_dir=data_dir)
-    lines = _import_lines(source)
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    conflict = on_conflict or ("error" if peer == "mcp-memalpha" else "skip")
+    lines = _import_lines(source, peer, settings.namespace)
     with Memory(settings) as memory:
         try:
-            report = import_jsonl(memory, lines, on_conflict)  # type: ignore[arg-type]
+            report = import_jsonl(memory, lines, conflict)  # type: ignore[arg-type]
         except MemalphaError as exc:
             raise click.ClickException(f"nothing was imported: {exc}") from None
         memory.sync_index()
@@ -279,10 +292,17 @@ def import_command(source: Path, data_dir: Path | None, on_conflict: str) -> Non
     )
 
 
-def _import_lines(source: Path) -> list[str]:
+def _import_lines(source: Path, peer: str, namespace: str) -> list[str]:
     """The lines to import, read whole: a file that cannot be read is one line of error, not a traceback."""
+    from mcp_memalpha.errors import InvalidArgument
+    from mcp_memalpha.peers import peer_export_lines
+
     try:
+        if peer != "mcp-memalpha":
+            return peer_export_lines(peer, source, namespace)  # type: ignore[arg-type]
         return (sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")).splitlines()
+    except InvalidArgument as exc:
+        raise click.ClickException(f"nothing was imported: {source}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise click.ClickException(f"nothing was imported: {source} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
