@@ -1,4 +1,4 @@
-"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, compact, eval-retrieval.
+"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, compact, eval-retrieval, hooks.
 
 Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
 heavy modules (LanceDB, the embedding model) load only when a command needs them.
@@ -387,6 +387,90 @@ def eval_retrieval(locomo: Path, methods: str, ks: str, limit: int | None, outpu
     click.echo(report)
     if output is not None:
         output.write_text(report + "\n")
+
+
+@main.group()
+def hooks() -> None:
+    """Agent hooks: the memory at session start, the conversation into memory at its end."""
+
+
+scope_option = click.option(
+    "--user/--project",
+    "user",
+    default=True,
+    help="The user's settings (~/.claude/settings.json, every project) or this project's (.claude/settings.json).",
+)
+
+
+def _claude_settings_file(user: bool) -> Path:
+    return (Path.home() if user else Path.cwd()) / ".claude" / "settings.json"
+
+
+@hooks.command("install")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@scope_option
+@data_dir_option
+@namespace_option
+@click.option(
+    "--memorize",
+    is_flag=True,
+    help="Forward the conversation to the curator's memorize queue (worked by a `serve --policy` on the same "
+    "data folder) instead of storing it verbatim [default: verbatim, unless MEMALPHA_POLICY names a curator].",
+)
+def hooks_install(agent: str, user: bool, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
+    """Add SessionStart, PreCompact and SessionEnd hooks to Claude Code's settings."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import hook_command, install
+
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    # The hooks act on the memory named here, whatever the environment Claude Code runs them in.
+    options = ["--data-dir", str(settings.data_dir.resolve()), "--namespace", settings.namespace]
+    options += ["--memorize"] if memorize else []
+    try:
+        click.echo(install(settings, _claude_settings_file(user), hook_command(launch_command(), options)))
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hooks.command("uninstall")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@scope_option
+@data_dir_option
+def hooks_uninstall(agent: str, user: bool, data_dir: Path | None) -> None:
+    """Remove exactly the hook entries `hooks install` added."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import uninstall
+
+    try:
+        click.echo(uninstall(_settings(data_dir=data_dir), _claude_settings_file(user)))
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hooks.command("run")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@data_dir_option
+@namespace_option
+@click.option(
+    "--memorize",
+    is_flag=True,
+    help="Forward the conversation to the curator's memorize queue (worked by a `serve --policy` on the same "
+    "data folder) instead of storing it verbatim [default: verbatim, unless MEMALPHA_POLICY names a curator].",
+)
+def hooks_run(agent: str, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
+    """What an installed hook runs: reads the hook's JSON payload on stdin."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import run_hook
+
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    try:
+        output, note = run_hook(settings, sys.stdin.read(), memorize or settings.policy_on)
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output:
+        click.echo(output)
+    if note:
+        click.echo(note, err=True)
 
 
 # Training commands live in training/cli.py (the `eval`/`train` extras). Each is forwarded only
