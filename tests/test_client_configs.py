@@ -50,8 +50,8 @@ async def remembers(client: Client, data_dir: Path) -> None:
     inserted = await client.call_tool("new_memory_insert", {"memory_type": "semantic", "content": "Maya likes terns"})
     assert not inserted.is_error, inserted.content
     found = await client.call_tool("search_memory", {"query": "terns", "top_k": 1})
-    assert found.structured_content is not None
-    assert found.structured_content["results"][0]["memory_id"] == inserted.structured_content["memory_id"]  # type: ignore[index]
+    assert found.structured_content is not None and inserted.structured_content is not None
+    assert found.structured_content["results"][0]["memory_id"] == inserted.structured_content["memory_id"]
     assert (data_dir / "memory.db").exists()  # the env of the configuration was honoured
 
 
