@@ -266,7 +266,8 @@ def memory_context(settings: Settings) -> str:
 
     from mcp_memalpha.server import build_server
 
-    server = build_server(settings.model_copy(update={"policy": "off"}))
+    # No curator (the hook only reads), and quiet: Claude Code shows a hook's stderr to the user.
+    server = build_server(settings.model_copy(update={"policy": "off", "log_level": "WARNING"}))
 
     async def render() -> str:
         async with Client(server) as client:
