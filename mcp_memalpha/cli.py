@@ -1,4 +1,4 @@
-"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, compact, eval-retrieval.
+"""The `mcp-memalpha` command: serve, token, demo, export, import, doctor, compact, eval-retrieval, hooks.
 
 Imports stay light here (click, pydantic): `--help` and the stdio handshake must be fast, and
 heavy modules (LanceDB, the embedding model) load only when a command needs them.
@@ -246,25 +246,39 @@ def export_command(data_dir: Path | None, namespace: str | None, include_deleted
 
 
 @main.command("import")
-@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @data_dir_option
+@click.option(
+    "--from",
+    "peer",
+    type=click.Choice(["mcp-memalpha", "server-memory", "mem0"]),
+    default="mcp-memalpha",
+    show_default=True,
+    help="What wrote the file: our own export, the official memory server's memory.jsonl, or a mem0/OpenMemory "
+    "export (zip, memories.json or a get_all() dump).",
+)
+@click.option("--namespace", default=None, help="--from a peer: the namespace to import into [default 'default'].")
 @click.option(
     "--on-conflict",
     type=click.Choice(["error", "skip", "replace"]),
-    default="error",
-    show_default=True,
-    help="What to do with an id that already exists with different content.",
+    default=None,
+    help="What to do with an id that already exists with different content [default: error; skip --from a peer, "
+    "whose memories keep their ids, so importing its file again adds only what is new].",
 )
-def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None:
-    """Load a JSON Lines export (all of it, or nothing on any error)."""
+def import_command(
+    source: Path, data_dir: Path | None, peer: str, namespace: str | None, on_conflict: str | None
+) -> None:
+    """Load a JSON Lines export, or another memory server's file (all of it, or nothing on any error)."""
     from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.memory import Memory
     from mcp_memalpha.transfer import import_jsonl
 
-    settings = _settings(data_dir=data_dir)
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    conflict = on_conflict or ("error" if peer == "mcp-memalpha" else "skip")
+    lines = _import_lines(source, peer, settings.namespace)
     with Memory(settings) as memory:
         try:
-            report = import_jsonl(memory, source, on_conflict)  # type: ignore[arg-type]
+            report = import_jsonl(memory, lines, conflict)  # type: ignore[arg-type]
         except MemalphaError as exc:
             raise click.ClickException(f"nothing was imported: {exc}") from None
         memory.sync_index()
@@ -273,6 +287,23 @@ def import_command(source: Any, data_dir: Path | None, on_conflict: str) -> None
         f"{report.items_unchanged} unchanged, {report.items_skipped} skipped, {report.cores_written} core",
         err=True,
     )
+
+
+def _import_lines(source: Path, peer: str, namespace: str) -> list[str]:
+    """The lines to import, read whole: a file that cannot be read is one line of error, not a traceback."""
+    from mcp_memalpha.errors import InvalidArgument
+    from mcp_memalpha.peers import peer_export_lines
+
+    try:
+        if peer != "mcp-memalpha":
+            return peer_export_lines(peer, source, namespace)  # type: ignore[arg-type]
+        return (sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")).splitlines()
+    except InvalidArgument as exc:
+        raise click.ClickException(f"nothing was imported: {source}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"nothing was imported: {source} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise click.ClickException(f"nothing was imported: cannot read {source} ({exc.strerror})") from None
 
 
 @main.command()
@@ -353,6 +384,90 @@ def eval_retrieval(locomo: Path, methods: str, ks: str, limit: int | None, outpu
     click.echo(report)
     if output is not None:
         output.write_text(report + "\n")
+
+
+@main.group()
+def hooks() -> None:
+    """Agent hooks: the memory at session start, the conversation into memory at its end."""
+
+
+scope_option = click.option(
+    "--user/--project",
+    "user",
+    default=True,
+    help="The user's settings (~/.claude/settings.json, every project) or this project's (.claude/settings.json).",
+)
+
+
+def _claude_settings_file(user: bool) -> Path:
+    return (Path.home() if user else Path.cwd()) / ".claude" / "settings.json"
+
+
+@hooks.command("install")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@scope_option
+@data_dir_option
+@namespace_option
+@click.option(
+    "--memorize",
+    is_flag=True,
+    help="Forward the conversation to the curator's memorize queue (worked by a `serve --policy` on the same "
+    "data folder) instead of storing it verbatim [default: verbatim, unless MEMALPHA_POLICY names a curator].",
+)
+def hooks_install(agent: str, user: bool, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
+    """Add SessionStart, PreCompact and SessionEnd hooks to Claude Code's settings."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import hook_command, install
+
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    # The hooks act on the memory named here, whatever the environment Claude Code runs them in.
+    options = ["--data-dir", str(settings.data_dir.resolve()), "--namespace", settings.namespace]
+    options += ["--memorize"] if memorize else []
+    try:
+        click.echo(install(settings, _claude_settings_file(user), hook_command(launch_command(), options)))
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hooks.command("uninstall")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@scope_option
+@data_dir_option
+def hooks_uninstall(agent: str, user: bool, data_dir: Path | None) -> None:
+    """Remove exactly the hook entries `hooks install` added."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import uninstall
+
+    try:
+        click.echo(uninstall(_settings(data_dir=data_dir), _claude_settings_file(user)))
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@hooks.command("run")
+@click.argument("agent", type=click.Choice(["claude-code"]))
+@data_dir_option
+@namespace_option
+@click.option(
+    "--memorize",
+    is_flag=True,
+    help="Forward the conversation to the curator's memorize queue (worked by a `serve --policy` on the same "
+    "data folder) instead of storing it verbatim [default: verbatim, unless MEMALPHA_POLICY names a curator].",
+)
+def hooks_run(agent: str, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
+    """What an installed hook runs: reads the hook's JSON payload on stdin."""
+    from mcp_memalpha.errors import MemalphaError
+    from mcp_memalpha.hooks import run_hook
+
+    settings = _settings(data_dir=data_dir, namespace=namespace)
+    try:
+        output, note = run_hook(settings, sys.stdin.read(), memorize or settings.policy_on)
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output:
+        click.echo(output)
+    if note:
+        click.echo(note, err=True)
 
 
 # Training commands live in training/cli.py (the `eval`/`train` extras). Each is forwarded only

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from mcp_memalpha.memory import Memory
+from mcp_memalpha.store.index import STATE_FILE, TABLE
 from mcp_memalpha.store.migrations import MIGRATIONS
 
 
@@ -84,25 +85,49 @@ def check_jobs(conn: sqlite3.Connection, report: Report) -> None:
 
 
 def check_index(memory: Memory, report: Report) -> bool:
-    """Whether the index is current and holds exactly the ledger's live items."""
+    """Whether the index is current and holds exactly the ledger's live items.
+
+    Two normal states are not problems: an index that was never built (it is built lazily, by
+    the first search) and one that has not yet caught up with the newest writes (the next search
+    applies them). Damage is an index that cannot be read, or that disagrees with the ledger.
+    """
+    if _never_built(memory):
+        report.facts.append(
+            "the search index is not built yet: the first search builds it from the ledger (not damage)"
+        )
+        return True
     try:
-        behind = memory.index.is_behind(memory.ledger)
         indexed = memory.index.verify()
     except Exception as exc:  # unreadable index files
         report.problems.append(f"the search index cannot be read ({exc})")
         return False
+    with memory.index.held(memory.ledger) as applied, memory.ledger.read() as tx:
+        head = tx.head()
+    if applied is None:
+        report.problems.append("the search index was built from another history of the ledger (a restored memory.db?)")
+        return False
+    if applied < head:
+        report.facts.append(
+            f"the search index is readable and {head - applied} operations behind the ledger: "
+            "the next search applies them (not damage)"
+        )
+        return True
     live = {item.id for item in memory.iter_items(None)}
     missing, extra = live - indexed, indexed - live
-    if behind:
-        report.problems.append("the search index is not up to date with the ledger (it catches up on the next search)")
     if missing or extra:
         report.problems.append(
             f"the search index lacks {len(missing)} live memories and holds {len(extra)} that are not live"
         )
-    if not behind and not missing and not extra:
-        report.facts.append(f"the search index holds exactly the {len(live)} live memories and is up to date")
-        return True
-    return False
+        return False
+    report.facts.append(f"the search index holds exactly the {len(live)} live memories and is up to date")
+    return True
+
+
+def _never_built(memory: Memory) -> bool:
+    """No trace of an index at all: neither its state nor its table (a state or a table without
+    the other is a damaged index, not one to come)."""
+    folder = memory.index.path
+    return not (folder / STATE_FILE).exists() and not (folder / f"{TABLE}.lance").exists()
 
 
 def diagnose(memory: Memory, repair: bool) -> Report:

@@ -17,10 +17,11 @@ import json
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,12 @@ class Scores:
 
 
 async def _evaluate_conversation(
-    conversation: dict[str, Any], data_dir: Path, methods: list[str], ks: list[int], scores: Scores
+    conversation: dict[str, Any],
+    data_dir: Path,
+    methods: list[str],
+    ks: list[int],
+    scores: Scores,
+    step: Callable[[int], None] = lambda _: None,
 ) -> int:
     from mcp import Client, StdioServerParameters
 
@@ -76,12 +82,14 @@ async def _evaluate_conversation(
                 if result.is_error:
                     raise click.ClickException(f"insert failed: {result.content}")
                 dia_of[result.structured_content["memory_id"]] = turn["dia_id"]
+                step(1)
         questions = 0
         for qa in conversation["qa"]:
             category = qa.get("category")
             if category not in CATEGORIES or not qa.get("evidence") or "answer" not in qa:
                 continue
             questions += 1
+            step(1)
             for method in methods:
                 for k in ks:
                     started = time.perf_counter()
@@ -137,19 +145,57 @@ def render_report(scores: Scores, methods: list[str], ks: list[int]) -> str:
 
 
 def run_eval(locomo: Path, methods: list[str], ks: list[int], limit: int | None) -> str:
-    conversations = json.loads(locomo.read_text())[:limit]
+    conversations = load_conversations(locomo)[:limit]
     scores = Scores()
     work = Path(tempfile.mkdtemp(prefix="memalpha-eval-"))
+    steps = sum(_steps(conversation) for conversation in conversations)
     try:
-        for number, conversation in enumerate(conversations, start=1):
-            started = time.perf_counter()
-            data_dir = work / conversation["sample_id"]
-            questions = anyio.run(_evaluate_conversation, conversation, data_dir, methods, ks, scores)
-            click.echo(
-                f"[{number}/{len(conversations)}] {conversation['sample_id']}: {questions} questions, "
-                f"{time.perf_counter() - started:.1f} s",
-                err=True,
-            )
+        # A bar on a terminal (one step per stored turn and per question); only the lines below elsewhere.
+        with click.progressbar(length=steps, label="eval-retrieval", file=sys.stderr) as bar:
+            for number, conversation in enumerate(conversations, start=1):
+                started = time.perf_counter()
+                data_dir = work / conversation["sample_id"]
+                questions = anyio.run(_evaluate_conversation, conversation, data_dir, methods, ks, scores, bar.update)
+                click.echo(
+                    ("\n" if sys.stderr.isatty() else "")
+                    + f"[{number}/{len(conversations)}] {conversation['sample_id']}: {questions} questions, "
+                    f"{time.perf_counter() - started:.1f} s",
+                    err=True,
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return render_report(scores, methods, ks)
+
+
+def _steps(conversation: dict[str, Any]) -> int:
+    turns = conversation["conversation"]
+    stored = sum(len(turns[key]) for key in turns if re.fullmatch(r"session_\d+", key))
+    asked = sum(
+        1 for qa in conversation["qa"] if qa.get("category") in CATEGORIES and qa.get("evidence") and "answer" in qa
+    )
+    return stored + asked
+
+
+def load_conversations(path: Path) -> list[dict[str, Any]]:
+    """The LoCoMo file's conversations; a file of another shape is one line of error naming what is wrong."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path} is not UTF-8 text (byte {exc.start}); expected LoCoMo JSON") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{path} is not JSON ({exc.msg} at line {exc.lineno}); expected LoCoMo JSON"
+        ) from None
+    if not isinstance(data, list):
+        raise click.ClickException(f"{path}: expected a JSON list of LoCoMo conversations, found {type(data).__name__}")
+    for number, conversation in enumerate(data, start=1):
+        missing = [
+            key
+            for key in ("sample_id", "conversation", "qa")
+            if not isinstance(conversation, dict) or key not in conversation
+        ]
+        if missing:
+            raise click.ClickException(
+                f"{path}: conversation {number} has no {', '.join(missing)}; expected LoCoMo JSON"
+            )
+    return data

@@ -36,9 +36,29 @@ def test_healthy_directory(tmp_path: Path) -> None:
     assert "integrity check" in result.stdout and "exactly the 39 live memories" in result.stdout
 
 
-def test_deleted_index_is_found_and_rebuilt(tmp_path: Path) -> None:
+def test_index_not_built_yet_is_no_problem(tmp_path: Path) -> None:
+    """The index is built lazily, by the first search: before it, the doctor says so and exits 0."""
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        memory.insert(CallContext(), "semantic", "Herons nest in colonies")
+        memory.insert(CallContext(), "episodic", "Saw a heron at the lake")
+    result = doctor(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROBLEM" not in result.stdout
+    assert "not built yet: the first search builds it" in result.stdout
+
+
+def test_index_behind_the_ledger_is_no_problem(tmp_path: Path) -> None:
+    fill(tmp_path)
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        memory.insert(CallContext(), "semantic", "One more fact about herons")
+    result = doctor(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 operations behind the ledger: the next search applies them" in result.stdout
+
+
+def test_deleted_index_table_is_found_and_rebuilt(tmp_path: Path) -> None:
     live = fill(tmp_path)
-    shutil.rmtree(tmp_path / "index")
+    shutil.rmtree(tmp_path / "index" / "items.lance")
     found = doctor(tmp_path)
     assert found.returncode == 1 and "PROBLEM: the search index" in found.stdout and "--repair" in found.stderr
     repaired = doctor(tmp_path, "--repair")

@@ -13,12 +13,15 @@ import click
 
 from training.export import QUANT_TYPES
 
+# `-h` as well as `--help`, like every other mcp-memalpha command.
+HELP = {"help_option_names": ["-h", "--help"]}
+
 if TYPE_CHECKING:
     from training.evaluate import PolicyBuilder
     from training.reader import Reader
 
 
-@click.command("eval")
+@click.command("eval", context_settings=HELP)
 @click.option(
     "--data",
     "data",
@@ -136,7 +139,7 @@ def _reader(spec: str, threads: int | None) -> Reader:
     raise click.BadParameter("use 'extractive' or 'llama:<gguf>'", param_hint="--reader")
 
 
-@click.command("train")
+@click.command("train", context_settings=HELP)
 @click.option(
     "--config",
     "config_path",
@@ -159,7 +162,7 @@ def train_command(config_path: Path, output_dir: str | None, steps: int | None, 
     train(config, log=lambda line: click.echo(line, err=True))
 
 
-@click.command("export-gguf")
+@click.command("export-gguf", context_settings=HELP)
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The .gguf file to write."
