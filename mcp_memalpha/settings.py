@@ -109,6 +109,32 @@ class Settings(BaseSettings):
             "a token's own `rate_limit_per_minute` in the auth file overrides it."
         ),
     )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="HTTP transport: a request's line and headers must arrive within this many seconds of the "
+        "connection opening (or of the previous response), else the connection is closed.",
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="HTTP transport: a request's body must arrive within this many seconds of its headers.",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport: most open connections; kept under the process's file limit, with a quarter "
+        "of it (at least 64) left to the store. Over it, the connection waiting longest for a request is closed.",
+    )
+    http_max_connections_per_address: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport: most open connections from one client address (the same rule over it).",
+    )
 
     # The curator behind the memorize tools ------------------------------------------------
     policy: str = Field(
