@@ -222,8 +222,8 @@ def quiet_floods(filter_: FloodFilter | None = None) -> FloodFilter:
     return filter_
 
 
-def serve(app: Any, settings: Settings, host: str, port: int) -> None:
-    """Run `app` under uvicorn with the guard, read deadlines and flood-proof logging."""
+def uvicorn_config(app: Any, settings: Settings, host: str, port: int) -> Any:
+    """A `uvicorn.Config` serving `app` with the guard, the read deadlines and flood-proof logging."""
     import uvicorn
 
     guard = ConnectionGuard.from_settings(settings)
@@ -243,4 +243,11 @@ def serve(app: Any, settings: Settings, host: str, port: int) -> None:
         guard.header_timeout,
         guard.body_timeout,
     )
-    uvicorn.Server(config).run()
+    return config
+
+
+def serve(app: Any, settings: Settings, host: str, port: int) -> None:
+    """Run `app` under uvicorn, guarded (`uvicorn_config`)."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn_config(app, settings, host, port)).run()

@@ -44,16 +44,25 @@ log = logging.getLogger(__name__)
 NAMESPACE_HEADER = "X-Memalpha-Namespace"
 # Where an admitted request's namespace travels from the ASGI middleware to the MCP handlers.
 SCOPE_NAMESPACE_KEY = "memalpha.namespace"
+# ... and the name of the token that sent it: the unit of the per-caller limits.
+SCOPE_CALLER_KEY = "memalpha.caller"
 # The SDK's own DNS-rebinding check, kept where it protects something: an unauthenticated
 # loopback server, which a page on a rebound name (Host: evil.example) could otherwise reach.
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
 _request_namespace: ContextVar[str | None] = ContextVar("memalpha_request_namespace", default=None)
+_request_caller: ContextVar[str | None] = ContextVar("memalpha_request_caller", default=None)
 
 
 def request_namespace() -> str | None:
     """The namespace granted to the HTTP request being served; None outside one (stdio, in-process)."""
     return _request_namespace.get()
+
+
+def request_caller() -> str | None:
+    """The name of the token that sent the HTTP request being served ('anonymous' without an auth
+    file); None outside one."""
+    return _request_caller.get()
 
 
 def secure_app(server: MCPServer[Any], settings: Settings, access: AccessList | None, host: str) -> ASGIApp:
@@ -82,14 +91,17 @@ async def bind_request_namespace(ctx: ServerRequestContext[Any, Any], call_next:
     this way a message without an admitted request is refused instead of served in the process's
     namespace. Sync tools run on worker threads, which get a copy of this context (anyio copies it).
     """
-    namespace = getattr(ctx.request, "scope", {}).get(SCOPE_NAMESPACE_KEY)
+    scope = getattr(ctx.request, "scope", {})
+    namespace = scope.get(SCOPE_NAMESPACE_KEY)
     if namespace is None:
         # Fail closed: nothing reaches the memory without a namespace that HttpSecurity granted.
         raise MCPError(INVALID_REQUEST, "this message came without an admitted HTTP request; refused")
     reset = _request_namespace.set(namespace)
+    reset_caller = _request_caller.set(scope.get(SCOPE_CALLER_KEY))
     try:
         return await call_next(ctx)
     finally:
+        _request_caller.reset(reset_caller)
         _request_namespace.reset(reset)
 
 
@@ -159,6 +171,7 @@ class HttpSecurity:
             return
         grant, namespace = admitted
         scope[SCOPE_NAMESPACE_KEY] = namespace
+        scope[SCOPE_CALLER_KEY] = grant.name
         if grant is not self._anonymous:
             # The SDK binds a stateful session to the user that opened it: another token
             # presenting its session id is answered 404, as if the session did not exist.

@@ -18,6 +18,8 @@ from functools import partial
 from typing import Any
 
 import anyio.from_thread
+import anyio.to_thread
+from anyio import CapacityLimiter
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -28,7 +30,7 @@ from pydantic import ConfigDict
 from mcp_memalpha import __version__
 from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
-from mcp_memalpha.http_security import request_namespace
+from mcp_memalpha.http_security import request_caller, request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, CallContext, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
@@ -48,6 +50,9 @@ Pass expected_version when you update what you read, so concurrent writers never
 WARMUP_DELAY_S = 0.0
 # Batch the index work of a burst of writes into one LanceDB commit.
 INDEX_DEBOUNCE_S = 0.05
+# Worker threads for tool calls, and separately for calls that wait (so waits never hold up the rest).
+CALL_THREADS = 40
+WAIT_THREADS = 64
 
 
 class BackgroundIndexer:
@@ -85,6 +90,47 @@ class BackgroundIndexer:
                 log.exception("background index sync failed; searches will retry it")
 
 
+class CallLimits:
+    """Where tool calls run: each caller's calls at most `per_caller` at a time on the call threads,
+    its waiting calls at most `waits_per_caller` at a time on threads of their own. So one caller,
+    however many calls it sends, holds a bounded share of the threads, and a call that waits
+    (memorize_status with wait_seconds) never keeps another caller's quick call from a thread."""
+
+    def __init__(self, per_caller: int, waits_per_caller: int) -> None:
+        self.per_caller = per_caller
+        self.waits_per_caller = waits_per_caller
+        self._limiters: dict[str, CapacityLimiter] = {}
+        self._waiting: dict[str, int] = {}
+        self._threads: CapacityLimiter | None = None
+        self._wait_threads: CapacityLimiter | None = None
+
+    async def run(self, caller: str, waits: bool, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a worker thread within `caller`'s limits; ToolError if it may not wait now."""
+        if self._threads is None or self._wait_threads is None:  # made in the event loop that uses them
+            self._threads, self._wait_threads = CapacityLimiter(CALL_THREADS), CapacityLimiter(WAIT_THREADS)
+        if not waits:
+            limiter = self._limiters.setdefault(caller, CapacityLimiter(self.per_caller))
+            async with limiter:
+                return await anyio.to_thread.run_sync(fn, limiter=self._threads)
+        if self._waiting.get(caller, 0) >= self.waits_per_caller:
+            raise ToolError(
+                f"wait_seconds: {caller!r} already has {self.waits_per_caller} calls waiting (max_waits_per_token); "
+                "call again when one has returned, or ask without wait_seconds"
+            )
+        self._waiting[caller] = self._waiting.get(caller, 0) + 1
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self._wait_threads)
+        finally:
+            self._waiting[caller] -= 1
+            if not self._waiting[caller]:
+                del self._waiting[caller]
+
+
+def _asks_to_wait(arguments: dict[str, Any]) -> bool:
+    wait = arguments.get("wait_seconds") if isinstance(arguments, dict) else None
+    return isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0
+
+
 class ServerState:
     """What the handlers of one server process share; filled in by the lifespan."""
 
@@ -95,6 +141,7 @@ class ServerState:
         self.indexer: BackgroundIndexer | None = None
         self.worker: CurationWorker | None = None
         self._load_curator = load_curator or partial(load_policy, settings)
+        self.limits = CallLimits(settings.max_calls_per_token, settings.max_waits_per_token)
 
     def call_context(self) -> CallContext:
         """The caller's context: the namespace its HTTP request was granted, else this process's."""
@@ -181,7 +228,7 @@ class _RawArguments(ArgModelBase):
 def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     """An SDK tool for `spec`: its schema, description and annotations come from the spec.
 
-    Sync, so the SDK runs it on a worker thread, which is where the (blocking) store belongs.
+    The (blocking) store runs on a worker thread, within the caller's limits (`CallLimits`).
     A spec that can report progress gets the request's `Context` to send it with.
     """
 
@@ -195,11 +242,12 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
         state.after(spec)
         return result
 
-    def run(arguments: dict[str, Any]) -> Any:
-        return call(arguments)
+    async def run(arguments: dict[str, Any]) -> Any:
+        return await state.limits.run(_caller(), _asks_to_wait(arguments), partial(call, arguments))
 
-    def run_reporting(arguments: dict[str, Any], context: Context) -> Any:
-        return call(arguments, _progress_reporter(context))
+    async def run_reporting(arguments: dict[str, Any], context: Context) -> Any:
+        work = partial(call, arguments, _progress_reporter(context))
+        return await state.limits.run(_caller(), _asks_to_wait(arguments), work)
 
     fn: Callable[..., Any] = run if spec.with_progress is None else run_reporting
     fn.__annotations__["return"] = spec.result
@@ -220,6 +268,11 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     tool.parameters = spec.input_schema()
     tool.fn_metadata.arg_model = _RawArguments
     return tool
+
+
+def _caller() -> str:
+    """Whose limits a call counts against: its HTTP token's, else this process's client."""
+    return request_caller() or "this process's client"
 
 
 def _progress_reporter(context: Context) -> Progress:

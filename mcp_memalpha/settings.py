@@ -135,6 +135,20 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="HTTP transport: most open connections from one client address (the same rule over it).",
     )
+    max_calls_per_token: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Tool calls of one caller (an HTTP token; the stdio client) run at most this many at a "
+        "time; more wait their turn without holding a worker thread.",
+    )
+    max_waits_per_token: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Calls that ask to wait (memorize_status with wait_seconds) one caller may have waiting at "
+        "a time, on threads of their own; one more is refused at once.",
+    )
 
     # The curator behind the memorize tools ------------------------------------------------
     policy: str = Field(
