@@ -109,6 +109,20 @@ class Settings(BaseSettings):
             "a token's own `rate_limit_per_minute` in the auth file overrides it."
         ),
     )
+    max_sessions_per_token: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="HTTP transport: stateful sessions one access token may have open; one more is refused "
+        "(429) until one ends (DELETE, or 30 minutes unused).",
+    )
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport (with an auth file): failed authentications one client address may make a "
+        "minute (bursts up to that many); past them, its requests are refused (429) before any token is checked.",
+    )
     http_header_timeout_seconds: float = Field(
         10.0,
         gt=0,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import uvicorn
 
@@ -24,12 +25,12 @@ from mcp_memalpha.server import build_server
 from mcp_memalpha.settings import Settings
 from tests.conftest import call, free_port
 from tests.test_curation import SCRIPT, ScriptedCurator
-from tests.test_http_security import ALICE, BOB, client_for, write_auth_file
+from tests.test_http_security import ACCEPT, ALICE, BOB, INITIALIZE, client_for, error_message, write_auth_file
 
 
 @contextmanager
 def held_curator_server(root: Path, **settings: Any) -> Iterator[tuple[str, threading.Event]]:
-    """An HTTP server with the test tokens whose curator loads only once the event is set."""
+    """An HTTP server with the test tokens (and `settings`) whose curator loads once the event is set."""
     release = threading.Event()
 
     def load_curator() -> ScriptedCurator:
@@ -89,3 +90,31 @@ async def test_one_tokens_long_waits_leave_another_tokens_calls_served(tmp_path:
         refused = [outcome for outcome in waits if outcome not in ("running", "returned")]
         assert waits.count("returned") == 4 and len(refused) == 36
         assert "wait_seconds: 'alice' already has 4 calls waiting (max_waits_per_token)" in refused[0]
+
+
+def open_session(url: str, token: str) -> httpx.Response:
+    return httpx.post(url, json=INITIALIZE, headers={**ACCEPT, "Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_one_token_cannot_open_more_than_its_sessions(tmp_path: Path) -> None:
+    """The SDK's limit (10,000 sessions) is for everyone together: one token could use it all up."""
+    with held_curator_server(tmp_path, max_sessions_per_token=3) as (url, _release):
+        opened = [open_session(url, ALICE) for _ in range(3)]
+        assert all(response.status_code == 200 for response in opened)
+        refused = open_session(url, ALICE)
+        assert refused.status_code == 429
+        assert "token 'alice' has 3 sessions open (max_sessions_per_token)" in error_message(refused)
+        assert open_session(url, BOB).status_code == 200  # the limit is the token's own
+
+        session = {"mcp-session-id": opened[0].headers["mcp-session-id"], "Authorization": f"Bearer {ALICE}"}
+        assert httpx.delete(url, headers={**session, "mcp-protocol-version": "2025-06-18"}).status_code < 400
+        assert open_session(url, ALICE).status_code == 200  # the ended session no longer counts
+
+
+def test_failed_authentications_are_rate_limited_per_address(tmp_path: Path) -> None:
+    with held_curator_server(tmp_path, auth_failures_per_minute=3) as (url, _release):
+        assert [open_session(url, "guess-" + "x" * 30).status_code for _ in range(3)] == [401, 401, 401]
+        refused = open_session(url, "guess-" + "y" * 30)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert "failed authentications a minute from 127.0.0.1" in error_message(refused)
+        assert open_session(url, ALICE).status_code == 429  # no token is looked at from there for now
