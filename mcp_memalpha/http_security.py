@@ -10,6 +10,10 @@ middleware that answers every request it refuses itself, before the SDK sees it,
     over the token's rate                429  Retry-After
     a new session over the token's limit 429  (max_sessions_per_token; a session ends by DELETE or idling)
     Content-Length over the limit        413  (bodies without one: the SDK counts the bytes)
+    a POST that is not application/json  415
+
+The SDK's own plain-text error responses (a streamed body over the limit) become JSON-RPC error
+bodies too (`json_errors`).
 
 Without an auth file the SDK's DNS-rebinding check also answers 421 to a Host that is not loopback.
 An admitted request carries its namespace in the ASGI scope; `bind_request_namespace`, an SDK
@@ -210,19 +214,18 @@ class HttpSecurity:
             return  # a websocket: nothing here serves one, and the server refuses it (403)
         headers = Headers(scope=scope)
         address = scope["client"][0] if scope.get("client") else ""
-        admitted = self.admit(headers, address)
+        session_id = headers.get(MCP_SESSION_ID_HEADER)
+        admitted = self.admit(headers, address, scope["method"])
+        if not isinstance(admitted, Refusal) and admitted[0] is not self._anonymous:
+            admitted = self._check_sessions(admitted[0], session_id) or admitted
         if isinstance(admitted, Refusal):
             log.info("refused %s %s: %d %s", scope["method"], scope["path"], admitted.status, admitted.message)
             await admitted.send(send)
             return
         grant, namespace = admitted
+        send = json_errors(send)
         if grant is not self._anonymous:
-            refusal = self._check_sessions(grant, headers.get(MCP_SESSION_ID_HEADER))
-            if refusal is not None:
-                log.info("refused %s %s: %d %s", scope["method"], scope["path"], refusal.status, refusal.message)
-                await refusal.send(send)
-                return
-            send = self._counting_sessions(grant, scope["method"], headers.get(MCP_SESSION_ID_HEADER), send)
+            send = self._counting_sessions(grant, scope["method"], session_id, send)
         scope[SCOPE_NAMESPACE_KEY] = namespace
         scope[SCOPE_CALLER_KEY] = grant.name
         if grant is not self._anonymous:
@@ -231,7 +234,7 @@ class HttpSecurity:
             scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=grant.name, scopes=[]))
         await self.app(scope, receive, send)
 
-    def admit(self, headers: Headers, address: str = "") -> tuple[Grant, str] | Refusal:
+    def admit(self, headers: Headers, address: str = "", method: str = "POST") -> tuple[Grant, str] | Refusal:
         """The caller's grant and namespace, or why it is refused (checks in the order of the docstring)."""
         refusal = self._check_origin(headers.get("origin")) or self._check_failures(address)
         if refusal is not None:
@@ -243,7 +246,11 @@ class HttpSecurity:
         namespace = self._namespace(grant, headers.get(NAMESPACE_HEADER))
         if isinstance(namespace, Refusal):
             return namespace
-        refusal = self._check_rate(grant) or self._check_size(headers.get("content-length"))
+        refusal = (
+            self._check_rate(grant)
+            or self._check_size(headers.get("content-length"))
+            or _check_content_type(method, headers.get("content-type"))
+        )
         return refusal if refusal is not None else (grant, namespace)
 
     def _check_origin(self, origin: str | None) -> Refusal | None:
@@ -370,6 +377,41 @@ def origin_allowed(origin: str, allowed: list[str]) -> bool:
             if origin == base or (origin.startswith(base + ":") and origin[len(base) + 1 :].isdigit()):
                 return True
     return False
+
+
+def _check_content_type(method: str, content_type: str | None) -> Refusal | None:
+    # The SDK's own rule (a prefix match), answered here with a message that says what is expected.
+    if method != "POST" or (content_type or "").lower().startswith("application/json"):
+        return None
+    return Refusal(415, f"Content-Type: must be application/json (a JSON-RPC message), not {content_type!r}")
+
+
+def json_errors(send: Send) -> Send:
+    """`send`, with the SDK's plain-text error responses (a streamed body over the limit, a bad
+    header) turned into JSON-RPC error bodies, as every refusal of this server is."""
+    held: list[Message] = []
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+            if not content_type.startswith("application/json"):
+                held.append(message)
+                return
+        if not held:
+            await send(message)
+            return
+        held.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            status = held[0]["status"]
+            text = b"".join(part.get("body", b"") for part in held[1:]).decode("utf-8", "replace").strip()
+            await Refusal(status, _PLAIN_ERROR_HINTS.get(status, text or f"HTTP {status}")).send(send)
+
+    return sending
+
+
+_PLAIN_ERROR_HINTS = {
+    413: "request body: over the limit of max_request_bytes (MEMALPHA_MAX_REQUEST_BYTES)",
+}
 
 
 def _auth(challenge: str) -> dict[str, str]:

@@ -113,8 +113,19 @@ def test_an_oversized_body_is_refused_before_it_is_read(secured: str) -> None:
     def chunks() -> Iterator[bytes]:  # no Content-Length: the bytes are counted as they come
         yield from (b" " * 65536 for _ in range(32))
 
-    streamed = httpx.post(secured, content=chunks(), headers={**ACCEPT, "Authorization": f"Bearer {ALICE}"}, timeout=60)
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"}
+    streamed = httpx.post(secured, content=chunks(), headers=headers, timeout=60)
     assert streamed.status_code == 413
+    assert "max_request_bytes" in error_message(streamed)  # a JSON-RPC error body, as the README says
+
+
+def test_a_body_that_is_not_json_is_refused_with_a_json_rpc_error(secured: str) -> None:
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "text/plain"}
+    response = httpx.post(secured, content=json.dumps(INITIALIZE), headers=headers, timeout=60)
+    assert response.status_code == 415
+    assert "Content-Type: must be application/json" in error_message(response) and "'text/plain'" in error_message(
+        response
+    )
 
 
 def test_over_the_rate_limit_a_token_is_told_when_to_retry(secured: str) -> None:
