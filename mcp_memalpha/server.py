@@ -9,7 +9,9 @@ runs their jobs on its own thread.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,8 +26,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
-from mcp_types import ToolAnnotations
-from pydantic import ConfigDict
+from mcp.server.stdio import stdio_server
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, ToolAnnotations
+from pydantic import ConfigDict, ValidationError
 
 from mcp_memalpha import __version__
 from mcp_memalpha.curation import CurationWorker, Curator, load_policy
@@ -202,7 +207,7 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
             state.detach()
             memory.close()
 
-    server: MCPServer[ServerState] = MCPServer(
+    server: MCPServer[ServerState] = _Server(
         "mcp-memalpha",
         title="Mem-α memory",
         instructions=INSTRUCTIONS,
@@ -213,6 +218,77 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
     )
     _add_resources_and_prompts(server, state)
     return server
+
+
+class _Server(MCPServer[ServerState]):
+    """The SDK's server, whose stdio transport answers a line it cannot read with a JSON-RPC error.
+
+    The SDK's stdio reader hands such a line (invalid JSON after UTF-8 repair, a lone surrogate,
+    nesting past the parser's depth) to the session as an exception, which only logs it: the
+    client never hears back and waits out its timeout.
+    """
+
+    async def run_stdio_async(self) -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            to_session, from_transport = create_context_streams[SessionMessage | Exception](0)
+
+            async def answer_unreadable() -> None:
+                async with to_session:
+                    async for item in read_stream:
+                        if isinstance(item, Exception):
+                            reply = unreadable_reply(item)
+                            if reply is not None:
+                                await write_stream.send(SessionMessage(reply))
+                        else:
+                            await to_session.send(item)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(answer_unreadable)
+                options = self._lowlevel_server.create_initialization_options()
+                await self._lowlevel_server.run(from_transport, write_stream, options)
+
+
+# The id of a request whose line cannot be parsed whole: among the top-level keys before any nesting.
+_LEADING_ID = re.compile(r'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,256}")')
+
+
+def unreadable_reply(error: Exception) -> JSONRPCError | None:
+    """The JSON-RPC error for a stdin line the SDK could not read (None: a notification, not answered).
+
+    The id is recovered where the line allows it, so the client's pending request ends; the
+    reply names the parser's reason, never the (possibly huge) input.
+    """
+    details = error.errors(include_url=False) if isinstance(error, ValidationError) else []
+    line = details[0].get("input") if details else None
+    first = details[0] if details else {"type": "", "msg": str(error)}
+    code = PARSE_ERROR if first["type"] == "json_invalid" else INVALID_REQUEST
+    message = ("Parse error: " if code == PARSE_ERROR else "Invalid request: ") + str(first["msg"])[:300]
+    request_id = _request_id(line)
+    if request_id is _NOTIFICATION:
+        return None  # a notification gets no reply, not even an error
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
+
+
+_NOTIFICATION = object()
+
+
+def _request_id(raw: object) -> Any:
+    """The id of the request `raw` (a line, or what it parsed to): None if it cannot be told,
+    `_NOTIFICATION` if it has none."""
+    parsed = raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            prefix = re.split(r"[\[{]", raw[:4096].lstrip().removeprefix("{"), maxsplit=1)[0]
+            found = _LEADING_ID.search(prefix)
+            return json.loads(found.group(1)) if found else None
+    if not isinstance(parsed, dict):
+        return None
+    found = parsed.get("id")
+    if found is None and "method" in parsed:
+        return _NOTIFICATION
+    return found if isinstance(found, int | str) and not isinstance(found, bool) else None
 
 
 class _RawArguments(ArgModelBase):
