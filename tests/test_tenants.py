@@ -6,6 +6,8 @@ the curator can be held: its jobs stay queued and `memorize_status` waits as lon
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -118,3 +120,19 @@ def test_failed_authentications_are_rate_limited_per_address(tmp_path: Path) -> 
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert "failed authentications a minute from 127.0.0.1" in error_message(refused)
         assert open_session(url, ALICE).status_code == 429  # no token is looked at from there for now
+
+
+def test_dos_benchmark_smoke() -> None:
+    """A reduced run of benchmarks/dos.py, so it stays runnable (figures come from full runs)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "dos.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--idle", "40", "--waits", "6", "--wait-seconds", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for title in ("Idle connections", "Long waits", "Sessions", "Failed authentication"):
+        assert f"### {title}" in result.stdout
+    assert "| valid requests answered 200 | 20 of 20 |" in result.stdout
+    assert "| waits admitted / refused at once | 4 / 2 |" in result.stdout
