@@ -394,7 +394,7 @@ def json_errors(send: Send) -> Send:
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start" and message["status"] >= 400:
             content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-            if not content_type.startswith("application/json"):
+            if not content_type or content_type.startswith("text/plain"):  # never a stream: held whole
                 held.append(message)
                 return
         if not held:
