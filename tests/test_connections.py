@@ -53,10 +53,12 @@ def guarded_server(
             process.wait()
 
 
-def idle_connection(url: str, stack: ExitStack, payload: bytes = PARTIAL_HEADERS) -> socket.socket:
-    """A connection that sends `payload` (part of a request) and then nothing."""
+def idle_connection(
+    url: str, stack: ExitStack, payload: bytes = PARTIAL_HEADERS, source: str = "127.0.0.1"
+) -> socket.socket:
+    """A connection from `source` (any loopback address) that sends `payload` and then nothing."""
     port = int(url.split(":")[2].split("/")[0])
-    sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=30))
+    sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0)))
     if payload:
         sock.sendall(payload)
     return sock
@@ -118,8 +120,9 @@ async def test_more_idle_connections_than_the_file_limit_leave_clients_served(tm
     ):
         async with client_for(url, ALICE) as alice:  # a session opened before the attack
             await alice.call_tool("new_memory_insert", {"memory_type": "semantic", "content": "Alice keeps bees"})
-            for number in range(1100):  # more than the file limit
-                idle_connection(url, stack, PARTIAL_HEADERS if number % 2 else b"")
+            for number in range(1100):  # more than the file limit, from 22 addresses: under the per-address cap
+                payload = PARTIAL_HEADERS if number % 2 else b""
+                idle_connection(url, stack, payload, source=f"127.0.0.{2 + number % 22}")
             assert initialize(url).status_code == 200
             found = await alice.call_tool("search_memory", {"query": "bees"})
             assert not found.is_error and "Alice keeps bees" in str(found.structured_content)
