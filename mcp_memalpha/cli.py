@@ -171,8 +171,7 @@ def _http_access(settings: Settings, host: str) -> AccessList | None:
 
 
 def _serve_http(server: MCPServer[Any], settings: Settings, access: AccessList | None, host: str, port: int) -> None:
-    import uvicorn
-
+    from mcp_memalpha.connections import serve as serve_guarded
     from mcp_memalpha.http_security import secure_app
 
     app = secure_app(server, settings, access, host)
@@ -182,7 +181,7 @@ def _serve_http(server: MCPServer[Any], settings: Settings, access: AccessList |
         else f"no auth file: loopback only, namespace {settings.namespace!r}"
     )
     logging.getLogger(__name__).info("serving http://%s:%d/mcp (%s)", host, port, who)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    serve_guarded(app, settings, host, port)
 
 
 def policy_runtime_installed() -> bool:

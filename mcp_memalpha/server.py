@@ -9,7 +9,9 @@ runs their jobs on its own thread.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,18 +20,23 @@ from functools import partial
 from typing import Any
 
 import anyio.from_thread
+import anyio.to_thread
+from anyio import CapacityLimiter
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
-from mcp_types import ToolAnnotations
-from pydantic import ConfigDict
+from mcp.server.stdio import stdio_server
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, ToolAnnotations
+from pydantic import ConfigDict, ValidationError
 
 from mcp_memalpha import __version__
 from mcp_memalpha.context import CallContext
 from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
-from mcp_memalpha.http_security import request_namespace
+from mcp_memalpha.http_security import request_caller, request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
@@ -49,6 +56,9 @@ Pass expected_version when you update what you read, so concurrent writers never
 WARMUP_DELAY_S = 0.0
 # Batch the index work of a burst of writes into one LanceDB commit.
 INDEX_DEBOUNCE_S = 0.05
+# Worker threads for tool calls, and separately for calls that wait (so waits never hold up the rest).
+CALL_THREADS = 40
+WAIT_THREADS = 64
 
 
 class BackgroundIndexer:
@@ -86,6 +96,47 @@ class BackgroundIndexer:
                 log.exception("background index sync failed; searches will retry it")
 
 
+class CallLimits:
+    """Where tool calls run: each caller's calls at most `per_caller` at a time on the call threads,
+    its waiting calls at most `waits_per_caller` at a time on threads of their own. So one caller,
+    however many calls it sends, holds a bounded share of the threads, and a call that waits
+    (memorize_status with wait_seconds) never keeps another caller's quick call from a thread."""
+
+    def __init__(self, per_caller: int, waits_per_caller: int) -> None:
+        self.per_caller = per_caller
+        self.waits_per_caller = waits_per_caller
+        self._limiters: dict[str, CapacityLimiter] = {}
+        self._waiting: dict[str, int] = {}
+        self._threads: CapacityLimiter | None = None
+        self._wait_threads: CapacityLimiter | None = None
+
+    async def run(self, caller: str, waits: bool, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on a worker thread within `caller`'s limits; ToolError if it may not wait now."""
+        if self._threads is None or self._wait_threads is None:  # made in the event loop that uses them
+            self._threads, self._wait_threads = CapacityLimiter(CALL_THREADS), CapacityLimiter(WAIT_THREADS)
+        if not waits:
+            limiter = self._limiters.setdefault(caller, CapacityLimiter(self.per_caller))
+            async with limiter:
+                return await anyio.to_thread.run_sync(fn, limiter=self._threads)
+        if self._waiting.get(caller, 0) >= self.waits_per_caller:
+            raise ToolError(
+                f"wait_seconds: {caller!r} already has {self.waits_per_caller} calls waiting (max_waits_per_token); "
+                "call again when one has returned, or ask without wait_seconds"
+            )
+        self._waiting[caller] = self._waiting.get(caller, 0) + 1
+        try:
+            return await anyio.to_thread.run_sync(fn, limiter=self._wait_threads)
+        finally:
+            self._waiting[caller] -= 1
+            if not self._waiting[caller]:
+                del self._waiting[caller]
+
+
+def _asks_to_wait(arguments: dict[str, Any]) -> bool:
+    wait = arguments.get("wait_seconds") if isinstance(arguments, dict) else None
+    return isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0
+
+
 class ServerState:
     """What the handlers of one server process share; filled in by the lifespan."""
 
@@ -96,6 +147,7 @@ class ServerState:
         self.indexer: BackgroundIndexer | None = None
         self.worker: CurationWorker | None = None
         self._load_curator = load_curator or partial(load_policy, settings)
+        self.limits = CallLimits(settings.max_calls_per_token, settings.max_waits_per_token)
 
     def call_context(self) -> CallContext:
         """The caller's context: the namespace its HTTP request was granted, else this process's."""
@@ -156,7 +208,7 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
             state.detach()
             memory.close()
 
-    server: MCPServer[ServerState] = MCPServer(
+    server: MCPServer[ServerState] = _Server(
         "mcp-memalpha",
         title="Mem-α memory",
         instructions=INSTRUCTIONS,
@@ -167,6 +219,77 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
     )
     _add_resources_and_prompts(server, state)
     return server
+
+
+class _Server(MCPServer[ServerState]):
+    """The SDK's server, whose stdio transport answers a line it cannot read with a JSON-RPC error.
+
+    The SDK's stdio reader hands such a line (invalid JSON after UTF-8 repair, a lone surrogate,
+    nesting past the parser's depth) to the session as an exception, which only logs it: the
+    client never hears back and waits out its timeout.
+    """
+
+    async def run_stdio_async(self) -> None:
+        async with stdio_server() as (read_stream, write_stream):
+            to_session, from_transport = create_context_streams[SessionMessage | Exception](0)
+
+            async def answer_unreadable() -> None:
+                async with to_session:
+                    async for item in read_stream:
+                        if isinstance(item, Exception):
+                            reply = unreadable_reply(item)
+                            if reply is not None:
+                                await write_stream.send(SessionMessage(reply))
+                        else:
+                            await to_session.send(item)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(answer_unreadable)
+                options = self._lowlevel_server.create_initialization_options()
+                await self._lowlevel_server.run(from_transport, write_stream, options)
+
+
+# The id of a request whose line cannot be parsed whole: among the top-level keys before any nesting.
+_LEADING_ID = re.compile(r'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,256}")')
+
+
+def unreadable_reply(error: Exception) -> JSONRPCError | None:
+    """The JSON-RPC error for a stdin line the SDK could not read (None: a notification, not answered).
+
+    The id is recovered where the line allows it, so the client's pending request ends; the
+    reply names the parser's reason, never the (possibly huge) input.
+    """
+    details = error.errors(include_url=False) if isinstance(error, ValidationError) else []
+    line = details[0].get("input") if details else None
+    first = details[0] if details else {"type": "", "msg": str(error)}
+    code = PARSE_ERROR if first["type"] == "json_invalid" else INVALID_REQUEST
+    message = ("Parse error: " if code == PARSE_ERROR else "Invalid request: ") + str(first["msg"])[:300]
+    request_id = _request_id(line)
+    if request_id is _NOTIFICATION:
+        return None  # a notification gets no reply, not even an error
+    return JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=code, message=message))
+
+
+_NOTIFICATION = object()
+
+
+def _request_id(raw: object) -> Any:
+    """The id of the request `raw` (a line, or what it parsed to): None if it cannot be told,
+    `_NOTIFICATION` if it has none."""
+    parsed = raw
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, RecursionError):
+            prefix = re.split(r"[\[{]", raw[:4096].lstrip().removeprefix("{"), maxsplit=1)[0]
+            found = _LEADING_ID.search(prefix)
+            return json.loads(found.group(1)) if found else None
+    if not isinstance(parsed, dict):
+        return None
+    found = parsed.get("id")
+    if found is None and "method" in parsed:
+        return _NOTIFICATION
+    return found if isinstance(found, int | str) and not isinstance(found, bool) else None
 
 
 class _RawArguments(ArgModelBase):
@@ -182,7 +305,7 @@ class _RawArguments(ArgModelBase):
 def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     """An SDK tool for `spec`: its schema, description and annotations come from the spec.
 
-    Sync, so the SDK runs it on a worker thread, which is where the (blocking) store belongs.
+    The (blocking) store runs on a worker thread, within the caller's limits (`CallLimits`).
     A spec that can report progress gets the request's `Context` to send it with.
     """
 
@@ -196,11 +319,12 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
         state.after(spec)
         return result
 
-    def run(arguments: dict[str, Any]) -> Any:
-        return call(arguments)
+    async def run(arguments: dict[str, Any]) -> Any:
+        return await state.limits.run(_caller(), _asks_to_wait(arguments), partial(call, arguments))
 
-    def run_reporting(arguments: dict[str, Any], context: Context) -> Any:
-        return call(arguments, _progress_reporter(context))
+    async def run_reporting(arguments: dict[str, Any], context: Context) -> Any:
+        work = partial(call, arguments, _progress_reporter(context))
+        return await state.limits.run(_caller(), _asks_to_wait(arguments), work)
 
     fn: Callable[..., Any] = run if spec.with_progress is None else run_reporting
     fn.__annotations__["return"] = spec.result
@@ -221,6 +345,11 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
     tool.parameters = spec.input_schema()
     tool.fn_metadata.arg_model = _RawArguments
     return tool
+
+
+def _caller() -> str:
+    """Whose limits a call counts against: its HTTP token's, else this process's client."""
+    return request_caller() or "this process's client"
 
 
 def _progress_reporter(context: Context) -> Progress:

@@ -109,6 +109,60 @@ class Settings(BaseSettings):
             "a token's own `rate_limit_per_minute` in the auth file overrides it."
         ),
     )
+    max_sessions_per_token: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="HTTP transport: stateful sessions one access token may have open; one more is refused "
+        "(429) until one ends (DELETE, or 30 minutes unused).",
+    )
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport (with an auth file): failed authentications one client address may make a "
+        "minute (bursts up to that many); past them, its requests are refused (429) before any token is checked.",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="HTTP transport: a request's line and headers must arrive within this many seconds of the "
+        "connection opening (or of the previous response), else the connection is closed.",
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="HTTP transport: a request's body must arrive within this many seconds of its headers.",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport: most open connections; kept under the process's file limit, with a quarter "
+        "of it (at least 64) left to the store. Over it, the connection waiting longest for a request is closed.",
+    )
+    http_max_connections_per_address: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="HTTP transport: most open connections from one client address (the same rule over it).",
+    )
+    max_calls_per_token: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Tool calls of one caller (an HTTP token; the stdio client) run at most this many at a "
+        "time; more wait their turn without holding a worker thread.",
+    )
+    max_waits_per_token: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Calls that ask to wait (memorize_status with wait_seconds) one caller may have waiting at "
+        "a time, on threads of their own; one more is refused at once.",
+    )
 
     # The curator behind the memorize tools ------------------------------------------------
     policy: str = Field(

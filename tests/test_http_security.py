@@ -17,7 +17,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from mcp_memalpha.access import AuthFileError, auth_file_entry, load_access_list, new_token
-from mcp_memalpha.http_security import NAMESPACE_HEADER, TokenBucket, origin_allowed
+from mcp_memalpha.http_security import (
+    NAMESPACE_HEADER,
+    SESSION_IDLE_SECONDS,
+    SessionCount,
+    TokenBucket,
+    origin_allowed,
+)
 from tests.conftest import call, command, http_server, server_env
 
 ALICE = "alice-token-" + "a" * 24  # namespaces alice (default) and shared, given in plain
@@ -113,8 +119,19 @@ def test_an_oversized_body_is_refused_before_it_is_read(secured: str) -> None:
     def chunks() -> Iterator[bytes]:  # no Content-Length: the bytes are counted as they come
         yield from (b" " * 65536 for _ in range(32))
 
-    streamed = httpx.post(secured, content=chunks(), headers={**ACCEPT, "Authorization": f"Bearer {ALICE}"}, timeout=60)
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "application/json"}
+    streamed = httpx.post(secured, content=chunks(), headers=headers, timeout=60)
     assert streamed.status_code == 413
+    assert "max_request_bytes" in error_message(streamed)  # a JSON-RPC error body, as the README says
+
+
+def test_a_body_that_is_not_json_is_refused_with_a_json_rpc_error(secured: str) -> None:
+    headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}", "Content-Type": "text/plain"}
+    response = httpx.post(secured, content=json.dumps(INITIALIZE), headers=headers, timeout=60)
+    assert response.status_code == 415
+    assert "Content-Type: must be application/json" in error_message(response) and "'text/plain'" in error_message(
+        response
+    )
 
 
 def test_over_the_rate_limit_a_token_is_told_when_to_retry(secured: str) -> None:
@@ -261,6 +278,26 @@ def test_token_bucket_allows_its_rate_in_bursts_and_says_when_to_retry() -> None
     assert bucket.take(1.0) == 0.0
     assert bucket.take(1000.0) == 0.0  # refills up to its capacity, no further
     assert sum(bucket.take(1000.0) == 0.0 for _ in range(100)) == 59
+
+
+def test_a_token_bucket_says_when_without_spending() -> None:
+    bucket = TokenBucket(per_minute=60, now=0.0)
+    assert all(bucket.take(0.0) == 0.0 for _ in range(60))
+    assert bucket.wait(0.5) == pytest.approx(0.5) and bucket.wait(0.5) == pytest.approx(0.5)
+    assert bucket.wait(1.0) == 0.0 and not bucket.full(1.0) and bucket.full(60.0)
+
+
+def test_sessions_count_until_ended_or_idle() -> None:
+    count = SessionCount()
+    for session_id in ("s1", "s2"):
+        count.used("alice", session_id, 0.0)
+    count.used("bob", "s3", 0.0)
+    assert count.open("alice", 1.0) == 2 and count.open("bob", 1.0) == 1
+    count.ended("alice", "s1")
+    assert count.open("alice", 1.0) == 1
+    count.used("alice", "s2", 100.0)  # used again: idle from then on
+    assert count.open("alice", 99.0 + SESSION_IDLE_SECONDS) == 1
+    assert count.open("alice", 100.0 + SESSION_IDLE_SECONDS) == 0
 
 
 def test_origin_patterns() -> None:
