@@ -11,6 +11,7 @@ Needs the `train` and `policy` extras (the `test` extra installs both).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from mcp_memalpha.cli import main
+from mcp_memalpha.tools import TOOLS_BY_NAME
+from policy import Limits, ToolDef, load_curator
 from policy.model import ModelInfo, render_chat
+from tests.conftest import call, connect, policy_params
 from tests.test_training_export import llama_run, transformers_run
 from training import export
 from training.export import ExportError, write_and_quantize
@@ -27,6 +31,8 @@ from training.export import ExportError, write_and_quantize
 MEMALPHA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "memalpha"
 GOLDEN = sorted((MEMALPHA_DATA / "golden").glob("*.json"))
 needs_golden = pytest.mark.skipif(not GOLDEN, reason="needs the Mem-α reference data (shared/data/memalpha)")
+TOOLS = [ToolDef(t.name, t.description, t.input_schema()) for t in TOOLS_BY_NAME.values()]
+CHUNK = "[Dialogue at timestamp 2023/05/25 (Thu) 17:08]\n<User>I adopted a cat named Miso today.\n<Assistant>Lovely!"
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +204,44 @@ def test_the_gguf_template_renders_each_golden_prompt_from_its_messages(memalpha
     for case in GOLDEN:
         golden = json.loads(case.read_text())
         assert render_chat(info, golden["messages_after_qwen_agent"]) == golden["prompt"], case.name
+
+
+# ---- the wire format, chosen from the file ------------------------------------------------------
+
+
+async def served_format(gguf_path: Path, data_dir: Path) -> dict[str, Any]:
+    async with connect(policy_params(data_dir, str(gguf_path))) as client:
+        job = await call(client, "memorize", chunk=CHUNK, timestamp="25 May 2023")
+        status = await call(client, "memorize_status", job_id=job["job_id"], wait_seconds=120)
+    assert status["state"] == "done", status
+    return status
+
+
+@pytest.mark.anyio
+async def test_a_spawned_server_serves_a_file_named_memalpha_in_the_memalpha_format(
+    memalpha_gguf: Path, tmp_path: Path
+) -> None:
+    status = await served_format(memalpha_gguf, tmp_path / "data")
+    assert status["wire_format"] == "memalpha"
+    assert status["wire_format_reason"] == "general.name 'Memalpha-tiny' names Memalpha"
+
+
+@pytest.mark.anyio
+async def test_a_spawned_server_serves_a_plain_qwen3_in_the_tool_call_format(plain_gguf: Path, tmp_path: Path) -> None:
+    status = await served_format(plain_gguf, tmp_path / "data")
+    assert status["wire_format"] == "tool_call"
+    assert "<tool_call>" in status["wire_format_reason"]
+
+
+def test_the_setting_overrides_the_detection_and_the_choice_is_logged(
+    memalpha_gguf: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="policy.curator"):
+        detected = load_curator(str(memalpha_gguf), tools=TOOLS, limits=Limits(max_chunk_tokens=64), threads=1)
+        forced = load_curator(
+            str(memalpha_gguf), tools=TOOLS, wire_format="json", limits=Limits(max_chunk_tokens=64), threads=1
+        )
+    assert detected.format_name == "memalpha" and forced.format_name == "json"
+    assert "policy_format" in forced.format_choice.reason
+    assert "wire format memalpha (general.name 'Memalpha-tiny' names Memalpha)" in caplog.text
+    assert "wire format json (set by policy_format" in caplog.text
