@@ -395,6 +395,8 @@ class MemorizeStatusOut(BaseModel):
     finished_at: str | None
     steps: int | None = Field(None, description="Generations the curator ran (when done).")
     seconds: float | None = Field(None, description="Curation time of the last run (when done).")
+    wire_format: str | None = Field(None, description="The format the curator prompted its model in (when done).")
+    wire_format_reason: str | None = Field(None, description="Why that format: the setting or the model's metadata.")
 
     @classmethod
     def of(cls, job: Job, position: int | None) -> MemorizeStatusOut:
@@ -413,6 +415,8 @@ class MemorizeStatusOut(BaseModel):
             finished_at=job.finished_at,
             steps=result.get("steps"),
             seconds=result.get("seconds"),
+            wire_format=result.get("wire_format"),
+            wire_format_reason=result.get("wire_format_reason"),
         )
 
 

@@ -9,19 +9,22 @@ is bounded by `Limits`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from policy.calls import CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.formats import WRITE_TOOLS, WireFormat, choose_format, make_format
+from policy.formats import WRITE_TOOLS, WireFormat, make_format
 from policy.generation import Generator, Sampling
-from policy.model import ModelInfo, load_llama, render_chat, resolve_model
+from policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_model
 from policy.prompt import ChunkContext, Related
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+log = logging.getLogger(__name__)
 
 RELATED_ITEMS = 8  # stored memories shown to the writer
 QUERY_CHARS = 1500  # of the chunk, used as the search query for related memories
@@ -63,9 +66,9 @@ class Curator:
         self.generator = Generator(llm)
         self.tools = [t for t in tools if t.name in (*WRITE_TOOLS, "search_memory")]
         self.tool_names = tuple(t.name for t in self.tools)
-        self.format_name = (
-            wire_format or self.info.wire_format or choose_format(self.info.name, self.info.chat_template)
-        )
+        self.format_choice = resolve_format(self.info, wire_format)
+        self.format_name = self.format_choice.name
+        log.info("curator model %r: wire format %s (%s)", self.info.name, self.format_name, self.format_choice.reason)
         self.format: WireFormat = make_format(self.format_name)
         self.limits = limits or Limits()
         self.sampling = sampling or Sampling()
@@ -84,7 +87,7 @@ class Curator:
             raise ChunkTooLong(tokens, self.limits.max_chunk_tokens)
         context = read_context(chunk, timestamp, execute)
         messages = self.format.messages(self.tools, context)
-        result = CurationResult()
+        result = CurationResult(wire_format=self.format_name, wire_format_reason=self.format_choice.reason)
         steps = self.limits.max_steps if self.format.multi_step else 1
         for step in range(1, steps + 1):
             generated = self.generator.generate(

@@ -1,4 +1,5 @@
-"""Finding and loading a GGUF model with llama.cpp, and rendering its chat template.
+"""Finding and loading a GGUF model with llama.cpp, reading which wire format it speaks from its
+metadata, and rendering its chat template.
 
 `llama_cpp` is imported inside functions: the server imports this package only when curation is
 switched on, and even then the model loads in the background, after the MCP handshake.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,14 @@ CHATML = (
 )
 # Written by `mcp-memalpha export-gguf`: the wire format the model was trained to answer in.
 WIRE_FORMAT_KEY = "memalpha.wire_format"
+# Mem-α's names: the model (Memalpha-4B), the method and its repository (Mem-alpha, Mem-α).
+MEMALPHA = re.compile(r"mem[-_ ]?(alpha|α)", re.IGNORECASE)
+# GGUF keys that say what a model is, what it was made from and where it came from (gguf-py's
+# Keys.General; llama.cpp's converter fills them from the model card, export-gguf from --name).
+IDENTITY_KEYS = re.compile(
+    r"general\.(name|basename|finetune|organization|url|repo_url|source\.[\w.]+"
+    r"|base_model\.\d+\.(name|organization|url|repo_url))"
+)
 
 
 class ModelNotFound(ValueError):
@@ -59,6 +70,32 @@ def resolve_model(model: str | os.PathLike[str]) -> Path:
 
 
 @dataclass(frozen=True)
+class FormatChoice:
+    """The wire format a model is prompted in, and why (logged at load, shown by memorize_status)."""
+
+    name: str
+    reason: str
+
+
+def detect_format(metadata: Mapping[str, str]) -> FormatChoice:
+    """The wire format a model was trained in, from its GGUF metadata, by the first that applies:
+    the key export-gguf writes; a name, base model or source naming Memalpha (Memalpha-4B is a Qwen3,
+    whose template also knows <tool_call>, so the template alone would pick the wrong format); the
+    markup its chat template knows; else grammar-constrained JSON."""
+    if metadata.get(WIRE_FORMAT_KEY):
+        return FormatChoice(metadata[WIRE_FORMAT_KEY], f"{WIRE_FORMAT_KEY} is {metadata[WIRE_FORMAT_KEY]!r}")
+    for key in sorted(metadata):
+        if IDENTITY_KEYS.fullmatch(key) and MEMALPHA.search(metadata[key]):
+            return FormatChoice("memalpha", f"{key} {metadata[key]!r} names Memalpha")
+    template = metadata.get("tokenizer.chat_template") or ""
+    if "✿FUNCTION✿" in template:
+        return FormatChoice("memalpha", "its chat template writes ✿FUNCTION✿ calls")
+    if "<tool_call>" in template:
+        return FormatChoice("tool_call", "its chat template knows <tool_call> and no name in it says Memalpha")
+    return FormatChoice("json", "no wire format, Memalpha name or tool-call markup in its metadata")
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the GGUF metadata says about how to talk to the model."""
 
@@ -66,7 +103,8 @@ class ModelInfo:
     chat_template: str
     bos_token: str
     eos_token: str
-    wire_format: str | None = None
+    wire_format: str | None = None  # the export-gguf key, when present
+    detected: FormatChoice = field(default_factory=lambda: FormatChoice("json", "no metadata"))
 
     @classmethod
     def of(cls, llm: Llama) -> ModelInfo:
@@ -83,7 +121,19 @@ class ModelInfo:
             bos_token=token("tokenizer.ggml.bos_token_id"),
             eos_token=token("tokenizer.ggml.eos_token_id"),
             wire_format=meta.get(WIRE_FORMAT_KEY) or None,
+            detected=detect_format(meta),
         )
+
+
+def resolve_format(info: ModelInfo, override: str | None = None) -> FormatChoice:
+    """`override` (the policy_format setting) if given, else what the metadata says."""
+    if override:
+        return FormatChoice(
+            override,
+            f"set by policy_format (--policy-format); the metadata says {info.detected.name}, as "
+            f"{info.detected.reason}",
+        )
+    return info.detected
 
 
 def load_llama(path: Path, *, n_ctx: int = 8192, threads: int | None = None, seed: int = 0) -> Llama:

@@ -179,18 +179,44 @@ def train_command(config_path: Path, output_dir: str | None, steps: int | None, 
     default=None,
     help="Wire format the curator prompts it in (memalpha, tool_call, json) [default: the one it was trained in].",
 )
+@click.option(
+    "--name",
+    default=None,
+    help="general.name of the file; a name that says Memalpha makes the server prompt it in Memalpha-4B's "
+    "format [default: the checkpoint's folder name].",
+)
+@click.option(
+    "--base-model",
+    "base_models",
+    multiple=True,
+    help="general.base_model.N.name, repeatable [default: the model its training started from, if any].",
+)
 @click.option("--threads", type=int, default=None, help="llama.cpp quantization threads.")
 def export_gguf_command(
-    checkpoint: Path, output: Path, quant: str, wire_format: str | None, threads: int | None
+    checkpoint: Path,
+    output: Path,
+    quant: str,
+    wire_format: str | None,
+    name: str | None,
+    base_models: tuple[str, ...],
+    threads: int | None,
 ) -> None:
-    """Export a trained checkpoint (full or LoRA, Llama architecture) to a GGUF the server loads
-    with `mcp-memalpha serve --policy OUT.gguf`."""
+    """Export a trained checkpoint (full or LoRA; Llama or Qwen3) to a GGUF the server loads with
+    `mcp-memalpha serve --policy OUT.gguf`."""
     try:
         from training.export import ExportError, export_gguf
     except ImportError as exc:
         raise click.ClickException(f"export needs the train extra: pip install 'mcp-memalpha[train]' ({exc})") from None
     try:
-        result = export_gguf(checkpoint, output, quant=quant, wire_format=wire_format, threads=threads)
+        result = export_gguf(
+            checkpoint,
+            output,
+            quant=quant,
+            wire_format=wire_format,
+            name=name,
+            base_models=base_models,
+            threads=threads,
+        )
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {result.path} ({result.quant}, {result.bytes / 1e6:.1f} MB) in {result.seconds:.1f} s", err=True)
