@@ -149,7 +149,7 @@ def _check_data_dir(settings: Settings) -> None:
     from mcp_memalpha.store.ledger import Ledger
 
     try:
-        Ledger(settings.ledger_path).open().close()
+        Ledger(settings.ledger_path, derived=[settings.index_path]).open().close()
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -290,7 +290,7 @@ def doctor(data_dir: Path | None, repair: bool) -> None:
     with Memory(settings) as memory:
         report = diagnose(memory, repair)
     click.echo(report.render())
-    if not report.healthy and not report.repaired:
+    if not report.healthy and not report.repaired and not report.ledger_damaged:
         click.echo("run `mcp-memalpha doctor --repair` to rebuild the search index", err=True)
     sys.exit(0 if report.healthy else 1)
 
