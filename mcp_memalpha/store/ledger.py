@@ -113,6 +113,18 @@ def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
     return StorageError(f"storage: {reason} (database: {path})")
 
 
+def _time_key(item: ItemRow, key: float | None) -> float:
+    """An item's listing key; a creation time SQLite cannot read (written behind the tools' backs,
+    or by an import before imports checked it) is an error naming the memory, not a crash."""
+    if key is None:
+        raise StorageError(
+            f"storage: memory '{item.id}' (namespace '{item.namespace}') has created_at {item.created_at!r}, "
+            "which SQLite cannot read as a time, so it cannot be listed in order. Export the memory, write "
+            "that created_at as ISO-8601 (e.g. 2023-05-08T13:56:00Z) and import it with --on-conflict replace"
+        )
+    return float(key)
+
+
 def _end(conn: sqlite3.Connection, statement: str) -> None:
     """COMMIT or ROLLBACK if a transaction is still open: SQLite rolls back by itself after some
     errors (disk full, I/O), and a ROLLBACK then would fail and hide the real error."""
@@ -174,7 +186,7 @@ class Tx:
             params += list(after)
         sql += f" ORDER BY k {direction}, created_at {direction}, id {direction} LIMIT ?"
         params.append(limit)
-        return [(ItemRow(*row[:-1]), float(row[-1])) for row in self._conn.execute(sql, params)]
+        return [(ItemRow(*row[:-1]), _time_key(ItemRow(*row[:-1]), row[-1])) for row in self._conn.execute(sql, params)]
 
     def count_items(self, namespace: str, memory_type: str, deleted: bool = False) -> int:
         row = self._conn.execute(
