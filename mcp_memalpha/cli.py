@@ -62,6 +62,9 @@ namespace_option = click.option(
 @click.version_option(package_name="mcp-memalpha")
 def main() -> None:
     """A long-term memory (core, episodic, semantic) for MCP clients."""
+    from mcp_memalpha.files import private_umask
+
+    private_umask()  # what any command writes (the ledger's WAL, the index, export -o) is the user's only
 
 
 @main.command()
@@ -123,6 +126,12 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
     _logging(settings.log_level)
     access = _http_access(settings, host) if transport == "http" else None
     _check_data_dir(settings)
+    from mcp_memalpha.files import warn_if_exposed
+
+    for path, what in ((settings.data_dir, "data directory"), (settings.ledger_path, "memory database")):
+        warn_if_exposed(path, what)
+    if settings.auth_file is not None:
+        warn_if_exposed(settings.auth_file, "auth file")
     from mcp_memalpha.server import build_server
 
     server = build_server(settings)
