@@ -13,6 +13,7 @@ a bad file changes nothing. Re-importing the same file is a no-op.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -36,6 +37,9 @@ OnConflict = Literal["error", "skip", "replace"]
 # which leaves later updates (each one more) far below SQLite's 64-bit INTEGER.
 MAX_VERSION = 2**53 - 1
 
+# The forms the tools write (memory.now_iso, timeparse.from_datetime): date, time, optional
+# microseconds, optional Z.
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z?")
 _SQLITE = sqlite3.connect(":memory:", check_same_thread=False)
 _SQLITE_LOCK = threading.Lock()
 
@@ -51,6 +55,8 @@ def _timestamp(value: str | None) -> str | None:
         canonical = from_stored(value).iso
     except InvalidArgument as exc:  # a ValueError lets pydantic name the field
         raise ValueError(exc.reason) from None
+    if _CANONICAL.fullmatch(value):
+        canonical = value  # as written by the tools ('.000000' included), so a re-import stays a no-op
     with _SQLITE_LOCK:
         (day,) = _SQLITE.execute("SELECT julianday(?)", (canonical,)).fetchone()
     if day is None:

@@ -141,7 +141,11 @@ def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_p
 
 @pytest.mark.parametrize(
     ("created_at", "canonical"),
-    [("20230508T135600", "2023-05-08T13:56:00"), ("2023-W01-1", "2023-01-02T00:00:00")],
+    [
+        ("20230508T135600", "2023-05-08T13:56:00"),
+        ("2023-W01-1", "2023-01-02T00:00:00"),
+        ("2023-05-08T13:56:00.000000Z", "2023-05-08T13:56:00.000000Z"),  # as the tools write it: kept
+    ],
 )
 def test_import_stores_times_in_the_form_the_tools_write(tmp_path: Path, created_at: str, canonical: str) -> None:
     """ISO forms SQLite cannot read made every memory_list of that type fail, bare."""
