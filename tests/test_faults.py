@@ -60,9 +60,11 @@ def assert_searches_right(memory: Memory, ids: list[str]) -> None:
 # ---- full disk ------------------------------------------------------------------------------
 
 
-def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memory: Memory) -> None:
+def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(tmp_path: Path) -> None:
     """A real SQLITE_FULL: `max_page_count` caps the database at its current size, which is what
-    a full disk looks like to SQLite (the next page cannot be allocated)."""
+    a full disk looks like to SQLite (the next page cannot be allocated). Each write is larger
+    than a page, so none can fit in what is left of the pages there are."""
+    memory = Memory(Settings(data_dir=tmp_path, core_capacity_tokens=4096)).open()
     ids = fill(memory)
     ctx = CallContext()
     conn = memory.ledger.conn
@@ -72,7 +74,7 @@ def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memor
     writes = [
         ("new_memory_insert", {"memory_type": "semantic", "content": big}),
         ("memory_update", {"memory_type": "semantic", "memory_id": ids[3], "new_content": big}),
-        ("memory_update", {"memory_type": "core", "new_content": "The user watches herons. " * 40}),
+        ("memory_update", {"memory_type": "core", "new_content": "The user watches herons. " * 200}),
     ]
     for name, arguments in writes:
         before = ledger_rows(memory.settings.ledger_path)
@@ -90,6 +92,7 @@ def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memor
     found = execute(memory, ctx, "search_memory", {"query": "tokfreed", "search_method": "bm25", "top_k": 1})
     assert found["results"][0]["memory_id"] == written["memory_id"]
     check_invariants(memory)
+    memory.close()
 
 
 class FailingCommit:
