@@ -59,6 +59,9 @@ namespace_option = click.option(
 @click.version_option(package_name="mcp-memalpha")
 def main() -> None:
     """A long-term memory (core, episodic, semantic) for MCP clients."""
+    from mcp_memalpha.files import private_umask
+
+    private_umask()  # what any command writes (the ledger's WAL, the index, export -o) is the user's only
 
 
 @main.command()
@@ -120,6 +123,12 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
     _logging(settings.log_level)
     access = _http_access(settings, host) if transport == "http" else None
     _check_data_dir(settings)
+    from mcp_memalpha.files import warn_if_exposed
+
+    for path, what in ((settings.data_dir, "data directory"), (settings.ledger_path, "memory database")):
+        warn_if_exposed(path, what)
+    if settings.auth_file is not None:
+        warn_if_exposed(settings.auth_file, "auth file")
     from mcp_memalpha.server import build_server
 
     server = build_server(settings)
@@ -146,7 +155,7 @@ def _check_data_dir(settings: Settings) -> None:
     from mcp_memalpha.store.ledger import Ledger
 
     try:
-        Ledger(settings.ledger_path).open().close()
+        Ledger(settings.ledger_path, derived=[settings.index_path]).open().close()
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -317,7 +326,7 @@ def doctor(data_dir: Path | None, repair: bool) -> None:
     with Memory(settings) as memory:
         report = diagnose(memory, repair)
     click.echo(report.render())
-    if not report.healthy and not report.repaired:
+    if not report.healthy and not report.repaired and not report.ledger_damaged:
         click.echo("run `mcp-memalpha doctor --repair` to rebuild the search index", err=True)
     sys.exit(0 if report.healthy else 1)
 

@@ -2,8 +2,10 @@
 
 The ledger is the truth and cannot be rebuilt from anything else, so the doctor only checks it
 (SQLite's integrity check, the schema's migrations, every item's latest operation agreeing with
-the item). The index is derived, so the doctor compares it with the ledger and, when asked,
-rebuilds it from scratch.
+the item, and the whole operation log: each operation's checksum, versions only going up), and
+never writes it. The index is derived, so the doctor compares it with the ledger and, when
+asked, rebuilds it from scratch. Damage to the ledger is reported as such: `--repair` does not
+fix it (`Report.ledger_damaged`), so the doctor does not advise it then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from dataclasses import dataclass, field
 
 from mcp_memalpha.memory import Memory
 from mcp_memalpha.store.index import STATE_FILE, TABLE
+from mcp_memalpha.store.ledger import OP_DIGEST_COLUMNS, op_digest
 from mcp_memalpha.store.migrations import MIGRATIONS
+
+_RESTORE = "restore memory.db from a backup or an export (doctor --repair rebuilds only the search index)"
 
 
 @dataclass
@@ -22,10 +27,15 @@ class Report:
     problems: list[str] = field(default_factory=list)  # still there
     facts: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # found, and fixed
+    ledger_damaged: bool = False  # a problem of the ledger itself, which --repair cannot fix
 
     @property
     def healthy(self) -> bool:
         return not self.problems
+
+    def ledger_problem(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.ledger_damaged = True
 
     def render(self) -> str:
         lines = [f"ok: {fact}" for fact in self.facts]
@@ -41,13 +51,13 @@ def check_ledger(memory: Memory, report: Report) -> None:
         if result == "ok":
             report.facts.append("the SQLite ledger passes its integrity check")
         else:
-            report.problems.append(f"the SQLite ledger is damaged ({result}); restore it from a backup or an export")
+            report.ledger_problem(f"the SQLite ledger is damaged ({result}); {_RESTORE}")
         applied = [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
         expected = [name for name, _ in MIGRATIONS]
         if applied == expected:
             report.facts.append(f"the schema is current ({expected[-1]})")
         else:
-            report.problems.append(f"schema migrations are {applied}, expected {expected}")
+            report.ledger_problem(f"schema migrations are {applied}, expected {expected}")
         # Every item must be what its latest logged operation says it became.
         drift = conn.execute(
             "SELECT COUNT(*) FROM items i JOIN ops o ON o.seq = (SELECT MAX(seq) FROM ops WHERE item_id = i.id) "
@@ -58,12 +68,49 @@ def check_ledger(memory: Memory, report: Report) -> None:
         ).fetchone()[0]
         items = conn.execute("SELECT COUNT(*), SUM(deleted_at IS NULL) FROM items").fetchone()
         if drift or unlogged:
-            report.problems.append(f"{drift} items differ from their operation log and {unlogged} have no log entry")
+            report.ledger_problem(
+                f"{drift} items differ from their operation log and {unlogged} have no log entry; {_RESTORE}"
+            )
         else:
             report.facts.append(f"all {items[0]} items ({items[1] or 0} live) match their operation log")
+        check_history(conn, report)
         check_jobs(conn, report)
     finally:
         conn.close()
+
+
+def check_history(conn: sqlite3.Connection, report: Report) -> None:
+    """Every operation of the log, not only each item's newest: its checksum (from when it was
+    written) and its version, which only goes up along a memory's history."""
+    damaged: list[int] = []
+    unchecked = total = 0
+    for *values, seq, digest in conn.execute(f"SELECT {OP_DIGEST_COLUMNS}, seq, digest FROM ops ORDER BY seq"):
+        total += 1
+        if digest is None:
+            unchecked += 1  # logged before checksums existed (migration 0004_op_digests)
+        elif digest != op_digest(values):
+            damaged.append(seq)
+    (backwards,) = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT version, LAG(version) OVER "
+        "(PARTITION BY COALESCE(item_id, 'core:' || namespace) ORDER BY seq) AS before FROM ops) "
+        "WHERE version <= before"
+    ).fetchone()
+    if damaged:
+        shown = ", ".join(map(str, damaged[:10])) + (" ..." if len(damaged) > 10 else "")
+        report.ledger_problem(
+            f"{len(damaged)} of {total} logged operations no longer match their checksum (seq {shown}): the "
+            f"history was changed outside mcp-memalpha or the disk damaged it; memory_history may show wrong "
+            f"versions. {_RESTORE[0].upper()}{_RESTORE[1:]}"
+        )
+    if backwards:
+        report.ledger_problem(
+            f"{backwards} logged operations go back in version along their memory's history; {_RESTORE}"
+        )
+    if not damaged and not backwards:
+        checked = f"{total - unchecked} by checksum" + (
+            f", {unchecked} older ones by version only" if unchecked else ""
+        )
+        report.facts.append(f"all {total} logged operations are intact ({checked})")
 
 
 def check_jobs(conn: sqlite3.Connection, report: Report) -> None:
@@ -134,7 +181,11 @@ def diagnose(memory: Memory, repair: bool) -> Report:
     report = Report()
     check_ledger(memory, report)
     index = Report()
-    if not check_index(memory, index) and repair:
+    index_ok = check_index(memory, index)
+    if not index_ok and repair and report.ledger_damaged:
+        # The index is rebuilt from the ledger: from a damaged one it would lose what only it still holds.
+        index.problems.append("the search index was not rebuilt: the ledger it would be rebuilt from is damaged")
+    elif not index_ok and repair:
         memory.index.rebuild(memory.ledger)
         after = Report()
         if check_index(memory, after):

@@ -3,18 +3,35 @@ because the reader is often a language model that will retry."""
 
 from __future__ import annotations
 
+# How much of an argument a refusal may echo: a 1 MB id must not come back whole. The head names the
+# field and starts the value; the tail keeps the hint (what to send instead), which comes last.
+MAX_ECHO_CHARS = 600
+_HEAD_CHARS = 300
+
+
+def bounded(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text`, or its head and tail around a note of how much was cut when it is over `limit`."""
+    if len(text) <= limit:
+        return text
+    tail = limit - _HEAD_CHARS if limit > _HEAD_CHARS else 0
+    head = min(_HEAD_CHARS, limit)
+    return (
+        f"{text[:head]}... [{len(text) - head - tail:,} characters cut] ...{text[len(text) - tail :] if tail else ''}"
+    )
+
 
 class MemalphaError(Exception):
     """Base class: an anticipated failure whose message is safe to show to the caller."""
 
 
 class InvalidArgument(MemalphaError):
-    """An argument was rejected; `field` names it."""
+    """An argument was rejected; `field` names it. Both are cut to a bounded preview, since either
+    may quote what the caller sent (an unknown argument's name, a value that is not an id)."""
 
     def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
+        self.field = bounded(field, 200)
+        self.reason = bounded(reason)
+        super().__init__(f"{self.field}: {self.reason}")
 
 
 class CapacityExceeded(InvalidArgument):

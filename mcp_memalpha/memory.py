@@ -126,7 +126,7 @@ class Memory:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.ledger = Ledger(settings.ledger_path)
+        self.ledger = Ledger(settings.ledger_path, derived=[settings.index_path])
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memalpha-search")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from mcp_memalpha.errors import InvalidArgument
 
 _PARENS = re.compile(r"[()\[\]]")
+_DIGITS = re.compile(r"\d+")
 # Two different defaults: a component the text did not give comes out differently in each.
 _DEFAULT_A = datetime(2001, 1, 1, 0, 0)
 _DEFAULT_B = datetime(2002, 2, 2, 1, 1)
@@ -81,6 +82,12 @@ def _parse_human(text: str, field: str) -> tuple[datetime, bool]:
         raise InvalidArgument(field, f"could not read {text!r} as a date/time ({exc}); {_HINT}") from None
     if first.year != second.year:
         raise InvalidArgument(field, f"{text!r} has no year; add one, e.g. '8 May 2023'")
+    # dateutil reads a year of one or two digits, or a stray '-5', as one in this century
+    # ("Jan 1 -5" is 2005, "Jan 1 0" is 2000): only a year written out (3 or more digits) is read.
+    if first.year not in {int(digits) for digits in _DIGITS.findall(text) if len(digits) >= 3}:
+        raise InvalidArgument(
+            field, f"{text!r} has no year written in full (it would be read as {first.year}); {_HINT}"
+        )
     return first, first.hour != second.hour
 
 

@@ -13,6 +13,9 @@ a bad file changes nothing. Re-importing the same file is a no-op.
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import astuple, dataclass, replace
 from typing import Annotated, Literal, TextIO
@@ -32,16 +35,35 @@ from mcp_memalpha.validation import validation_problems
 OnConflict = Literal["error", "skip", "replace"]
 
 
-MAX_VERSION = 2**63 - 1
+# Versions an import may bring: the largest integer every JSON reader holds exactly (2**53 - 1),
+# which leaves later updates (each one more) far below SQLite's 64-bit INTEGER.
+MAX_VERSION = 2**53 - 1
+
+# The forms the tools write (memory.now_iso, timeparse.from_datetime): date, time, optional
+# microseconds, optional Z.
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z?")
+_SQLITE = sqlite3.connect(":memory:", check_same_thread=False)
+_SQLITE_LOCK = threading.Lock()
 
 
 def _timestamp(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            from_stored(value)
-        except InvalidArgument as exc:  # a ValueError lets pydantic name the field
-            raise ValueError(exc.reason) from None
-    return value
+    """The canonical form of a time (as the tools write it), which SQLite must be able to read:
+    `memory_list` orders by it there. ISO-8601 also has forms SQLite does not read ('20230508T135600',
+    '2023-W01-1'); they are rewritten into the canonical one, and a time SQLite still cannot read
+    is refused."""
+    if value is None:
+        return None
+    try:
+        canonical = from_stored(value).iso
+    except InvalidArgument as exc:  # a ValueError lets pydantic name the field
+        raise ValueError(exc.reason) from None
+    if _CANONICAL.fullmatch(value):
+        canonical = value  # as written by the tools ('.000000' included), so a re-import stays a no-op
+    with _SQLITE_LOCK:
+        (day,) = _SQLITE.execute("SELECT julianday(?)", (canonical,)).fetchone()
+    if day is None:
+        raise ValueError(f"{value!r} is a time SQLite cannot read, so memory_list could not order it")
+    return canonical
 
 
 Timestamp = Annotated[str, AfterValidator(_timestamp)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -84,3 +86,43 @@ def test_corrupted_index_is_found_and_rebuilt(tmp_path: Path) -> None:
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     result = doctor(tmp_path / "nowhere")
     assert result.returncode == 1 and "no memory at" in result.stderr
+
+
+def test_a_zero_byte_ledger_is_reported_never_rewritten(tmp_path: Path) -> None:
+    """The doctor used to turn a 0-byte memory.db into a fresh ledger and then advise --repair,
+    which would have rebuilt (wiped) the index from it."""
+    fill(tmp_path)
+    (tmp_path / "memory.db").write_bytes(b"")
+    for path in tmp_path.glob("memory.db-*"):
+        path.unlink()
+    for args in ((), ("--repair",)):
+        result = doctor(tmp_path, *args)
+        assert result.returncode == 1 and "memory.db is empty (0 bytes); it was left as it is" in result.stderr
+        assert "--repair" not in result.stderr + result.stdout
+        assert (tmp_path / "memory.db").read_bytes() == b""
+    assert json.loads((tmp_path / "index" / "state.json").read_text())["complete"]
+
+
+def test_damage_to_older_history_is_found_and_repair_is_not_advised(tmp_path: Path) -> None:
+    """The doctor compared each item with its newest operation only: a changed byte in an older
+    version passed as healthy."""
+    fill(tmp_path)
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        ctx = CallContext()
+        item = memory.insert(ctx, "semantic", "The heron nests by the reservoir")
+        for version in (1, 2):
+            memory.update(ctx, "semantic", item.id, f"The heron nests by the reservoir, year {version}")
+        memory.sync_index()
+    assert doctor(tmp_path).returncode == 0
+    conn = sqlite3.connect(tmp_path / "memory.db")
+    with conn:
+        conn.execute(
+            "UPDATE ops SET content = 'The heron nests by the reservoiR' WHERE item_id = ? AND version = 1", (item.id,)
+        )
+    conn.close()
+    found = doctor(tmp_path)
+    assert found.returncode == 1
+    assert "PROBLEM: 1 of 44 logged operations no longer match their checksum" in found.stdout
+    assert "Restore memory.db from a backup or an export (doctor --repair rebuilds only" in found.stdout
+    assert "run `mcp-memalpha doctor --repair`" not in found.stderr
+    assert "all 41 items" in found.stdout  # the newest states still agree: only the history changed

@@ -10,6 +10,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def assert_searches_right(memory: Memory, ids: list[str]) -> None:
 # ---- full disk ------------------------------------------------------------------------------
 
 
-def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memory: Memory) -> None:
+def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(tmp_path: Path) -> None:
     """A real SQLITE_FULL: `max_page_count` caps the database at its current size, which is what
-    a full disk looks like to SQLite (the next page cannot be allocated)."""
+    a full disk looks like to SQLite (the next page cannot be allocated). Each write is larger
+    than a page, so none can fit in what is left of the pages there are."""
+    memory = Memory(Settings(data_dir=tmp_path, core_capacity_tokens=4096)).open()
     ids = fill(memory)
     ctx = CallContext()
     conn = memory.ledger.conn
@@ -71,7 +74,7 @@ def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memor
     writes = [
         ("new_memory_insert", {"memory_type": "semantic", "content": big}),
         ("memory_update", {"memory_type": "semantic", "memory_id": ids[3], "new_content": big}),
-        ("memory_update", {"memory_type": "core", "new_content": "The user watches herons. " * 40}),
+        ("memory_update", {"memory_type": "core", "new_content": "The user watches herons. " * 200}),
     ]
     for name, arguments in writes:
         before = ledger_rows(memory.settings.ledger_path)
@@ -89,6 +92,7 @@ def test_full_disk_refuses_writes_clearly_and_they_resume_when_space_frees(memor
     found = execute(memory, ctx, "search_memory", {"query": "tokfreed", "search_method": "bm25", "top_k": 1})
     assert found["results"][0]["memory_id"] == written["memory_id"]
     check_invariants(memory)
+    memory.close()
 
 
 class FailingCommit:
@@ -388,3 +392,75 @@ def test_an_older_schema_is_migrated_and_keeps_every_row(tmp_path: Path, applied
         assert memory.set_core(ctx, "The user has new notes.", expected_version=1).version == 2
         check_invariants(memory)  # (which catches the index up)
         assert diagnose(memory, repair=False).healthy
+
+
+# ---- an empty, foreign or missing ledger ---------------------------------------------------
+
+
+def test_a_zero_byte_ledger_is_refused_and_the_index_kept(tmp_path: Path) -> None:
+    """A 0-byte memory.db was served as an empty memory, and the index (the only other copy) was
+    then rebuilt from it, i.e. wiped."""
+    settings = Settings(data_dir=tmp_path / "data")
+    with Memory(settings) as memory:
+        ids = fill(memory, 5)
+    index_files = {p: p.read_bytes() for p in settings.index_path.rglob("*") if p.is_file()}
+    settings.ledger_path.write_bytes(b"")
+    for path in settings.data_dir.glob("memory.db-*"):
+        path.unlink()
+    with pytest.raises(StorageError, match=r"memory.db is empty \(0 bytes\); it was left as it is") as error:
+        Memory(settings).open()
+    assert "Restore memory.db from a backup" in str(error.value) and str(settings.index_path) in str(error.value)
+    assert settings.ledger_path.read_bytes() == b""
+    assert {p: p.read_bytes() for p in settings.index_path.rglob("*") if p.is_file()} == index_files
+    server = subprocess.run(
+        [*command(), "serve", "--data-dir", str(settings.data_dir)],
+        input="",
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        timeout=120,
+    )
+    assert server.returncode != 0 and "is empty (0 bytes)" in server.stderr
+    assert settings.ledger_path.read_bytes() == b"" and len(ids) == 5
+
+
+def test_another_programs_database_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('not ours')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="is an SQLite database but not an mcp-memalpha memory"):
+        Memory(Settings(data_dir=tmp_path)).open()
+    assert path.read_bytes() == before and not (tmp_path / "memory.db-wal").exists()
+
+
+def test_a_missing_ledger_beside_an_index_is_refused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with Memory(settings) as memory:
+        fill(memory, 5)
+    settings.ledger_path.unlink()
+    with pytest.raises(StorageError, match=r"memory.db is missing but .*index was built from it"):
+        Memory(settings).open()
+    assert not settings.ledger_path.exists() and (settings.index_path / "state.json").exists()
+
+
+def test_servers_starting_at_once_create_one_ledger_never_a_partial_one(tmp_path: Path) -> None:
+    """Creation links in a finished ledger: no process ever sees a 0-byte memory.db and refuses it."""
+    data = tmp_path / "data"
+    script = (
+        "import sys, pathlib; from mcp_memalpha.store.ledger import Ledger; Ledger(pathlib.Path(sys.argv[1])).open()"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(data / "memory.db")], stderr=subprocess.PIPE, env=server_env()
+        )
+        for _ in range(6)
+    ]
+    errors = [process.communicate(timeout=120)[1] for process in starts]
+    assert [process.returncode for process in starts] == [0] * 6, errors
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []  # no drafts left behind
+    with Memory(Settings(data_dir=data)) as memory:
+        assert memory.ledger.ledger_id and list(memory.iter_items(None, include_deleted=True)) == []

@@ -40,6 +40,9 @@ def test_order_and_round_trip() -> None:
         ("", "is empty"),
         ("the day after never", "could not read"),
         ("8 May", "has no year"),
+        ("Jan 1 -5", "has no year written in full \\(it would be read as 2005\\)"),  # was 2005-01-01
+        ("Jan 1 0", "has no year written in full \\(it would be read as 2000\\)"),  # was 2000-01-01
+        ("8 May 23", "has no year written in full"),
         ("2023-13-45", "could not read"),
         ("x" * 200, "at most 100"),
     ],

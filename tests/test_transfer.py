@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from mcp_memalpha import CallContext, InvalidArgument, Memory, Settings
-from mcp_memalpha.transfer import export_jsonl, import_jsonl
+from mcp_memalpha.errors import StorageError
+from mcp_memalpha.tools import execute
+from mcp_memalpha.transfer import MAX_VERSION, export_jsonl, import_jsonl
 
 
 def fill(memory: Memory) -> None:
@@ -135,3 +137,49 @@ def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_p
         import_jsonl(target, _dump(older), on_conflict="replace")
         current = target.get(CallContext(namespace=lines[item]["namespace"]), [lines[item]["id"]])[0][0]
         assert current.content == "an older text" and current.version == lines[item]["version"] + 1
+
+
+@pytest.mark.parametrize(
+    ("created_at", "canonical"),
+    [
+        ("20230508T135600", "2023-05-08T13:56:00"),
+        ("2023-W01-1", "2023-01-02T00:00:00"),
+        ("2023-05-08T13:56:00.000000Z", "2023-05-08T13:56:00.000000Z"),  # as the tools write it: kept
+    ],
+)
+def test_import_stores_times_in_the_form_the_tools_write(tmp_path: Path, created_at: str, canonical: str) -> None:
+    """ISO forms SQLite cannot read made every memory_list of that type fail, bare."""
+    lines = _export(tmp_path)
+    item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
+    lines[item] |= {"created_at": created_at, "updated_at": created_at}
+    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+        import_jsonl(target, _dump(lines))
+        listed = execute(target, CallContext(namespace="work"), "memory_list", {"memory_type": "semantic"})
+        assert [entry["memory_id"] for entry in listed["memories"]] == [lines[item]["id"]]
+        assert listed["memories"][0]["created_at"] == canonical
+
+
+def test_import_refuses_versions_that_later_updates_would_overflow(tmp_path: Path) -> None:
+    lines = _export(tmp_path)
+    item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
+    lines[item]["version"] = 2**63 - 1  # was accepted; every later update then failed with an overflow
+    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+        with pytest.raises(InvalidArgument, match=f"line {item + 1}: version: Input should be less than or equal"):
+            import_jsonl(target, _dump(lines))
+        lines[item]["version"] = MAX_VERSION
+        import_jsonl(target, _dump(lines))
+        ctx = CallContext(namespace="work")
+        updated = target.update(ctx, "semantic", lines[item]["id"], "The album ships in June")
+        assert updated.version == MAX_VERSION + 1
+
+
+def test_a_row_that_cannot_be_listed_is_an_error_naming_the_memory(tmp_path: Path) -> None:
+    """A time SQLite cannot read, already in a ledger (written by an older import): memory_list
+    names the memory and what to do, instead of failing with a bare "Error executing tool"."""
+    with Memory(Settings(data_dir=tmp_path)) as memory:
+        fill(memory)
+        ctx = CallContext(namespace="work")
+        item = next(memory.iter_items("work"))
+        memory.ledger.conn.execute("UPDATE items SET created_at = '2023-W01-1' WHERE id = ?", (item.id,))
+        with pytest.raises(StorageError, match=f"memory '{item.id}' .*has created_at '2023-W01-1', which SQLite"):
+            execute(memory, ctx, "memory_list", {"memory_type": "semantic"})

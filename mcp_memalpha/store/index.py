@@ -111,7 +111,7 @@ class SearchIndex:
         if self._db is None:
             import lancedb
 
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Interval 0: every query sees commits made by other processes.
             self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
         return self._db

@@ -8,10 +8,14 @@ while a writer works; `synchronous=FULL` makes an acknowledged write survive a p
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
@@ -71,6 +75,14 @@ _ITEM_COLUMNS = ", ".join(f.name for f in fields(ItemRow))
 _OP_COLUMNS = ", ".join(f.name for f in fields(OpRow))
 
 
+OP_DIGEST_COLUMNS = "at, namespace, op, memory_type, item_id, version, content, event_time, source, job_id"
+
+
+def op_digest(values: Sequence[object]) -> str:
+    """The checksum of one logged operation: SHA-256 of its OP_DIGEST_COLUMNS values, in order."""
+    return hashlib.sha256(json.dumps(list(values)).encode()).hexdigest()
+
+
 def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
     """A plain message for a database failure: what happened, that nothing was written, what to do.
 
@@ -99,6 +111,18 @@ def _storage_error(exc: sqlite3.Error, path: Path) -> StorageError:
     else:
         reason = f"the memory database failed ({text}); nothing was written"
     return StorageError(f"storage: {reason} (database: {path})")
+
+
+def _time_key(item: ItemRow, key: float | None) -> float:
+    """An item's listing key; a creation time SQLite cannot read (written behind the tools' backs,
+    or by an import before imports checked it) is an error naming the memory, not a crash."""
+    if key is None:
+        raise StorageError(
+            f"storage: memory '{item.id}' (namespace '{item.namespace}') has created_at {item.created_at!r}, "
+            "which SQLite cannot read as a time, so it cannot be listed in order. Export the memory, write "
+            "that created_at as ISO-8601 (e.g. 2023-05-08T13:56:00Z) and import it with --on-conflict replace"
+        )
+    return float(key)
 
 
 def _end(conn: sqlite3.Connection, statement: str) -> None:
@@ -162,7 +186,7 @@ class Tx:
             params += list(after)
         sql += f" ORDER BY k {direction}, created_at {direction}, id {direction} LIMIT ?"
         params.append(limit)
-        return [(ItemRow(*row[:-1]), float(row[-1])) for row in self._conn.execute(sql, params)]
+        return [(ItemRow(*row[:-1]), _time_key(ItemRow(*row[:-1]), row[-1])) for row in self._conn.execute(sql, params)]
 
     def count_items(self, namespace: str, memory_type: str, deleted: bool = False) -> int:
         row = self._conn.execute(
@@ -217,21 +241,21 @@ class Tx:
     def log(self, op: str, item: ItemRow | CoreRow, at: str, item_id: str | None = None) -> int:
         """Append the state `item` reached through `op`; returns its sequence number."""
         deleted = isinstance(item, ItemRow) and item.deleted_at is not None
+        values = (
+            at,
+            item.namespace,
+            op,
+            item.memory_type if isinstance(item, ItemRow) else "core",
+            item.id if isinstance(item, ItemRow) else item_id,
+            item.version,
+            None if deleted else item.content,
+            item.event_time if isinstance(item, ItemRow) else None,
+            item.source or "client",
+            item.job_id,
+        )
         cursor = self._conn.execute(
-            "INSERT INTO ops (at, namespace, op, memory_type, item_id, version, content, event_time, source, job_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                at,
-                item.namespace,
-                op,
-                item.memory_type if isinstance(item, ItemRow) else "core",
-                item.id if isinstance(item, ItemRow) else item_id,
-                item.version,
-                None if deleted else item.content,
-                item.event_time if isinstance(item, ItemRow) else None,
-                item.source or "client",
-                item.job_id,
-            ),
+            f"INSERT INTO ops ({OP_DIGEST_COLUMNS}, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (*values, op_digest(values)),
         )
         seq = int(cursor.lastrowid or 0)
         self.logged.append(seq)
@@ -316,21 +340,33 @@ class Tx:
 class Ledger:
     """One connection per process, guarded by a lock; transactions are short (milliseconds)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, derived: Sequence[Path] = ()) -> None:
+        """`derived`: what is built from this ledger (the search index). Where one exists the
+        ledger must too: a lost memory.db is then an error, not a new empty memory that the
+        index, the only other copy, would be rebuilt from (and so wiped)."""
         self.path = path
+        self.derived = tuple(derived)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._fence = threading.local()
         self.ledger_id = ""
 
     def open(self) -> Ledger:
+        """Open the ledger, creating it only where there is nothing: an existing file that is not a
+        memory (empty, or another program's database) is refused and left as it is."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            migrations.migrate(conn)
+            try:
+                self._check_is_memory(conn)  # before the pragmas below, which would write to it
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                migrations.migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.Error as exc:
             raise _storage_error(exc, self.path) from exc
         except OSError as exc:
@@ -339,6 +375,47 @@ class Ledger:
         with self.read() as tx:
             self.ledger_id = tx.ledger_id()
         return self
+
+    def _create(self) -> None:
+        """A new ledger, built beside its place and linked in whole: memory.db never exists half-made
+        (a 0-byte file is never a ledger in the making), and of several processes starting at
+        once exactly one creates it. Private from the start: 0600 (SQLite gives its WAL and shared
+        memory files the database's mode), in a 0700 folder."""
+        for lost in self.derived:
+            if lost.exists():
+                raise StorageError(
+                    f"storage: {self.path} is missing but {lost} was built from it: the memory was moved or deleted. "
+                    f"Restore memory.db from a backup (or import an export); to start a new, empty memory "
+                    f"instead, remove {lost} (database: {self.path})"
+                )
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        draft = self.path.with_name(f".{self.path.name}.new-{uuid.uuid4().hex}")
+        os.close(os.open(draft, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(draft, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                migrations.migrate(conn)
+            finally:
+                conn.close()  # the last connection folds the WAL back in and removes it
+            with suppress(FileExistsError):  # another process created it first: that one is the ledger
+                os.link(draft, self.path)
+        finally:
+            draft.unlink(missing_ok=True)
+
+    def _check_is_memory(self, conn: sqlite3.Connection) -> None:
+        if self.path.stat().st_size == 0:
+            what = "is empty (0 bytes)"
+        elif conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone():
+            return
+        else:
+            what = "is an SQLite database but not an mcp-memalpha memory (it has no migrations table)"
+        raise StorageError(
+            f"storage: {self.path} {what}; it was left as it is and nothing was written. Restore memory.db from a "
+            "backup (or import an export); to start a new, empty memory instead, move it away"
+            + "".join(f" and remove {lost}" for lost in self.derived if lost.exists())
+        )
 
     def close(self) -> None:
         with self._lock:

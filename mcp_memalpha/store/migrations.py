@@ -94,6 +94,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX ops_job ON ops (job_id, seq) WHERE job_id IS NOT NULL",
         ],
     ),
+    (
+        # A checksum of every operation as logged (store.ledger.op_digest): the doctor recomputes it,
+        # so history changed behind the ledger's back (a flipped byte) is found, not only drift of
+        # the newest operation. Operations logged before this migration have none.
+        "0004_op_digests",
+        ["ALTER TABLE ops ADD COLUMN digest TEXT"],
+    ),
 ]
 
 
