@@ -321,3 +321,26 @@ def test_an_extractive_chunk_without_statements_is_a_job_with_nothing_to_do(tmp_
         assert session.done and session.result.calls == [] and session.result.steps == 0
         with pytest.raises(ValueError, match="extractive json format copies statements"):
             JsonFormat().grammar([t for t in tool_defs() if t.name != "new_memory_insert"], session.context, 4)
+
+
+def test_serve_refuses_a_bad_policy_prompt_file_naming_the_option(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mcp_memalpha.cli import main
+
+    bad = tmp_path / "texts.json"
+    bad.write_text('{"unified_prompt": "{context} {max_new_tokens}"}')
+    result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "data"), "--policy-prompt", str(bad)])
+    assert result.exit_code == 2 and "--policy-prompt" in result.output and "system_template" in result.output
+
+
+def test_the_policy_prompt_setting_reaches_the_curator_texts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_memalpha.curation import read_policy_prompt
+    from mcp_memalpha.settings import Settings
+
+    path = reference_file(tmp_path)
+    monkeypatch.setenv("MEMALPHA_POLICY_PROMPT", str(path))
+    settings = Settings(data_dir=tmp_path / "data")
+    assert settings.policy_prompt == path
+    texts = read_policy_prompt(settings.policy_prompt)
+    assert texts.system_template == REFERENCE["system_prompt_memorize"]["template"]
