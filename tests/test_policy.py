@@ -59,7 +59,7 @@ def test_json_format_reads_the_real_constrained_output() -> None:
 def test_memalpha_format_reports_the_real_broken_output_instead_of_running_it() -> None:
     # SmolLM2 echoed the protocol's placeholder lines: a call with a sentence for a name and no JSON
     calls = make_format("memalpha").parse(captured("memalpha", 0.0))
-    assert len(calls) == 1 and (calls[0].error or "").startswith("arguments: not a JSON object")
+    assert len(calls) == 1 and (calls[0].error or "").startswith("arguments: not JSON even after repair")
     assert make_format("memalpha").parse(captured("memalpha", 0.8)) == []
 
 
