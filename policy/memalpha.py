@@ -506,27 +506,35 @@ def _update(kind: str, arguments: dict[str, Any], chunk: Chunk, execute: Execute
 
 def _update_core(content: Any, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
     """Replace the core; one over capacity is cut at a word and marked, as Mem-α does, and the
-    outcome says so (the longest prefix that fits is found by trying, through the tool itself)."""
+    outcome says so. The tool's refusal states the size, so each try keeps the share of words that
+    should fit; only the try that fits writes (one version in history)."""
     call = {"memory_type": "core", "new_content": content}
     outcome = execute("memory_update", call)
-    if outcome.ok or not isinstance(content, str) or "over the limit of" not in (outcome.error or ""):
+    over = _over_capacity(outcome)
+    if over is None or not isinstance(content, str):
         return call, outcome
-    limit = re.search(r"over the limit of (\d+)", outcome.error or "")
-    marker = TRUNCATED.format(limit=limit.group(1) if limit else "the")
+    size, limit = over
+    marker = TRUNCATED.format(limit=limit)
     words = content.split(" ")
-    low, high, best = 0, len(words) - 1, None  # the most words that fit, with the marker
-    while low <= high:
-        middle = (low + high) // 2
-        attempt = {"memory_type": "core", "new_content": " ".join(words[:middle]) + marker}
+    keep = len(words)
+    while keep > 1:
+        keep = max(1, min(keep - 1, keep * limit // size))
+        attempt = {"memory_type": "core", "new_content": " ".join(words[:keep]) + marker}
         tried = execute("memory_update", attempt)
-        if tried.ok:
-            best, call, low = tried, attempt, middle + 1
-        else:
-            high = middle - 1
-    if best is None or not isinstance(best.output, dict):
-        return call, outcome
-    note = {"truncated": True, "words_kept": low - 1, "words_given": len(words)}
-    return call, CallOutcome(True, {**best.output, **note})
+        if tried.ok and isinstance(tried.output, dict):
+            note = {"truncated": True, "words_kept": keep, "words_given": len(words)}
+            return attempt, CallOutcome(True, {**tried.output, **note})
+        over = _over_capacity(tried)
+        if over is None:
+            return attempt, tried
+        size = over[0]
+    return call, outcome
+
+
+def _over_capacity(outcome: CallOutcome) -> tuple[int, int] | None:
+    """(size, limit) from a refusal for capacity (`CapacityExceeded`'s message), else None."""
+    found = None if outcome.ok else re.search(r"is (\d+) tokens, over the limit of (\d+) tokens", outcome.error or "")
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def _delete(kind: str, arguments: dict[str, Any], chunk: Chunk, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:

@@ -272,6 +272,7 @@ def test_an_over_capacity_core_is_cut_at_a_word_and_marked(tmp_path: Path) -> No
     assert core["content"].endswith(" [content exceeds 512 tokens, truncated]")
     assert core["tokens"] <= 512 and words.startswith(core["content"].split(" [content exceeds")[0])
     assert record.arguments["new_content"] == core["content"]  # what was stored, in the job's calls
+    assert core["version"] == 1  # one write: the tries that did not fit wrote nothing
 
 
 def test_no_call_of_a_long_output_is_lost_to_the_call_cap(tmp_path: Path) -> None:
