@@ -18,8 +18,8 @@ from training.environment import Episode
 
 
 def copy_everything(messages: list[dict[str, str]]) -> str:
-    chunk = messages[-1]["content"].split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
-    calls = [{"memory_type": "episodic", "content": s} for s in statements(chunk)[:12]]
+    chunk = messages[-1]["content"].split("<new_chunk>\n", 1)[1].split("\n</new_chunk>", 1)[0]
+    calls = [{"memory_type": "episodic_memory", "content": s} for s in statements(chunk)[:12]]
     return "\n".join(f"✿FUNCTION✿: new_memory_insert\n✿ARGS✿: {json.dumps(c)}" for c in calls)
 
 

@@ -111,9 +111,18 @@ def main() -> None:
     default=None,
     help="Wire format of the curator model's tool calls [env MEMALPHA_POLICY_FORMAT; default: chosen for the model].",
 )
+@click.option(
+    "--policy-prompt",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON file with the memalpha format's instruction texts, e.g. the paper's (docs/curator.md) "
+    "[env MEMALPHA_POLICY_PROMPT; default: the project's own].",
+)
 def serve(transport: str, host: str, port: int, **options: Any) -> None:
     """Run the MCP server (stdio by default)."""
     settings = _settings(**options)
+    if settings.policy_prompt is not None:
+        _check_policy_prompt(settings.policy_prompt)
     if settings.policy_on and not policy_runtime_installed():
         raise click.BadParameter(
             f"{settings.policy!r} needs llama.cpp, which is not installed: pip install 'mcp-memalpha[policy]' "
@@ -191,6 +200,16 @@ def _serve_http(server: MCPServer[Any], settings: Settings, access: AccessList |
     )
     logging.getLogger(__name__).info("serving http://%s:%d/mcp (%s)", host, port, who)
     serve_guarded(app, settings, host, port)
+
+
+def _check_policy_prompt(path: Path) -> None:
+    """Read the texts once before serving, so a bad file stops the command with its reason."""
+    from mcp_memalpha.curation import read_policy_prompt
+
+    try:
+        read_policy_prompt(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--policy-prompt") from None
 
 
 def policy_runtime_installed() -> bool:

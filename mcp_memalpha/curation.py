@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_memalpha import tools
@@ -29,13 +30,15 @@ from mcp_memalpha.store.ledger import Tx
 
 if TYPE_CHECKING:
     from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolDef
+    from policy.memalpha import PromptTexts
 
 log = logging.getLogger(__name__)
 
 # What the curator is shown: the four Mem-α tools, under the names it was trained on. It may also
-# read the core to build its prompt (a read, never shown to the model as a tool).
+# read the memory to build its prompt (reads, never shown to the model as tools): the core, the most
+# recent items (the memalpha view) and whole items (its duplicate check).
 CURATOR_TOOL_NAMES: tuple[str, ...] = tools.MEMALPHA_TOOLS
-CURATOR_CALLABLE: tuple[str, ...] = (*CURATOR_TOOL_NAMES, "core_memory_read")
+CURATOR_CALLABLE: tuple[str, ...] = (*CURATOR_TOOL_NAMES, "core_memory_read", "memory_list", "memory_get")
 
 
 class Curator(Protocol):
@@ -59,9 +62,19 @@ def curator_tools(names: Sequence[str] = CURATOR_TOOL_NAMES) -> list[ToolDef]:
     return [ToolDef(name=spec.name, description=spec.description, parameters=spec.input_schema()) for spec in specs]
 
 
+def read_policy_prompt(path: Path) -> PromptTexts:
+    """The memalpha format's texts from `--policy-prompt`'s JSON file; ValueError names the key and why."""
+    from policy.memalpha import load_prompt_texts
+
+    return load_prompt_texts(path)
+
+
 def load_policy(settings: Settings) -> Curator:
-    """Load the curator model `settings.policy` names (slow: seconds to minutes; imports llama.cpp)."""
+    """Load the curator model `settings.policy` names (slow: seconds to minutes; imports llama.cpp),
+    with the memalpha format's texts from `settings.policy_prompt` when it is set."""
     from policy.curator import Limits, load_curator
+
+    texts = read_policy_prompt(settings.policy_prompt) if settings.policy_prompt is not None else None
 
     limits = Limits(
         max_chunk_tokens=settings.policy_max_chunk_tokens,
@@ -70,7 +83,7 @@ def load_policy(settings: Settings) -> Curator:
         max_new_tokens=settings.policy_max_new_tokens,
     )
     curator: Curator = load_curator(
-        settings.policy, tools=curator_tools(), wire_format=settings.policy_format, limits=limits
+        settings.policy, tools=curator_tools(), wire_format=settings.policy_format, limits=limits, texts=texts
     )
     return curator
 
@@ -85,7 +98,8 @@ def make_execute(
 ) -> Execute:
     """The curator's `execute(name, arguments)`: runs the tool as `ctx`, each write checked by
     `fence` in its own transaction. A refused call is an outcome with the error, never an
-    exception (the model reads it and may retry); a tool it was not given is refused too."""
+    exception (the model reads it and may retry); a tool it was not given is refused too.
+    The one adapter from the policy to the tools: a training sandbox runs its rollouts through it."""
     from policy.calls import CallOutcome
 
     def execute(name: str, arguments: dict[str, Any]) -> CallOutcome:

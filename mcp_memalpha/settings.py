@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     policy_format: str | None = Field(
         None, description="Wire format of the model's tool calls; omit to let the curator pick it for the model."
     )
+    policy_prompt: Path | None = Field(
+        None,
+        description="A JSON file with the memalpha format's instruction texts (docs/curator.md, e.g. the paper's); "
+        "omit for the project's own.",
+    )
     policy_max_chunk_tokens: int = Field(
         2048, ge=16, le=32_768, description="Longest chunk memorize accepts, in WordPiece tokens."
     )

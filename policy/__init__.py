@@ -6,15 +6,27 @@ callable, so the same code runs inside the server, in a training rollout and in 
 """
 
 from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.curator import ChunkTooLong, Curator, Limits, load_curator, needs_results, read_context, run_calls
-from policy.formats import FORMATS, choose_format, make_format
+from policy.curator import (
+    ChunkSession,
+    ChunkTooLong,
+    Curator,
+    Limits,
+    load_curator,
+    needs_results,
+    run_calls,
+)
+from policy.formats import FORMATS, make_format
 from policy.generation import Generated, Generator, Sampling, is_degenerate
+from policy.memalpha import DEFAULT_TEXTS, PromptTexts, load_prompt_texts
 from policy.model import ModelNotFound, default_model_path, resolve_model
+from policy.prompt import read_context
 
 __all__ = [
+    "DEFAULT_TEXTS",
     "FORMATS",
     "CallOutcome",
     "CallRecord",
+    "ChunkSession",
     "ChunkTooLong",
     "CurationResult",
     "Curator",
@@ -23,13 +35,14 @@ __all__ = [
     "Generator",
     "Limits",
     "ModelNotFound",
+    "PromptTexts",
     "Sampling",
     "ToolCall",
     "ToolDef",
-    "choose_format",
     "default_model_path",
     "is_degenerate",
     "load_curator",
+    "load_prompt_texts",
     "make_format",
     "needs_results",
     "read_context",

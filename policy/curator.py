@@ -15,19 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from policy.calls import CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.formats import WRITE_TOOLS, WireFormat, make_format
+from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
+from policy.formats import (
+    TRAINED_NEW_TOKENS,
+    WRITE_TOOLS,
+    Completions,
+    Continuation,
+    WireFormat,
+    make_format,
+    with_event_time,
+)
 from policy.generation import Generator, Sampling
+from policy.memalpha import PromptTexts
 from policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_model
-from policy.prompt import ChunkContext, Related
+from policy.prompt import ChunkContext
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 log = logging.getLogger(__name__)
-
-RELATED_ITEMS = 8  # stored memories shown to the writer
-QUERY_CHARS = 1500  # of the chunk, used as the search query for related memories
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,86 @@ class ChunkTooLong(ValueError):
         )
 
 
+class ChunkSession:
+    """One chunk's curation, generation by generation: the one step loop the server's curator and a
+    training episode share. Reads the memory the format shows (through `execute`), gives the
+    messages to complete, and for each completion parses, runs and records the calls, then says
+    whether another step follows (only for formats that show results back)."""
+
+    def __init__(
+        self,
+        wire_format: WireFormat,
+        tools: Sequence[ToolDef],
+        limits: Limits,
+        chunk: str,
+        timestamp: str | None,
+        execute: Execute,
+        *,
+        sampling: Sampling | None = None,
+        on_call: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self.format = wire_format
+        self.tools = list(tools)
+        self.limits = limits
+        self.decoding = wire_format.decoding(limits, sampling or Sampling())
+        self.execute = execute
+        self.on_call = on_call
+        self.context = wire_format.read(chunk, timestamp, execute)
+        self.messages: list[dict[str, str]] = wire_format.messages(self.tools, self.context)
+        self.result = CurationResult()
+        self.step = 1
+        # an extractive chunk without statements is a job with nothing to do: no model call at all
+        self.done = wire_format.nothing_to_do(self.context)
+        self._max_steps = limits.max_steps if wire_format.multi_step else 1
+
+    def calls_left(self) -> int:
+        cap = self.decoding.max_calls
+        return MAX_CALLS_UNBOUNDED if cap is None else max(0, cap - len(self.result.calls))
+
+    def grammar(self) -> str | None:
+        return self.format.grammar(self.tools, self.context, self.calls_left())
+
+    def continuation(self) -> Continuation | None:
+        return self.format.continuation(self.tools, self.context)
+
+    def completions(self) -> Completions | None:
+        return self.format.completions(self.tools, self.context)
+
+    def submit(self, text: str) -> list[CallRecord]:
+        """Parse and run a completion of `messages`; then either extend `messages` for the next
+        step (results shown back) or set `done`."""
+        if self.done:
+            raise RuntimeError("this chunk is done: every step has been submitted")
+        records = run_calls(
+            self.step,
+            self.format.parse(text),
+            self.format.tool_names(self.tools),
+            self.decoding.max_calls,
+            self.context,
+            self.execute,
+            self.result,
+            self.on_call,
+            run=self.format.run,
+            refuse_repeats=not self.format.runs_repeats,
+        )
+        self.result.steps = self.step
+        self.result.outputs.append(text)
+        more = self.step < self._max_steps and records and needs_results(records) and self.calls_left() > 0
+        if more:
+            self.messages = [
+                *self.messages,
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": self.format.results(records)},
+            ]
+            self.step += 1
+        else:
+            self.done = True
+        return records
+
+
+MAX_CALLS_UNBOUNDED = 10_000  # a grammar's bound when the format sets none (its tokens bound it anyway)
+
+
 class Curator:
     """One loaded model, its wire format and limits; `curate` may be called many times."""
 
@@ -61,17 +147,24 @@ class Curator:
         wire_format: str | None = None,
         limits: Limits | None = None,
         sampling: Sampling | None = None,
+        texts: PromptTexts | None = None,
     ) -> None:
         self.info = ModelInfo.of(llm)
         self.generator = Generator(llm)
         self.tools = [t for t in tools if t.name in (*WRITE_TOOLS, "search_memory")]
-        self.tool_names = tuple(t.name for t in self.tools)
         self.format_choice = resolve_format(self.info, wire_format)
         self.format_name = self.format_choice.name
         log.info("curator model %r: wire format %s (%s)", self.info.name, self.format_name, self.format_choice.reason)
-        self.format: WireFormat = make_format(self.format_name)
+        self.format: WireFormat = make_format(self.format_name, texts=texts)
         self.limits = limits or Limits()
         self.sampling = sampling or Sampling()
+
+    def session(
+        self, chunk: str, timestamp: str | None, execute: Execute, on_call: Callable[[CallRecord], None] | None = None
+    ) -> ChunkSession:
+        return ChunkSession(
+            self.format, self.tools, self.limits, chunk, timestamp, execute, sampling=self.sampling, on_call=on_call
+        )
 
     def curate(
         self,
@@ -85,80 +178,63 @@ class Curator:
         tokens = self.generator.count_tokens(chunk)
         if tokens > self.limits.max_chunk_tokens:
             raise ChunkTooLong(tokens, self.limits.max_chunk_tokens)
-        context = read_context(chunk, timestamp, execute)
-        messages = self.format.messages(self.tools, context)
-        result = CurationResult(wire_format=self.format_name, wire_format_reason=self.format_choice.reason)
-        steps = self.limits.max_steps if self.format.multi_step else 1
-        for step in range(1, steps + 1):
+        session = self.session(chunk, timestamp, execute, on_call)
+        result = session.result
+        result.wire_format, result.wire_format_reason = self.format_name, self.format_choice.reason
+        while not session.done:
+            decoding = session.decoding
             generated = self.generator.generate(
-                render_chat(self.info, messages),
-                max_tokens=self.limits.max_new_tokens,
-                grammar=self.format.grammar(self.tools, context, self.limits.max_calls - len(result.calls)),
+                render_chat(self.info, session.messages),
+                max_tokens=decoding.max_new_tokens,
+                grammar=session.grammar(),
                 stop=self.format.stop(),
-                sampling=self.sampling,
-                continuation=self.format.continuation(self.tools, context),
+                sampling=decoding.sampling,
+                continuation=session.continuation(),
+                cut_degenerate=decoding.cut_degenerate,
             )
-            result.steps = step
-            result.outputs.append(generated.text)
             result.prompt_tokens += generated.prompt_tokens
             result.completion_tokens += generated.completion_tokens
             result.degenerate |= generated.degenerate
-            calls = self.format.parse(generated.text)
-            records = run_calls(step, calls, self.tool_names, self.limits.max_calls, context, execute, result, on_call)
-            if not records or not needs_results(records) or len(result.calls) >= self.limits.max_calls:
-                break
-            messages += [
-                {"role": "assistant", "content": generated.text},
-                {"role": "user", "content": self.format.results(records)},
-            ]
+            session.submit(generated.text)
         result.seconds = time.perf_counter() - started
         return result
-
-
-def read_context(chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
-    """Core and the related memories, read through the same tools a client uses (public so a
-    training rollout prompts exactly as the curator does)."""
-    core = execute("core_memory_read", {})
-    # Whole texts: the curator may rewrite what it reads.
-    found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS, "excerpt_tokens": 0})
-    related: tuple[Related, ...] = ()
-    if found.ok and isinstance(found.output, dict):
-        related = tuple(
-            Related(hit["memory_id"], hit["memory_type"], hit["text"]) for hit in found.output.get("results", [])
-        )
-    core_text = core.output.get("content", "") if core.ok and isinstance(core.output, dict) else ""
-    return ChunkContext.build(chunk, timestamp, core_text, related)
 
 
 def run_calls(
     step: int,
     calls: list[ToolCall],
     allowed: Sequence[str],
-    max_calls: int,
+    max_calls: int | None,
     context: ChunkContext,
     execute: Execute,
     result: CurationResult,
     on_call: Callable[[CallRecord], None] | None = None,
+    *,
+    run: Run | None = None,
+    refuse_repeats: bool = True,
 ) -> list[CallRecord]:
-    """Execute parsed calls in order, up to `max_calls` for the chunk: an unparsed call, an
-    unknown tool or a repeat of an earlier call of the chunk is recorded with its error, never
-    executed. Appends to `result.calls`."""
+    """Execute parsed calls in order (through the format's `run`), up to `max_calls` for the chunk
+    (None: no cap). An unparsed call, an unknown tool, a call over the cap or (with
+    `refuse_repeats`) a repeat of an earlier call of the chunk is recorded with its error, never
+    executed (nothing is dropped unseen). Appends to `result.calls`."""
+    run = run or _plain_run
     records = []
     seen = {_call_key(r.name, r.arguments) for r in result.calls}
     for call in calls:
-        if len(result.calls) >= max_calls:
-            break
         key = _call_key(call.name, call.arguments)
-        if call.error is None and call.name not in allowed:
+        if call.error is None and max_calls is not None and len(result.calls) >= max_calls:
+            call = ToolCall(
+                call.name, call.arguments, call.raw, f"over the limit of {max_calls} calls per chunk; not run"
+            )
+        elif call.error is None and call.name not in allowed:
             call = ToolCall(call.name, call.arguments, call.raw, f"unknown tool; the tools are {', '.join(allowed)}")
-        elif call.error is None and key in seen:
+        elif call.error is None and refuse_repeats and key in seen:
             call = ToolCall(call.name, call.arguments, call.raw, "repeats an earlier call of this chunk; not run again")
         seen.add(key)
         if call.error is not None:
             record = CallRecord(step, call.name, call.arguments, False, error=call.error)
         else:
-            arguments = _with_event_time(call, context.timestamp)
-            outcome = execute(call.name, arguments)
+            arguments, outcome = run(call, context, execute)
             record = CallRecord(step, call.name, arguments, outcome.ok, outcome.output, outcome.error)
         result.calls.append(record)
         records.append(record)
@@ -167,22 +243,16 @@ def run_calls(
     return records
 
 
+Run = Callable[[ToolCall, ChunkContext, Execute], "tuple[dict[str, Any], CallOutcome]"]
+
+
+def _plain_run(call: ToolCall, context: ChunkContext, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
+    arguments = with_event_time(call, context.timestamp)
+    return arguments, execute(call.name, arguments)
+
+
 def _call_key(name: str, arguments: dict[str, Any]) -> str:
     return name + json.dumps(arguments, sort_keys=True, default=str)
-
-
-def _with_event_time(call: ToolCall, timestamp: str | None) -> dict[str, Any]:
-    """An episodic insert without a time gets the chunk's: the event happened in that conversation."""
-    arguments = dict(call.arguments)
-    memory_type = str(arguments.get("memory_type", ""))
-    if (
-        timestamp
-        and call.name == "new_memory_insert"
-        and memory_type.startswith("episodic")
-        and not arguments.get("timestamp")
-    ):
-        arguments["timestamp"] = timestamp
-    return arguments
 
 
 def needs_results(records: list[CallRecord]) -> bool:
@@ -198,10 +268,14 @@ def load_curator(
     limits: Limits | None = None,
     sampling: Sampling | None = None,
     threads: int | None = None,
+    texts: PromptTexts | None = None,
 ) -> Curator:
-    """Load `model` ('default' = the embedded SmolLM2-135M-Instruct, or a GGUF path)."""
+    """Load `model` ('default' = the embedded SmolLM2-135M-Instruct, or a GGUF path); `texts` are
+    the memalpha format's instruction texts (default: ours)."""
     limits = limits or Limits()
-    # room for the instructions, the related memories, the chunk and the answer, with all steps
-    n_ctx = min(32768, 2048 + 2 * limits.max_chunk_tokens + limits.max_steps * limits.max_new_tokens)
+    # room for the instructions, the memory shown, the chunk and the answer: all steps' answers, or
+    # the memalpha format's one answer of up to 2048 tokens
+    answers = max(limits.max_steps * limits.max_new_tokens, TRAINED_NEW_TOKENS)
+    n_ctx = min(32768, 2048 + 2 * limits.max_chunk_tokens + answers)
     llm = load_llama(resolve_model(model), n_ctx=n_ctx, threads=threads)
-    return Curator(llm, tools, wire_format=wire_format, limits=limits, sampling=sampling)
+    return Curator(llm, tools, wire_format=wire_format, limits=limits, sampling=sampling, texts=texts)

@@ -18,11 +18,15 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from policy.calls import CallRecord, ToolCall, ToolDef
-from policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section
+from policy import memalpha
+from policy.calls import CallOutcome, CallRecord, Execute, ToolCall, ToolDef
+from policy.generation import Sampling
+from policy.memalpha import DEFAULT_TEXTS, PromptTexts
+from policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section, read_context
 
 WRITE_TOOLS = ("new_memory_insert", "memory_update", "memory_delete")
 # Given the output so far, the text every valid output continues it with ("" when the model has a
@@ -44,9 +48,34 @@ def shared_text(rests: list[str], may_end: bool) -> str:
     return os.path.commonprefix(rests)  # noqa: RUF071 (characters, not path components)
 
 
+TRAINED_NEW_TOKENS = 2048  # Memalpha-4B's max_tokens at inference and max_response_length in training
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a format is decoded: new tokens per step, sampling, calls per chunk (None: only the
+    tokens bound them) and whether a repetitive tail is cut off."""
+
+    max_new_tokens: int
+    sampling: Sampling
+    max_calls: int | None
+    cut_degenerate: bool = True
+
+
 class WireFormat(Protocol):
     name: str
     multi_step: bool  # whether tool results are shown back for another step
+    runs_repeats: bool  # whether a repeat of an earlier call of the chunk runs again (else refused)
+
+    def tool_names(self, tools: Sequence[ToolDef]) -> tuple[str, ...]: ...
+
+    def read(self, chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext: ...
+
+    def run(self, call: ToolCall, context: ChunkContext, execute: Execute) -> tuple[dict[str, Any], CallOutcome]: ...
+
+    def decoding(self, limits: Any, sampling: Sampling) -> Decoding: ...
+
+    def nothing_to_do(self, context: ChunkContext) -> bool: ...
 
     def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]: ...
 
@@ -96,35 +125,85 @@ def _result_text(record: CallRecord, limit: int = 1500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+class _OurTools:
+    """What `tool_call` and `json` share: our own prompt with the related memories, our tools' schemas,
+    calls run as given (an episodic insert dated by the chunk), the server's limits."""
+
+    runs_repeats = False
+
+    def tool_names(self, tools: Sequence[ToolDef]) -> tuple[str, ...]:
+        return tuple(t.name for t in tools)
+
+    def read(self, chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
+        return read_context(chunk, timestamp, execute)
+
+    def run(self, call: ToolCall, context: ChunkContext, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
+        arguments = with_event_time(call, context.timestamp)
+        return arguments, execute(call.name, arguments)
+
+    def decoding(self, limits: Any, sampling: Sampling) -> Decoding:
+        return Decoding(limits.max_new_tokens, sampling, limits.max_calls)
+
+    def nothing_to_do(self, context: ChunkContext) -> bool:
+        return False
+
+
+def with_event_time(call: ToolCall, timestamp: str | None) -> dict[str, Any]:
+    """An episodic insert without a time gets the chunk's: the event happened in that conversation."""
+    arguments = dict(call.arguments)
+    memory_type = str(arguments.get("memory_type", ""))
+    if (
+        timestamp
+        and call.name == "new_memory_insert"
+        and memory_type.startswith("episodic")
+        and not arguments.get("timestamp")
+    ):
+        arguments["timestamp"] = timestamp
+    return arguments
+
+
 def _tool_list(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
     return [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
 
 
 class MemalphaFormat:
-    """Qwen-Agent's ✿FUNCTION✿ protocol, as Memalpha-4B emits it."""
+    """The input Memalpha-4B was trained on and its output read as Mem-α reads it (`policy.memalpha`):
+    one generation per chunk, greedy, 2048 new tokens, no repetition penalty, EOS the only stop,
+    results never shown back, no cap on the calls but the tokens."""
 
     name = "memalpha"
-    multi_step = True
-    FUNCTION, ARGS, RESULT, RETURN = "✿FUNCTION✿", "✿ARGS✿", "✿RESULT✿", "✿RETURN✿"
-    _CALL = re.compile(
-        r"✿FUNCTION✿:\s*(?P<name>[^\n✿]*)\s*(?:✿ARGS✿:\s*(?P<args>.*?))?(?=✿FUNCTION✿|✿RESULT✿|✿RETURN✿|$)", re.S
-    )
+    multi_step = False
+    runs_repeats = True  # as in Mem-α: a repeated insert is skipped as a duplicate, a repeated delete deletes nothing
+
+    def __init__(self, texts: PromptTexts | None = None, *, alias: memalpha.Alias = memalpha.hex_alias) -> None:
+        self.texts = texts or DEFAULT_TEXTS
+        self.alias = alias
+
+    def tool_names(self, tools: Sequence[ToolDef]) -> tuple[str, ...]:
+        return memalpha.WRITE_TOOL_NAMES
+
+    def read(self, chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
+        view = memalpha.read_view(execute, self.texts, self.alias)
+        return ChunkContext(chunk, timestamp, view.core, state=memalpha.Chunk(view, self.texts, timestamp))
 
     def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]:
-        listing = "\n\n".join(
-            f"### {t.name}\n\n{t.name}: {t.description} Parameters: {json.dumps(t.parameters, ensure_ascii=False)} "
-            "Format the arguments as a JSON object."
-            for t in tools
-        )
-        system = (
-            f"{INSTRUCTIONS}\n\n{memory_section(context)}\n\n# Tools\n\n## You have access to the following tools:\n\n"
-            f"{listing}\n\n## When you need to call a tool, please insert the following command in your reply, "
-            "which can be called zero or multiple times according to your needs:\n\n"
-            f"{self.FUNCTION}: The tool to use, should be one of [{','.join(t.name for t in tools)}]\n"
-            f"{self.ARGS}: The input of the tool\n{self.RESULT}: Tool results\n"
-            f"{self.RETURN}: Reply based on tool results."
-        )
-        return [{"role": "system", "content": system}, {"role": "user", "content": chunk_message(context)}]
+        return memalpha.messages(self.texts, self._state(context).view, context.chunk)
+
+    def run(self, call: ToolCall, context: ChunkContext, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
+        return memalpha.run_call(call, self._state(context), execute)
+
+    def _state(self, context: ChunkContext) -> memalpha.Chunk:
+        """The view `read` made; a context made elsewhere shows its core and no items (no aliases)."""
+        if isinstance(context.state, memalpha.Chunk):
+            return context.state
+        empty = memalpha.MemoryView(context.core, {}, {})
+        return memalpha.Chunk(empty, self.texts)
+
+    def decoding(self, limits: Any, sampling: Sampling) -> Decoding:
+        return Decoding(TRAINED_NEW_TOKENS, Sampling(temperature=0.0, repeat_penalty=1.0), None, cut_degenerate=False)
+
+    def nothing_to_do(self, context: ChunkContext) -> bool:
+        return False
 
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
         return None
@@ -136,23 +215,16 @@ class MemalphaFormat:
         return None
 
     def stop(self) -> tuple[str, ...]:
-        return (self.RESULT + ":", self.RETURN + ":")
+        return ()  # EOS only, as trained: invented ✿RESULT✿ lines are ignored by the parser
 
     def parse(self, text: str) -> list[ToolCall]:
-        calls = []
-        for match in self._CALL.finditer(text):
-            name, raw_args = match.group("name").strip(), (match.group("args") or "").strip()
-            if not raw_args:
-                calls.append(ToolCall(name, {}, match.group(0), f"no {self.ARGS} line after {self.FUNCTION}"))
-                continue
-            calls.append(_call_from({"name": name, "arguments": raw_args}, match.group(0)))
-        return calls
+        return memalpha.parse(text)
 
     def results(self, records: Sequence[CallRecord]) -> str:
-        return "\n".join(f"{self.RESULT}: {_result_text(r)}" for r in records)
+        return "\n".join(f"{memalpha.FN_RESULT}: {_result_text(r)}" for r in records)
 
 
-class ToolCallFormat:
+class ToolCallFormat(_OurTools):
     """`<tool_call>` JSON blocks, the Hermes convention most tool-trained models follow."""
 
     name = "tool_call"
@@ -221,7 +293,7 @@ EXAMPLE_CALLS = [
 ]
 
 
-class JsonFormat:
+class JsonFormat(_OurTools):
     """Grammar-constrained JSON calls for small models, one call per line; extractive by default.
 
     Extractive: the grammar lets the model copy each of the chunk's statements at most once, in the
@@ -261,6 +333,11 @@ class JsonFormat:
             {"role": "user", "content": f"{memory_section(context)}\n\n{chunk_message(context)}"},
         ]
 
+    def nothing_to_do(self, context: ChunkContext) -> bool:
+        """Extractive with no statement to copy (a chunk of headers only): never free writing instead,
+        which would let the model invent what the chunk does not say."""
+        return self.extractive and not context.lines
+
     def _copies(self, tools: Sequence[ToolDef], context: ChunkContext) -> bool:
         """Whether this chunk is curated extractively (there are statements and an insert tool)."""
         return self.extractive and bool(context.lines) and any(t.name == "new_memory_insert" for t in tools)
@@ -268,6 +345,10 @@ class JsonFormat:
     def grammar(self, tools: Sequence[ToolDef], context: ChunkContext, max_calls: int) -> str | None:
         if self._copies(tools, context):
             return self._extractive_grammar(context)
+        if self.extractive:
+            raise ValueError(
+                "the extractive json format copies statements with new_memory_insert, which is not offered"
+            )
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
         return json_schema_to_gbnf(json.dumps(self.schema(tools, context, max_calls)))
@@ -391,9 +472,10 @@ def _call_schema(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 FORMATS = ("memalpha", "tool_call", "json")
 
 
-def make_format(name: str) -> WireFormat:
+def make_format(name: str, *, texts: PromptTexts | None = None) -> WireFormat:
+    """The format `name`; `texts` are the memalpha format's instruction texts (default: ours)."""
     if name == "memalpha":
-        return MemalphaFormat()
+        return MemalphaFormat(texts)
     if name == "tool_call":
         return ToolCallFormat()
     if name == "json":
@@ -401,12 +483,3 @@ def make_format(name: str) -> WireFormat:
     if name == "json-free":
         return JsonFormat(extractive=False)
     raise ValueError(f"policy_format: {name!r} is not one of memalpha, tool_call, json, json-free")
-
-
-def choose_format(model_name: str, chat_template: str) -> str:
-    """The wire format a model was trained on, from its GGUF metadata."""
-    if "memalpha" in model_name.lower() or "✿FUNCTION✿" in chat_template:
-        return "memalpha"
-    if "<tool_call>" in chat_template:
-        return "tool_call"
-    return "json"

@@ -91,9 +91,11 @@ class Generator:
         stop: tuple[str, ...] = (),
         sampling: Sampling = Sampling(),
         continuation: Callable[[str], str] | None = None,
+        cut_degenerate: bool = True,
     ) -> Generated:
         """`continuation(output so far)` returns text every valid output goes on with (or ""):
-        it is evaluated in one batch, like a prompt, instead of decoded token by token."""
+        it is evaluated in one batch, like a prompt, instead of decoded token by token.
+        `cut_degenerate` stops at a repetitive tail (off: EOS and `max_tokens` are the only ends)."""
         started = time.perf_counter()
         prompt_ids = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
         room = self.llm.n_ctx() - len(prompt_ids)
@@ -119,7 +121,7 @@ class Generator:
                 out.append(token)
                 reason = "stop"
                 break
-            if is_degenerate([*out, token]):
+            if cut_degenerate and is_degenerate([*out, token]):
                 out.append(token)
                 reason = "degenerate"
                 break

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from policy.calls import Execute
 
 INSTRUCTIONS = """\
 You curate the long-term memory of an assistant. The memory has three parts:
@@ -26,6 +29,8 @@ CONTROL = re.compile(r"<\|([^|<>\s]{1,40})\|>|✿")
 SPEAKER = re.compile(r"^([^:\n]{1,40}):\s+(.+)$")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MAX_LINE_CHARS = 300
+RELATED_ITEMS = 8  # stored memories shown to the writer
+QUERY_CHARS = 1500  # of the chunk, used as the search query for related memories
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class ChunkContext:
     core: str = ""
     related: tuple[Related, ...] = ()
     lines: tuple[str, ...] = field(default=())  # the chunk's statements, for extractive writing
+    state: Any = None  # a format's own per-prompt state (the memalpha view and its aliases)
 
     @classmethod
     def build(cls, chunk: str, timestamp: str | None, core: str, related: tuple[Related, ...]) -> ChunkContext:
@@ -86,3 +92,17 @@ def memory_section(context: ChunkContext) -> str:
 def chunk_message(context: ChunkContext) -> str:
     when = f" on {context.timestamp}" if context.timestamp else ""
     return f"New conversation{when}:\n\n{safe(context.chunk.strip())}\n\nRecord what is worth remembering."
+
+
+def read_context(chunk: str, timestamp: str | None, execute: Execute) -> ChunkContext:
+    """Core and the related memories, read through the same tools a client uses."""
+    core = execute("core_memory_read", {})
+    # Whole texts: the curator may rewrite what it reads.
+    found = execute("search_memory", {"query": chunk[:QUERY_CHARS], "top_k": RELATED_ITEMS, "excerpt_tokens": 0})
+    related: tuple[Related, ...] = ()
+    if found.ok and isinstance(found.output, dict):
+        related = tuple(
+            Related(hit["memory_id"], hit["memory_type"], hit["text"]) for hit in found.output.get("results", [])
+        )
+    core_text = core.output.get("content", "") if core.ok and isinstance(core.output, dict) else ""
+    return ChunkContext.build(chunk, timestamp, core_text, related)

@@ -145,13 +145,20 @@ def test_execute_turns_refusals_into_outcomes_and_tags_writes(memory: Memory) ->
             "no semantic memory",
         ),
         ("new_memory_insert", "not an object", "arguments: must be a JSON object"),
-        ("memory_get", {"memory_ids": ["s-zzzzzz"]}, "'memory_get' is not one of your tools"),
+        (
+            "memory_restore",
+            {"memory_type": "semantic", "memory_id": "s-zzzzzz"},
+            "'memory_restore' is not one of your tools",
+        ),
         ("memorize", {"chunk": "recursion"}, "'memorize' is not one of your tools"),
     ]
     for name, arguments, reason in refused:
         outcome = execute(name, arguments)
         assert isinstance(outcome, CallOutcome) and not outcome.ok and reason in (outcome.error or ""), outcome
     assert execute("search_memory", {"query": "cat"}).ok
+    # the reads the memalpha view and its duplicate check make
+    assert execute("memory_list", {"memory_type": "semantic", "limit": 5, "newest_first": True}).ok
+    assert execute("memory_get", {"memory_ids": ["s-zzzzzz"]}).output["missing"] == ["s-zzzzzz"]
     assert len(writes) == 1  # only the insert wrote
 
 

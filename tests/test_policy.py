@@ -19,7 +19,6 @@ from policy import (
     Limits,
     Sampling,
     ToolDef,
-    choose_format,
     is_degenerate,
     load_curator,
     make_format,
@@ -59,7 +58,7 @@ def test_json_format_reads_the_real_constrained_output() -> None:
 def test_memalpha_format_reports_the_real_broken_output_instead_of_running_it() -> None:
     # SmolLM2 echoed the protocol's placeholder lines: a call with a sentence for a name and no JSON
     calls = make_format("memalpha").parse(captured("memalpha", 0.0))
-    assert len(calls) == 1 and calls[0].error == "the arguments are not a JSON object"
+    assert len(calls) == 1 and (calls[0].error or "").startswith("arguments: not JSON even after repair")
     assert make_format("memalpha").parse(captured("memalpha", 0.8)) == []
 
 
@@ -102,23 +101,31 @@ MEMALPHA_TRANSCRIPT = """✿FUNCTION✿: memory_update
 
 
 def test_memalpha_transcript_runs_against_the_tools(memory: Memory) -> None:
-    execute = executor(memory)
-    calls = MemalphaFormat().parse(MEMALPHA_TRANSCRIPT)
-    assert [c.name for c in calls] == [
+    from policy.curator import ChunkSession
+
+    session = ChunkSession(MemalphaFormat(), TOOLS, Limits(), "Maya: hi", "8 May 2023", executor(memory))
+    records = session.submit(MEMALPHA_TRANSCRIPT)
+    assert [r.name for r in records] == [
         "memory_update",
         "new_memory_insert",
         "new_memory_insert",
         "memory_delete",
         "new_memory_insert",
     ]
-    outcomes = [execute(c.name, c.arguments) for c in calls]
-    assert [o.ok for o in outcomes] == [True, True, True, False, True]  # the unknown id is refused
-    assert "s-zzzzzz" in (outcomes[3].error or "")
+    assert all(r.ok for r in records) and session.done  # one generation per chunk, as trained
+    # an id the prompt did not show: nothing deleted, said so (Mem-α reports ok)
+    assert records[3].output == {
+        "status": "ok",
+        "deleted": False,
+        "reason": "no memory shown in this prompt has id 's-zzzzzz'",
+    }
     ctx = CallContext()
     assert memory.core(ctx).content.startswith("Maya is a data engineer")
     stored = {item.content: item for item in memory.iter_items("default")}
     assert {"Maya has a cat named Pixel", "Maya lives in Porto"} <= set(stored)  # repaired JSON
     assert all(item.source == "policy" and item.job_id == "j-test" for item in stored.values())
+    episodic = [item for item in stored.values() if item.memory_type == "episodic"]
+    assert episodic and all((item.event_time or "").startswith("2023-05-08") for item in episodic)
 
 
 # ---- generation -------------------------------------------------------------------------------
@@ -145,10 +152,7 @@ def test_statements_split_speakers_headers_and_long_lines() -> None:
     assert all(line.startswith("Leo: Sentence number") for line in found[3:]) and len(found) == 33
 
 
-def test_format_is_chosen_from_the_model_metadata() -> None:
-    assert choose_format("Memalpha 4B", "{{ qwen3 }}") == "memalpha"
-    assert choose_format("Qwen2.5 7B Instruct", "... <tool_call> ...") == "tool_call"
-    assert choose_format("Smollm2 135M", "<|im_start|>") == "json"
+def test_an_unknown_format_name_is_refused() -> None:
     with pytest.raises(ValueError, match="policy_format"):
         make_format("xml")
 

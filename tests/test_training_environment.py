@@ -39,8 +39,9 @@ def memalpha_calls(calls: list[tuple[str, dict[str, object]]]) -> str:
 
 def copy_everything(messages: list[dict[str, str]]) -> str:
     """A scripted policy: every statement of the chunk as an episodic insert."""
-    chunk = messages[-1]["content"].split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
-    return memalpha_calls([("new_memory_insert", {"memory_type": "episodic", "content": s}) for s in statements(chunk)])
+    chunk = messages[-1]["content"].split("<new_chunk>\n", 1)[1].split("\n</new_chunk>", 1)[0]
+    episodic = [("new_memory_insert", {"memory_type": "episodic_memory", "content": s}) for s in statements(chunk)]
+    return memalpha_calls(episodic)
 
 
 def test_chunk_timestamps_from_the_headers_datasets_use() -> None:
@@ -59,7 +60,7 @@ def test_sandbox_runs_the_real_tools_and_reports_refusals(tmp_path: Path) -> Non
         unknown = sandbox.execute("memory_teleport", {})
         assert ok.ok and ok.output["memory_id"].startswith("s-")
         assert not refused.ok and "s-zzzzzz" in (refused.error or "")
-        assert not unknown.ok and "unknown tool" in (unknown.error or "")
+        assert not unknown.ok and "is not one of your tools" in (unknown.error or "")  # the server's adapter
         core, items = sandbox.contents()
         assert (core, items) == ("", ["Caroline likes pottery."])
         assert sandbox.memory_tokens() == count_tokens("Caroline likes pottery.")
@@ -129,28 +130,48 @@ def test_episode_scores_an_idle_policy_at_zero() -> None:
     assert score.rewards == [pytest.approx(0.05), pytest.approx(0.05)]
 
 
+def tool_calls(calls: list[tuple[str, dict[str, object]]]) -> str:
+    return "\n".join(f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>" for name, args in calls)
+
+
 def test_refused_and_garbled_calls_lower_r2_and_multi_step_shows_results() -> None:
-    with Episode(INSTANCE, limits=_limits(max_steps=2)) as episode:
+    with Episode(INSTANCE, wire_format="tool_call", limits=_limits(max_steps=2)) as episode:
         episode.prompt()
         first = (
-            memalpha_calls(
+            tool_calls(
                 [
                     ("memory_update", {"memory_type": "semantic", "memory_id": "s-zzzzzz", "new_content": "x y z"}),
                     ("new_memory_insert", {"memory_type": "semantic", "content": "Caroline likes support groups."}),
                 ]
             )
-            + "\n✿FUNCTION✿: new_memory_insert\n"
+            + "\n<tool_call>not json at all</tool_call>"
         )
         records = episode.submit(first)
         assert [r.ok for r in records] == [False, True, False]
         assert episode.chunk == 0  # a refused call: the results are shown back for a second step
         messages = episode.prompt()
-        assert messages[-1]["role"] == "user" and "✿RESULT✿" in messages[-1]["content"]
+        assert messages[-1]["role"] == "user" and "<tool_response>" in messages[-1]["content"]
         episode.submit("")
         assert episode.chunk == 1
         episode.submit("")
         score = episode.score()
     assert score.executed == [pytest.approx(1 / 3), 0.0]
+
+
+def test_the_memalpha_format_memorizes_a_chunk_in_one_generation() -> None:
+    with Episode(INSTANCE, limits=_limits(max_steps=3)) as episode:
+        refused = memalpha_calls(
+            [("memory_update", {"memory_type": "semantic_memory", "memory_id": "zzzz", "new_content": "x"})]
+        )
+        records = episode.submit(refused)
+        assert [r.ok for r in records] == [False] and episode.chunk == 1  # results are never shown back
+
+
+def test_an_extractive_episode_passes_over_a_chunk_without_statements() -> None:
+    instance = Instance("headers", ["[Dialogue at 1:56 pm on 8 May, 2023]\n[Caroline: moved]", CHUNKS[1]], [], "locomo")
+    with Episode(instance, wire_format="json") as episode:
+        assert "charity race" in episode.prompt()[-1]["content"]  # the first chunk has nothing to do
+        assert episode.chunk == 1 and episode.results[0].calls == []
 
 
 def _limits(**changes: int) -> object:

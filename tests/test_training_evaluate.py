@@ -41,7 +41,7 @@ def keep_names(messages: list[dict[str, str]]) -> str:
     chunk = messages[-1]["content"]
     lines = [line for line in chunk.splitlines() if ("Biscuit" in line or "charity" in line)]
     return "\n".join(
-        "✿FUNCTION✿: new_memory_insert\n✿ARGS✿: " + json.dumps({"memory_type": "semantic", "content": line})
+        "✿FUNCTION✿: new_memory_insert\n✿ARGS✿: " + json.dumps({"memory_type": "semantic_memory", "content": line})
         for line in lines
     )
 

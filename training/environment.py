@@ -1,12 +1,12 @@
 """The RL environment: one rollout = one instance's chunks fed one by one to the policy, its tool
 calls executed on a fresh memory, then the memory read back by the reader and scored.
 
-The prompt and the parsing are the policy package's own (`policy.formats`, `policy.read_context`,
-`policy.run_calls`), and every call runs through `mcp_memalpha.tools.execute` in a `Sandbox`, so a
-rollout sees exactly what the curator sees in the server. Completions may come from anywhere:
+Each chunk is one `policy.ChunkSession`, the step loop the server's curator runs too (it reads the
+memory the format shows, builds the prompt, parses and runs the calls), and every call runs through
+`mcp_memalpha.tools.execute` in a `Sandbox` with the server's own adapter, so a rollout sees
+exactly what the curator sees in the server. Completions may come from anywhere:
 - any callable `generate(messages) -> text` (a transformers model during GRPO, a test's script),
-  driving `Episode.prompt()` / `Episode.submit(text)`, with tool results shown back for another
-  step when the wire format supports it (like `Curator.curate`);
+  driving `Episode.prompt()` / `Episode.submit(text)`;
 - a llama.cpp `policy.Curator` (`Episode.run_curator`), which prompts and parses by itself.
 """
 
@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from mcp_memalpha.tokens import count_tokens
 from policy.calls import CallRecord, CurationResult
-from policy.curator import Curator, Limits, needs_results, read_context, run_calls
+from policy.curator import ChunkSession, Curator, Limits
 from policy.formats import Completions, make_format
-from policy.prompt import ChunkContext
+from policy.generation import Sampling
+from policy.memalpha import PromptTexts
 from training.data import Instance
 from training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
 from training.rewards import (
@@ -85,84 +86,75 @@ class Episode:
     wire_format: str = "memalpha"
     limits: Limits = field(default_factory=lambda: Limits(max_steps=1))
     core_capacity_tokens: int = 512
+    texts: PromptTexts | None = None  # the memalpha format's instruction texts (default: ours)
 
     def __post_init__(self) -> None:
         self.sandbox = Sandbox(core_capacity_tokens=self.core_capacity_tokens)
-        self.format = make_format(self.wire_format)
-        self.tools = [t for t in tool_defs() if t.name in _POLICY_TOOLS]
+        self.format = make_format(self.wire_format, texts=self.texts)
+        self.tools = tool_defs()
         self.steps: list[Step] = []
         self.results: list[CurationResult] = [CurationResult() for _ in self.instance.chunks]
         self.chunk = 0
-        self._step = 0
-        self._context: ChunkContext | None = None
-        self._messages: Messages = []
+        self._session: ChunkSession | None = None
         self.generation_seconds = 0.0
 
     # --- driving with any generator ---------------------------------------------------------
     @property
     def done(self) -> bool:
-        return self.chunk >= len(self.instance.chunks)
+        """Every chunk memorized (chunks the format has nothing to do for are passed over)."""
+        return self._current() is None
+
+    def session(self) -> ChunkSession:
+        """The current chunk's session (begun on first use; chunks with nothing to do are passed)."""
+        session = self._current()
+        if session is None:
+            raise RuntimeError("the episode is over: every chunk has been memorized")
+        return session
+
+    def _current(self) -> ChunkSession | None:
+        while self.chunk < len(self.instance.chunks):
+            if self._session is None:
+                text = self.instance.chunks[self.chunk]
+                self._session = ChunkSession(
+                    self.format, self.tools, self.limits, text, chunk_timestamp(text), self.sandbox.execute
+                )
+                self.results[self.chunk] = self._session.result
+            if not self._session.done:
+                return self._session
+            self._next_chunk()
+        return None
+
+    def _next_chunk(self) -> None:
+        self.chunk += 1
+        self._session = None
 
     def prompt(self) -> Messages:
         """The messages to complete next (for the current chunk and step)."""
-        if self.done:
-            raise RuntimeError("the episode is over: every chunk has been memorized")
-        if self._context is None:
-            text = self.instance.chunks[self.chunk]
-            self._context = read_context(text, chunk_timestamp(text), self.sandbox.execute)
-            self._messages = self.format.messages(self.tools, self._context)
-            self._step = 1
-        return [dict(m) for m in self._messages]
+        return [dict(m) for m in self.session().messages]
 
     def grammar(self) -> str | None:
         """The format's grammar for the current step, for generators that can apply one."""
-        self.prompt()
-        assert self._context is not None
-        left = self.limits.max_calls - len(self.results[self.chunk].calls)
-        return self.format.grammar(self.tools, self._context, left)
+        return self.session().grammar()
 
     def completions(self) -> Completions | None:
         """What an extractive format allows the output of the current step to be (else None), for
         generators that constrain themselves as the server's grammar does."""
-        self.prompt()
-        assert self._context is not None
-        return self.format.completions(self.tools, self._context)
+        return self.session().completions()
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The format's new tokens per step (2048 for memalpha, as trained; else the limits')."""
+        return self.format.decoding(self.limits, Sampling()).max_new_tokens
 
     def submit(self, completion: str) -> list[CallRecord]:
         """Parse and execute a completion of `prompt()`; moves on to a further step of this chunk
         when the format shows results back and they matter, else to the next chunk."""
-        messages = self.prompt()
-        assert self._context is not None
-        result = self.results[self.chunk]
-        allowed = tuple(t.name for t in self.tools)
-        records = run_calls(
-            self._step,
-            self.format.parse(completion),
-            allowed,
-            self.limits.max_calls,
-            self._context,
-            self.sandbox.execute,
-            result,
-        )
-        result.steps = self._step
-        result.outputs.append(completion)
-        self.steps.append(Step(self.chunk, self._step, messages, completion, records))
-        more = (
-            self.format.multi_step
-            and self._step < self.limits.max_steps
-            and records
-            and needs_results(records)
-            and len(result.calls) < self.limits.max_calls
-        )
-        if more:
-            self._messages += [
-                {"role": "assistant", "content": completion},
-                {"role": "user", "content": self.format.results(records)},
-            ]
-            self._step += 1
-        else:
-            self.chunk += 1
-            self._context = None
+        session = self.session()
+        messages, step = [dict(m) for m in session.messages], session.step
+        records = session.submit(completion)
+        self.steps.append(Step(self.chunk, step, messages, completion, records))
+        if session.done:
+            self._next_chunk()
         return records
 
     def run(self, generate: Generate) -> Episode:
@@ -225,6 +217,3 @@ class Episode:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_POLICY_TOOLS = ("new_memory_insert", "memory_update", "memory_delete", "search_memory")

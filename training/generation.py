@@ -43,6 +43,15 @@ class Sample:
         return self.chosen if self.chosen is not None else [1] * len(self.completion_ids)
 
 
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The prompt for `messages` through the tokenizer's chat template, thinking off (Qwen3's
+    template reads `enable_thinking`; others ignore it), exactly as the server's llama.cpp path
+    renders it (`policy.model.render_chat`)."""
+    return str(
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+    )
+
+
 class TransformersGenerator:
     """`generator(messages) -> text` over a causal LM and its chat template."""
 
@@ -72,8 +81,7 @@ class TransformersGenerator:
         return cls(AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), **options)
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"])
 
     def sample(self, messages: list[dict[str, str]], completions: Completions | None = None) -> Sample:
         """One completion of `messages`; with `completions` (an extractive format's), constrained to

@@ -1,8 +1,9 @@
 """A fresh, isolated memory for one rollout (or one baseline), and tool calls on it.
 
-Every call goes through `mcp_memalpha.tools.execute`, the same definitions the MCP server
-publishes: there is no second implementation of any tool in training. Each sandbox has its own
-temporary data directory (SQLite ledger + LanceDB index), removed on close.
+Every call goes through the server curator's own adapter (`mcp_memalpha.curation.make_execute`
+over `mcp_memalpha.tools.execute`, the definitions the MCP server publishes): there is no second
+implementation of any tool, nor of the adapter, in training. Each sandbox has its own temporary
+data directory (SQLite ledger + LanceDB index), removed on close.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcp_memalpha.errors import MemalphaError
+from mcp_memalpha.curation import curator_tools, make_execute
 from mcp_memalpha.memory import CallContext, Memory, render_hit
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tokens import count_tokens
-from mcp_memalpha.tools import MEMALPHA_TOOLS, TOOLS_BY_NAME, execute
+from mcp_memalpha.tools import TOOLS_BY_NAME
 from policy.calls import CallOutcome, ToolDef
 
 
-def tool_defs(names: tuple[str, ...] = MEMALPHA_TOOLS) -> list[ToolDef]:
-    """The tools as the policy is told about them, from their one definition."""
-    return [ToolDef(spec.name, spec.description, spec.input_schema()) for spec in map(TOOLS_BY_NAME.get, names) if spec]
+def tool_defs() -> list[ToolDef]:
+    """The tools as the policy is told about them: the server curator's own (`curator_tools`)."""
+    return curator_tools()
 
 
 class Sandbox:
@@ -34,6 +35,8 @@ class Sandbox:
         settings = Settings(data_dir=self.folder, core_capacity_tokens=core_capacity_tokens)
         self.memory = Memory(settings).open()
         self.ctx = CallContext(source=source)  # type: ignore[arg-type]
+        # every tool: the reader and the harness call more than the policy may (run_calls limits it)
+        self._execute = make_execute(self.memory, self.ctx, allowed=tuple(TOOLS_BY_NAME))
         self.calls = 0
         self.seconds = 0.0  # spent inside tool execution only
 
@@ -41,9 +44,7 @@ class Sandbox:
         """Run a call; a refused call is an outcome with its error, never an exception."""
         started = time.perf_counter()
         try:
-            return CallOutcome(True, execute(self.memory, self.ctx, name, arguments))
-        except MemalphaError as error:
-            return CallOutcome(False, error=str(error))
+            return self._execute(name, arguments)
         finally:
             self.calls += 1
             self.seconds += time.perf_counter() - started
