@@ -1,9 +1,10 @@
 """The durable queue of memorize jobs, and the revert that makes a job undoable and exactly-once.
 
 A job is one chunk of text for the curator to write into memory. The queue is a table of the
-ledger, so every server process on a data directory shares it: a worker claims the oldest
-runnable job with a lease (under BEGIN IMMEDIATE, so two workers never claim the same job),
-renews the lease while it works and marks the job done after its last write. Every write made
+ledger, so every server process on a data directory shares it: a worker claims the next runnable
+job (namespaces take turns, each its oldest job first) with a lease (under BEGIN IMMEDIATE, so two
+workers never claim the same job), renews the lease while it works and marks the job done after
+its last write. Every write made
 for a job is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert:
 a job claimed again after an interrupted attempt first has that attempt's writes reverted, in
 the claim's own transaction, so the chunk's effect lands exactly once.
@@ -37,6 +38,7 @@ _COLUMNS = (
     "id, namespace, chunk, timestamp, state, attempts, base_seq, lease_owner, lease_until, created_at, "
     "started_at, finished_at, result, error"
 )
+_RUNNABLE = "(state = 'queued' OR (state = 'running' AND lease_until < ?))"
 _NOT_UNDOABLE = {
     "queued": "is queued; wait for it to finish (memorize_status with wait_seconds), then undo it",
     "running": "is running; wait for it to finish (memorize_status with wait_seconds), then undo it",
@@ -179,7 +181,7 @@ class JobQueue:
 
     # worker side -------------------------------------------------------------------------
     def claim(self, owner: str) -> Claim | None:
-        """Lease the oldest runnable job (queued, or running with an expired lease) to `owner`.
+        """Lease the next runnable job (queued, or running with an expired lease) to `owner`.
 
         A job that ran before has the writes of its earlier attempts reverted first, in this same
         transaction. A job that has used all its attempts is marked failed instead, and so is one
@@ -217,9 +219,14 @@ class JobQueue:
         return None
 
     def _next_runnable(self, tx: Tx, now: float) -> Job | None:
+        """The next job in turn: namespaces take turns (round robin), each its own oldest job first.
+
+        The namespace whose last claim is oldest (never: first) goes next, so one namespace's full
+        queue delays another's job by at most one job, not by its whole queue."""
         row = tx.sql(
-            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < ?) "
-            "ORDER BY seq LIMIT 1",
+            f"WITH last AS (SELECT namespace, MAX(started_at) AS at FROM jobs GROUP BY namespace) "
+            f"SELECT {_COLUMNS} FROM jobs JOIN last USING (namespace) "
+            f"WHERE {_RUNNABLE} ORDER BY last.at, seq LIMIT 1",
             (now,),
         ).fetchone()
         return Job.of(row) if row else None
@@ -450,11 +457,25 @@ def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
 
 
 def _position(tx: Tx, job_id: str) -> int:
-    """Unfinished jobs ahead of this one, in every namespace (workers take jobs in queue order)."""
-    (ahead,) = tx.sql(
-        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND seq < (SELECT seq FROM jobs WHERE id = ?)",
-        (job_id,),
+    """Unfinished jobs ahead of this one, in every namespace: the jobs being run, then those the
+    namespaces' turns (`JobQueue._next_runnable`) give out before it if nobody queues more."""
+    (namespace, seq, state) = tx.sql("SELECT namespace, seq, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    (running,) = tx.sql("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND id != ?", (job_id,)).fetchone()
+    if state == "running":
+        return int(running)
+    (turn,) = tx.sql(  # this job is its namespace's turn-th queued job
+        "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND namespace = ? AND seq <= ?", (namespace, seq)
     ).fetchone()
+    rotation = tx.sql(  # namespaces with queued jobs, in the order their turns come
+        "SELECT q.namespace, COUNT(*), (SELECT MAX(started_at) FROM jobs AS s WHERE s.namespace = q.namespace) AS at "
+        "FROM jobs AS q WHERE q.state = 'queued' GROUP BY q.namespace ORDER BY at IS NOT NULL, at, MIN(q.seq)"
+    ).fetchall()
+    ahead, before = running + turn - 1, True
+    for other, queued, _ in rotation:
+        if other == namespace:
+            before = False
+            continue
+        ahead += min(queued, turn if before else turn - 1)
     return int(ahead)
 
 

@@ -744,9 +744,9 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Hand a chunk of conversation (or any text) to the memory curator, a local model that decides what is "
             "worth keeping: it rewrites core memory and inserts, updates or deletes episodic and semantic "
             "memories through the memory tools. Returns at once with a job_id and the job's place in the queue; "
-            "jobs run in the background one at a time, in order. Follow one with memorize_status, revert it "
-            "with memorize_undo. Refused when the chunk is empty or too long, or when the namespace already has "
-            "policy_max_queue unfinished jobs."
+            "jobs run in the background one at a time, namespaces taking turns. Follow one with memorize_status, "
+            "revert it with memorize_undo. Refused when the chunk is empty or too long, or when the namespace "
+            "already has policy_max_queue unfinished jobs."
         ),
         args=MemorizeArgs,
         result=MemorizeOut,

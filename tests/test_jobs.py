@@ -428,3 +428,31 @@ def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(
     assert "memorize jobs: 1 queued, 1 running" in report.facts
     assert any(fact.startswith("1 running memorize job(s) lost their worker") for fact in report.facts)
     assert report.healthy  # a stuck job is not damage: a server with a policy takes it over
+
+
+# ---- fairness across namespaces ----------------------------------------------------------
+
+
+def test_one_namespaces_flood_does_not_put_anothers_job_behind_it(settings: Settings, memory: Memory) -> None:
+    """100 queued jobs of one tenant: another tenant's job is next after the one being run, not 101st."""
+    queue = JobQueue(memory.ledger, settings.model_copy(update={"policy_max_queue": 100}))
+    flood = CallContext(namespace="flood")
+    flooded = [queue.enqueue(flood, f"chunk {i}")[0].id for i in range(100)]
+    running = queue.claim("w")
+    assert running is not None and running.job.id == flooded[0]
+    other, position = queue.enqueue(CallContext(namespace="quiet"), "User: one small thing.")
+    assert position == 1  # only the job being run is ahead of it
+    assert queue.status(CallContext(namespace="flood"), flooded[1])[1] == 2  # the flood's next waits its turn
+    assert queue.finish(running.job.id, running.owner, {"calls": []})
+    claim = queue.claim("w")
+    assert claim is not None and claim.job.id == other.id
+    # and then turns alternate: each namespace's next job goes before another's later ones
+    queue.finish(claim.job.id, claim.owner, {"calls": []})
+    later = queue.enqueue(CallContext(namespace="quiet"), "User: another thing.")[0]
+    order = []
+    for _ in range(3):
+        claim = queue.claim("w")
+        assert claim is not None
+        order.append(claim.job.id)
+        queue.finish(claim.job.id, claim.owner, {"calls": []})
+    assert order == [flooded[1], later.id, flooded[2]]
