@@ -217,6 +217,10 @@ class MemorizeUndoArgs(_Args):
     job_id: JobIdArg
 
 
+class MemorizeRetryArgs(_Args):
+    job_id: JobIdArg
+
+
 # ---- results ---------------------------------------------------------------------------------
 
 
@@ -352,7 +356,10 @@ class HistoryOut(BaseModel):
     versions: list[VersionOut] = Field(description="Every version, oldest first.")
 
 
-JOB_STATES = "queued, running, done, failed (after its last attempt; its writes reverted) or undone"
+JOB_STATES = (
+    "queued, running, done, failed (after its last attempt; its writes reverted except any that another writer "
+    "changed since, which `error` lists; memorize_retry queues it again) or undone"
+)
 
 
 class MemorizeOut(BaseModel):
@@ -537,6 +544,11 @@ def _progress_message(job: Job, position: int | None) -> str:
     if job.state == "queued":
         return f"job {job.id} queued, {position} unfinished jobs ahead"
     return f"job {job.id} {job.state}, {len(job.calls)} tool calls made"
+
+
+def _memorize_retry(memory: Memory, ctx: CallContext, a: MemorizeRetryArgs) -> MemorizeOut:
+    job, position = JobQueue(memory.ledger, memory.settings).retry(ctx, a.job_id)
+    return MemorizeOut(job_id=job.id, state=job.state, position=position)
 
 
 def _memorize_undo(memory: Memory, ctx: CallContext, a: MemorizeUndoArgs) -> MemorizeUndoOut:
@@ -771,8 +783,8 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_undo",
         title="Undo a memorize job",
         description=(
-            "Revert everything a done memorize job wrote: memories it created are deleted, memories it changed "
-            "or deleted are put back as they were, and core memory too, each as a new version (memory_history "
+            "Revert everything a done (or failed) memorize job wrote: memories it created are deleted, memories it "
+            "changed or deleted are put back as they were, and core memory too, each as a new version (memory_history "
             "shows it). All or nothing: refused, naming the memories, if another writer changed one of them "
             "after the job wrote it. Jobs can be undone until they are removed, undo_days (default 7) after "
             "they finished."
@@ -781,6 +793,18 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         result=MemorizeUndoOut,
         handler=_memorize_undo,
         destructive=True,
+    ),
+    ToolSpec(
+        name="memorize_retry",
+        title="Retry a failed memorize job",
+        description=(
+            "Queue a failed memorize job again with its chunk (its writes were reverted when it failed). Refused, "
+            "naming them, if its failure left memories in place because another writer had changed them: running "
+            "the chunk again would apply it twice."
+        ),
+        args=MemorizeRetryArgs,
+        result=MemorizeOut,
+        handler=_memorize_retry,
     ),
 )
 MEMALPHA_TOOLS = ("new_memory_insert", "memory_update", "memory_delete", "search_memory")

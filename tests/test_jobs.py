@@ -401,20 +401,82 @@ def test_a_job_interrupted_on_its_last_attempt_fails_and_leaves_nothing(
     assert list(memory.iter_items(ctx.namespace)) == []
 
 
-def test_an_interrupted_job_whose_writes_were_changed_is_failed_not_rerun(
+def test_an_interrupted_job_whose_writes_were_changed_reverts_the_rest_and_lists_them(
     memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
 ) -> None:
+    """A killed attempt inserted A and B; a client then edited A. At the next claim B is reverted,
+    A (the client's now) is left and listed, and the job is failed, not rerun (that would apply the
+    chunk twice); undo and retry answer truthfully."""
     job, _ = queue.enqueue(ctx, "chunk")
     dead = queue.claim("dying-worker")
     assert dead is not None
-    made = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")
-    memory.update(ctx, "semantic", made["memory_id"], "Ana has a cat; a client fixed this.")
+    a = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    b = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a dog.")["memory_id"]
+    memory.update(ctx, "semantic", a, "Ana has a cat; a client fixed this.")
     clock.now += LEASE + 1
     assert queue.claim("w") is None
     failed, _ = queue.status(ctx, job.id)
-    assert failed.state == "failed" and made["memory_id"] in (failed.error or "")
+    assert failed.state == "failed" and a in (failed.error or "") and b not in (failed.error or "")
     assert "would apply the chunk twice" in (failed.error or "")
+    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+    assert [(r["memory_id"], r["action"]) for r in failed.result["reverted"]] == [(b, "deleted")]
     assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat; a client fixed this."]
+    with pytest.raises(JobConflict, match=a):  # not "there is nothing to undo": A is still the job's write
+        queue.undo(ctx, job.id)
+    with pytest.raises(InvalidArgument, match="apply the chunk twice"):
+        queue.retry(ctx, job.id)
+    assert queue.status(ctx, job.id)[0].state == "failed"
+
+
+def test_a_last_attempt_that_fails_reverts_all_but_what_another_writer_changed(
+    memory: Memory, queue: JobQueue, ctx: CallContext
+) -> None:
+    job, _ = queue.enqueue(ctx, "chunk")
+    claim = queue.claim("w")
+    assert claim is not None
+    a = write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a dog.")
+    memory.update(ctx, "semantic", a, "Ana has a grey cat.")
+    assert queue.fail(job.id, claim.owner, "RuntimeError: the model crashed", retry=False) == "failed"
+    failed, _ = queue.status(ctx, job.id)
+    assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a grey cat."]  # the dog is reverted
+    assert f"reverted except memory '{a}'" in (failed.error or "")
+    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+
+
+def test_a_job_given_up_keeps_its_chunk_and_can_be_retried_or_undone(
+    memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
+) -> None:
+    """After policy_max_attempts interruptions the chunk is not dropped: the job is failed, visibly,
+    with its chunk, and memorize_retry runs it again to completion."""
+    job, _ = queue.enqueue(ctx, "User: I adopted a cat.")
+    for _ in range(2):
+        claim = queue.claim("dying-worker")
+        assert claim is not None
+        write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="half done")
+        clock.now += LEASE + 1
+    assert queue.claim("w") is None
+    failed, _ = queue.status(ctx, job.id)
+    assert failed.state == "failed" and failed.chunk == "User: I adopted a cat."
+    assert "memorize_retry" in (failed.error or "") and list(memory.iter_items(ctx.namespace)) == []
+    with pytest.raises(InvalidArgument, match="no memorize job"):
+        queue.retry(CallContext(namespace="elsewhere"), job.id)
+
+    again, position = queue.retry(ctx, job.id)
+    assert (again.state, again.attempts, position) == ("queued", 0, 0)
+    with pytest.raises(InvalidArgument, match="only a failed job can be retried"):
+        queue.retry(ctx, job.id)
+    claim = queue.claim("w")
+    assert claim is not None and claim.job.id == job.id and claim.reverted == []  # reverted when it failed
+    write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")
+    assert queue.finish(job.id, claim.owner, {"calls": []})
+    assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat."]  # once
+
+    other, _ = queue.enqueue(ctx, "chunk")
+    claim = queue.claim("w")
+    assert claim is not None
+    assert queue.fail(other.id, claim.owner, "boom", retry=False) == "failed"
+    assert queue.undo(ctx, other.id) == [] and queue.status(ctx, other.id)[0].state == "undone"
 
 
 def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(
