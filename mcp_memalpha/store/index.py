@@ -13,19 +13,14 @@ A cross-process file lock (`index.lock`, beside the folder) lets one process syn
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import threading
-import unicodedata
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,7 +43,7 @@ log = logging.getLogger(__name__)
 TABLE = "items"
 STATE_FILE = "state.json"
 # Bump when the table's columns or their meaning change: older indexes are rebuilt.
-INDEX_FORMAT = 3  # 3: the full-text index's stop words are ours (STOP_WORDS), so `terms` matches it
+INDEX_FORMAT = 2
 BATCH = 5000
 # An incremental sync touching more items than this rebuilds the index in one pass instead.
 REBUILD_ABOVE = 5000
@@ -56,50 +51,6 @@ REBUILD_ABOVE = 5000
 OPTIMIZE_EVERY = 50
 # Old table versions stay readable this long, for readers in other processes.
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
-
-
-# BM25 (Okapi, Lucene's and LanceDB's parameters), scored here with the statistics of the
-# searched namespace only: LanceDB's own scores use the whole table's, which would let one
-# namespace's scores show which words another's memories hold.
-BM25_K1, BM25_B = 1.2, 0.75
-# Lucene's English stop words, given to the full-text index too, so both analyzers agree.
-STOP_WORDS = [
-    "a",
-    "an",
-    "and",
-    "are",
-    "as",
-    "at",
-    "be",
-    "but",
-    "by",
-    "for",
-    "if",
-    "in",
-    "into",
-    "is",
-    "it",
-    "no",
-    "not",
-    "of",
-    "on",
-    "or",
-    "such",
-    "that",
-    "the",
-    "their",
-    "then",
-    "there",
-    "these",
-    "they",
-    "this",
-    "to",
-    "was",
-    "will",
-    "with",
-]
-MAX_TERM_BYTES = 40  # the full-text index drops longer tokens
-_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True)
@@ -313,7 +264,7 @@ class SearchIndex:
         """Full-text on the search text; scalar indexes so filters do not scan every row."""
         from lancedb.index import FTS, Bitmap, BTree
 
-        table.create_index("search_text", config=FTS(with_position=False, custom_stop_words=STOP_WORDS), replace=True)
+        table.create_index("search_text", config=FTS(with_position=False), replace=True)
         table.create_index("namespace", config=Bitmap(), replace=True)
         table.create_index("memory_type", config=Bitmap(), replace=True)
         table.create_index("event_ts", config=BTree(), replace=True)
@@ -385,28 +336,21 @@ class SearchIndex:
 
     # querying ----------------------------------------------------------------------------
     def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
-        """BM25 over each memory with its event context, with statistics from the searched
-        memories alone (the filter's: one namespace, its types and time range).
-
-        LanceDB's full-text index (lower-cased, stemmed, stop words removed) finds every memory
-        matching a term of the query; they are scored here (`bm25`), because LanceDB's scores
-        count every namespace's memories."""
+        """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
+        stemmed, stop words removed)."""
         table = self._table_for_query()
         if not self._has_fts(table):  # created with the first live row
             return []
         from lancedb.query import MatchQuery
 
-        searched = table.count_rows(where.where())
-        if searched == 0 or not terms(query):
-            return []
         rows = (
             table.search(MatchQuery(query, "search_text"), query_type="fts")  # type: ignore[call-arg]
             .where(where.where(), prefilter=True)
-            .limit(searched)
-            .select(["id", "search_text", "_score"])  # _score: LanceDB warns on every query without it
+            .limit(limit)
+            .select(["id", "_score"])
             .to_list()
         )
-        return bm25(terms(query), [(row["id"], row["search_text"]) for row in rows], searched)[:limit]
+        return [(row["id"], float(row["_score"])) for row in rows]
 
     def vector_search(self, ledger: Ledger, vector: Any, where: Filter, limit: int) -> list[tuple[str, float]]:
         """Cosine similarity, exact, over the in-memory copy of the vectors (see `vectors.py`)."""
@@ -509,50 +453,3 @@ def _previous_in_event(items: Sequence[ItemRow]) -> dict[str, str]:
         if (before.namespace, before.memory_type, before.event_ts) == (item.namespace, item.memory_type, item.event_ts):
             previous[item.id] = before.content
     return previous
-
-
-# ---- BM25 --------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _stemmer() -> Any:
-    import snowballstemmer
-
-    return snowballstemmer.stemmer("english")  # Porter2, the full-text index's stemmer
-
-
-@functools.lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    return str(_stemmer().stemWord(word))
-
-
-def terms(text: str) -> list[str]:
-    """The terms of `text` as the full-text index makes them: split on what is not a letter or
-    digit, lower-cased, accents folded, longer than MAX_TERM_BYTES dropped, stop words removed,
-    Snowball-stemmed."""
-    text = text.lower()
-    if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return [_stem(word) for word in _WORD.findall(text) if word not in _STOP and len(word.encode()) <= MAX_TERM_BYTES]
-
-
-_STOP = frozenset(STOP_WORDS)
-
-
-def bm25(query: Iterable[str], matches: list[tuple[str, str]], searched: int) -> list[tuple[str, float]]:
-    """Okapi BM25 of each matching (id, text), best first. The statistics are those of the searched
-    memories: `searched` of them, the document frequencies counted among the matches (every
-    memory holding a query term is one), the mean length that of the matches."""
-    wanted = set(query)
-    counted = [(doc_id, Counter(terms(text))) for doc_id, text in matches]
-    lengths = [sum(counts.values()) for _, counts in counted]
-    mean = sum(lengths) / len(lengths) if lengths else 1.0
-    frequency = Counter(term for _, counts in counted for term in wanted & counts.keys())
-    total = max(searched, len(matches))
-    idf = {t: math.log(1 + (total - df + 0.5) / (df + 0.5)) for t, df in frequency.items()}
-    scored = []
-    for (doc_id, counts), length in zip(counted, lengths, strict=True):
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / (mean or 1.0))
-        score = sum(w * counts[t] * (BM25_K1 + 1) / (counts[t] + norm) for t, w in idf.items() if counts[t])
-        scored.append((doc_id, score))
-    return sorted(scored, key=lambda hit: -hit[1])
