@@ -518,3 +518,21 @@ def test_one_namespaces_flood_does_not_put_anothers_job_behind_it(settings: Sett
         order.append(claim.job.id)
         queue.finish(claim.job.id, claim.owner, {"calls": []})
     assert order == [flooded[1], later.id, flooded[2]]
+
+
+def test_a_failed_job_keeps_what_its_undo_reads_through_compaction(
+    memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
+) -> None:
+    """A failed job is undoable, so compaction keeps the operations its undo reads: the write it
+    left in place is still named after the history was cut, not silently forgotten."""
+    job, _ = queue.enqueue(ctx, "chunk")
+    dead = queue.claim("dying-worker")
+    assert dead is not None
+    a = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    memory.update(ctx, "semantic", a, "Ana has a cat; a client fixed this.")
+    clock.now += LEASE + 1
+    assert queue.claim("w") is None and queue.status(ctx, job.id)[0].state == "failed"
+    memory.compact(history_versions=1, undo_days=7)
+    with pytest.raises(JobConflict, match=a):
+        queue.undo(ctx, job.id)
+    assert queue.status(ctx, job.id)[0].state == "failed"
