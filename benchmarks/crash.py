@@ -66,7 +66,9 @@ class Expected:
     items: dict[str, tuple[int, str | None]] = field(default_factory=dict)  # id -> version, content (None: deleted)
     tombstones: dict[str, str] = field(default_factory=dict)  # deleted id -> the content it had
     core: tuple[int, str] = (0, "")
-    writes: int = 0  # operations logged: acknowledged, plus in-flight ones found to have landed
+    # operations the log must hold, each (item id or None for core, version, content or None for
+    # a deletion): the acknowledged writes, plus in-flight ones found to have landed
+    log: Counter[tuple[str | None, int, str | None]] = field(default_factory=Counter)
     pending: Write | None = None  # sent, not acknowledged (yet)
 
     def live(self) -> list[str]:
@@ -79,7 +81,7 @@ class Expected:
             if write.kind == "delete":
                 self.tombstones[memory_id] = self.items[memory_id][1] or ""
             self.items[memory_id] = (write.version, write.content)
-        self.writes += 1
+        self.log[(None if write.kind == "core" else memory_id, write.version, write.content)] += 1
 
 
 @dataclass
@@ -234,11 +236,14 @@ def ledger_problems(expected: Expected, ledger: LedgerSnapshot, report: CrashRep
             report.lost += 1
             problems.append(f"{item_id}: acknowledged version {version} {content!r}, ledger has {state}")
     extra = ledger.items.keys() - expected.items.keys()
-    if extra or ledger.core != expected.core or len(ledger.ops) != expected.writes:
-        report.unexpected += len(extra) + (ledger.core != expected.core) + abs(len(ledger.ops) - expected.writes)
+    logged = Counter((op.item_id, op.version, op.content) for op in ledger.ops)
+    unlogged, stray = expected.log - logged, logged - expected.log  # compared by content, not counted
+    if extra or ledger.core != expected.core or unlogged or stray:
+        report.unexpected += len(extra) + (ledger.core != expected.core) + unlogged.total() + stray.total()
         problems.append(
             f"unexpected: items {sorted(extra)}, core {ledger.core} (expected {expected.core}), "
-            f"{len(ledger.ops)} operations logged for {expected.writes} writes"
+            f"acknowledged writes missing from the log {sorted(unlogged, key=str)[:5]}, "
+            f"logged operations nobody acknowledged {sorted(stray, key=str)[:5]}"
         )
     return problems
 

@@ -84,7 +84,7 @@ def _trim_log(tx: Tx, versions: int, index_applied: int | None) -> int:
             "(SELECT item_id FROM ops WHERE seq > ? AND item_id IS NOT NULL) GROUP BY item_id",
             (index_applied, index_applied),
         )
-    undoable = tx.sql("SELECT id, base_seq FROM jobs WHERE state IN ('queued', 'running', 'done')").fetchall()
+    undoable = tx.sql("SELECT id, base_seq FROM jobs WHERE state IN ('queued', 'running', 'done', 'failed')").fetchall()
     for job_id, base_seq in undoable:
         for seq in revert_reads(tx, job_id, base_seq):
             tx.sql(keep + "VALUES (?)", (seq,))

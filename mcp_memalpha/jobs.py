@@ -1,9 +1,10 @@
 """The durable queue of memorize jobs, and the revert that makes a job undoable and exactly-once.
 
 A job is one chunk of text for the curator to write into memory. The queue is a table of the
-ledger, so every server process on a data directory shares it: a worker claims the oldest
-runnable job with a lease (under BEGIN IMMEDIATE, so two workers never claim the same job),
-renews the lease while it works and marks the job done after its last write. Every write made
+ledger, so every server process on a data directory shares it: a worker claims the next runnable
+job (namespaces take turns, each its oldest job first) with a lease (under BEGIN IMMEDIATE, so two
+workers never claim the same job), renews the lease while it works and marks the job done after
+its last write. Every write made
 for a job is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert:
 a job claimed again after an interrupted attempt first has that attempt's writes reverted, in
 the claim's own transaction, so the chunk's effect lands exactly once.
@@ -37,10 +38,10 @@ _COLUMNS = (
     "id, namespace, chunk, timestamp, state, attempts, base_seq, lease_owner, lease_until, created_at, "
     "started_at, finished_at, result, error"
 )
+_RUNNABLE = "(state = 'queued' OR (state = 'running' AND lease_until < ?))"
 _NOT_UNDOABLE = {
     "queued": "is queued; wait for it to finish (memorize_status with wait_seconds), then undo it",
     "running": "is running; wait for it to finish (memorize_status with wait_seconds), then undo it",
-    "failed": "failed, and a failed job's writes are reverted when it fails; there is nothing to undo",
     "undone": "is already undone",
 }
 
@@ -161,13 +162,14 @@ class JobQueue:
             time.sleep(min(WAIT_POLL_S, left))
 
     def undo(self, ctx: CallContext, job_id: str) -> list[Reverted]:
-        """Revert everything a done job wrote, in one transaction, and mark it undone.
+        """Revert everything a done or failed job wrote (a failed one: what its failure left in
+        place), in one transaction, and mark it undone.
 
         Refused as a whole (JobConflict) when another writer changed one of those memories since.
         """
         with self.ledger.write() as tx:
             job = _visible_job(tx, ctx, job_id)
-            if job.state != "done":
+            if job.state not in ("done", "failed"):
                 raise InvalidArgument("job_id", f"job '{job.id}' {_NOT_UNDOABLE[job.state]}")
             reverted = revert_job(tx, CallContext(job.namespace, ctx.source, job.id), job.base_seq)
             undo = {"at": now_iso(), "reverted": [asdict(r) for r in reverted]}
@@ -177,14 +179,39 @@ class JobQueue:
             )
         return reverted
 
+    def retry(self, ctx: CallContext, job_id: str) -> tuple[Job, int]:
+        """Queue a failed job again, with its chunk and a fresh count of attempts.
+
+        Refused when its failure left writes in place (another writer had changed them): running
+        the chunk again on top of them would apply it twice."""
+        with self.ledger.write() as tx:
+            job = _visible_job(tx, ctx, job_id)
+            if job.state != "failed":
+                raise InvalidArgument("job_id", f"job '{job.id}' is {job.state}; only a failed job can be retried")
+            kept = (job.result or {}).get("kept") or []
+            if kept:
+                raise InvalidArgument(
+                    "job_id",
+                    f"job '{job.id}' left {', '.join(kept)} in place when it failed (another writer had changed "
+                    "them); running it again would apply the chunk twice. Fix them by hand (memory_history), "
+                    "then memorize what is missing",
+                )
+            tx.sql(
+                "UPDATE jobs SET state = 'queued', attempts = 0, base_seq = ?, finished_at = NULL, result = NULL "
+                "WHERE id = ?",
+                (tx.head(), job.id),
+            )
+            return _job(tx, job.id), _position(tx, job.id)
+
     # worker side -------------------------------------------------------------------------
     def claim(self, owner: str) -> Claim | None:
-        """Lease the oldest runnable job (queued, or running with an expired lease) to `owner`.
+        """Lease the next runnable job (queued, or running with an expired lease) to `owner`.
 
         A job that ran before has the writes of its earlier attempts reverted first, in this same
-        transaction. A job that has used all its attempts is marked failed instead, and so is one
-        whose earlier writes another writer has changed since: reverting them would discard that
-        change and rerunning without reverting would apply the chunk twice.
+        transaction. A job that has used all its attempts is marked failed instead (its writes
+        reverted, its chunk kept: `retry` queues it again), and so is one whose earlier writes
+        another writer has changed since: those are left in place (reverting them would discard
+        that change) and listed, the rest is reverted, and rerunning would apply the chunk twice.
         """
         token = f"{owner}/{secrets.token_hex(4)}"
         now = self.clock()
@@ -196,10 +223,17 @@ class JobQueue:
                 if job.attempts >= self.settings.policy_max_attempts:
                     self._give_up(tx, job, f"attempt {job.attempts} was interrupted (the worker stopped or died)")
                     continue
-                try:
-                    reverted = revert_job(tx, _policy_context(job), job.base_seq, "revert the earlier attempt of")
-                except JobConflict as exc:
-                    _set_failed(tx, job.id, f"{exc} The job was not run again: that would apply the chunk twice.")
+                reverted, kept = revert_unchanged(tx, _policy_context(job), job.base_seq)
+                if kept:
+                    _set_failed(
+                        tx,
+                        job,
+                        f"an earlier attempt was interrupted, and another writer has changed {', '.join(kept)} "
+                        "since it wrote them: those were left in place and the attempt's other writes were "
+                        "reverted. The job was not run again: that would apply the chunk twice.",
+                        reverted,
+                        kept,
+                    )
                     continue
                 tx.sql(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, base_seq = ?, lease_owner = ?, "
@@ -217,9 +251,14 @@ class JobQueue:
         return None
 
     def _next_runnable(self, tx: Tx, now: float) -> Job | None:
+        """The next job in turn: namespaces take turns (round robin), each its own oldest job first.
+
+        The namespace whose last claim is oldest (never: first) goes next, so one namespace's full
+        queue delays another's job by at most one job, not by its whole queue."""
         row = tx.sql(
-            f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' OR (state = 'running' AND lease_until < ?) "
-            "ORDER BY seq LIMIT 1",
+            f"WITH last AS (SELECT namespace, MAX(started_at) AS at FROM jobs GROUP BY namespace) "
+            f"SELECT {_COLUMNS} FROM jobs JOIN last USING (namespace) "
+            f"WHERE {_RUNNABLE} ORDER BY last.at, seq LIMIT 1",
             (now,),
         ).fetchone()
         return Job.of(row) if row else None
@@ -286,14 +325,16 @@ class JobQueue:
         return check
 
     def _give_up(self, tx: Tx, job: Job, error: str) -> None:
-        """Mark failed after the last attempt, reverting what the job wrote (a failed job leaves nothing)."""
+        """Mark failed after the last attempt, reverting what the job wrote except what another
+        writer changed since (left in place and listed)."""
         tries = f"{job.attempts} attempts (policy_max_attempts)" if job.attempts > 1 else "1 attempt"
         error = f"gave up after {tries}; the last: {error}"
-        try:
-            revert_job(tx, _policy_context(job), job.base_seq, "revert the writes of")
-        except JobConflict as exc:
-            error += f". Its writes were left in place: {exc}"
-        _set_failed(tx, job.id, error)
+        reverted, kept = revert_unchanged(tx, _policy_context(job), job.base_seq)
+        if kept:
+            error += f". Its writes were reverted except {', '.join(kept)}, which another writer changed since"
+        else:
+            error += ". Its writes were reverted; memorize_retry runs the chunk again"
+        _set_failed(tx, job, error, reverted, kept)
 
 
 # ---- revert ----------------------------------------------------------------------------------
@@ -308,18 +349,41 @@ def revert_job(tx: Tx, ctx: CallContext, after: int, what: str = "undo") -> list
     before anything is written, when another writer wrote one of those memories after the job
     first did (JobConflict names them).
     """
-    job_id = ctx.job_id
-    if job_id is None:
-        raise ValueError("revert_job needs a context with the job id")
+    first, histories, changed = _plan(tx, ctx, after)
+    if changed:
+        raise JobConflict(_job_id(ctx), [_describe(first[key]) for key in changed], what)
+    return _apply(tx, ctx, first, histories)
+
+
+def revert_unchanged(tx: Tx, ctx: CallContext, after: int) -> tuple[list[Reverted], list[str]]:
+    """Like `revert_job`, but a memory another writer changed after the job wrote it is left in
+    place instead of refusing: returns what was reverted and the memories left (described)."""
+    first, histories, changed = _plan(tx, ctx, after)
+    kept = [_describe(first.pop(key)) for key in changed]
+    return _apply(tx, ctx, first, histories), kept
+
+
+def _job_id(ctx: CallContext) -> str:
+    if ctx.job_id is None:
+        raise ValueError("reverting a job needs a context with the job id")
+    return ctx.job_id
+
+
+def _plan(tx: Tx, ctx: CallContext, after: int) -> tuple[dict[str, OpRow], dict[str, list[OpRow]], list[str]]:
+    """The job's first write to each memory, each memory's history, and the memories another
+    writer wrote after the job first did."""
+    job_id = _job_id(ctx)
     first = _first_writes(tx, job_id, after)
     histories = {key: _history(tx, op) for key, op in first.items()}
     changed = [
-        _describe(op)
+        key
         for key, op in first.items()
         if any(later.seq > op.seq and later.job_id != job_id for later in histories[key])
     ]
-    if changed:
-        raise JobConflict(job_id, changed, what)
+    return first, histories, changed
+
+
+def _apply(tx: Tx, ctx: CallContext, first: dict[str, OpRow], histories: dict[str, list[OpRow]]) -> list[Reverted]:
     now = now_iso()
     reverted = []
     for key, op in first.items():
@@ -450,11 +514,25 @@ def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
 
 
 def _position(tx: Tx, job_id: str) -> int:
-    """Unfinished jobs ahead of this one, in every namespace (workers take jobs in queue order)."""
-    (ahead,) = tx.sql(
-        "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND seq < (SELECT seq FROM jobs WHERE id = ?)",
-        (job_id,),
+    """Unfinished jobs ahead of this one, in every namespace: the jobs being run, then those the
+    namespaces' turns (`JobQueue._next_runnable`) give out before it if nobody queues more."""
+    (namespace, seq, state) = tx.sql("SELECT namespace, seq, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    (running,) = tx.sql("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND id != ?", (job_id,)).fetchone()
+    if state == "running":
+        return int(running)
+    (turn,) = tx.sql(  # this job is its namespace's turn-th queued job
+        "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND namespace = ? AND seq <= ?", (namespace, seq)
     ).fetchone()
+    rotation = tx.sql(  # namespaces with queued jobs, in the order their turns come
+        "SELECT q.namespace, COUNT(*), (SELECT MAX(started_at) FROM jobs AS s WHERE s.namespace = q.namespace) AS at "
+        "FROM jobs AS q WHERE q.state = 'queued' GROUP BY q.namespace ORDER BY at IS NOT NULL, at, MIN(q.seq)"
+    ).fetchall()
+    ahead, before = running + turn - 1, True
+    for other, queued, _ in rotation:
+        if other == namespace:
+            before = False
+            continue
+        ahead += min(queued, turn if before else turn - 1)
     return int(ahead)
 
 
@@ -466,9 +544,12 @@ def _owned_update(tx: Tx, job_id: str, owner: str, assignments: str, params: tup
     return cursor.rowcount == 1
 
 
-def _set_failed(tx: Tx, job_id: str, error: str) -> None:
+def _set_failed(tx: Tx, job: Job, error: str, reverted: list[Reverted], kept: list[str]) -> None:
+    """A terminal state with the chunk kept; `result` keeps the last attempt's calls, what the
+    failure reverted and what it left in place (what undo and retry then work on)."""
+    result = {**(job.result or {}), "reverted": [asdict(r) for r in reverted], "kept": kept}
     tx.sql(
-        "UPDATE jobs SET state = 'failed', error = ?, finished_at = ?, lease_owner = NULL, lease_until = NULL "
-        "WHERE id = ?",
-        (error, now_iso(), job_id),
+        "UPDATE jobs SET state = 'failed', error = ?, result = ?, finished_at = ?, lease_owner = NULL, "
+        "lease_until = NULL WHERE id = ?",
+        (error, json.dumps(result), now_iso(), job.id),
     )

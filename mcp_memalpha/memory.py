@@ -121,6 +121,25 @@ def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memo
     return value
 
 
+# WordPiece counts any word of over 100 characters as one [UNK], so tokens alone do not bound a
+# core's size; English prose averages 4 to 5 characters per token, so this never binds on prose.
+CORE_MAX_CHARS_PER_TOKEN = 8
+
+
+def check_core_size(text: str, limit_tokens: int, field: str) -> None:
+    """Refuse a core paragraph over `limit_tokens` tokens, or over 8 characters per token of it."""
+    hint = (
+        f"core memory holds one short paragraph (counted with the {TOKENIZER_NAME} tokenizer): "
+        "shorten it and move details to semantic or episodic memory"
+    )
+    max_chars = limit_tokens * CORE_MAX_CHARS_PER_TOKEN
+    if len(text) > max_chars:  # checked first: a huge text is refused without tokenizing it
+        raise CapacityExceeded(field, len(text), max_chars, "characters", hint)
+    size = count_tokens(text)
+    if size > limit_tokens:
+        raise CapacityExceeded(field, size, limit_tokens, "tokens", hint)
+
+
 class Memory:
     """Open with `Memory(settings).open()` (or as a context manager); thread-safe."""
 
@@ -327,17 +346,7 @@ class Memory:
         """Replace the core paragraph; refused (not truncated) when over capacity."""
         empty = "is empty; to clear core memory use memory_delete(memory_type='core')"
         text = clean_text(new_content, "new_content", empty)
-        limit = self.settings.core_capacity_tokens
-        size = count_tokens(text)
-        if size > limit:
-            raise CapacityExceeded(
-                "new_content",
-                size,
-                limit,
-                "tokens",
-                f"core memory holds one short paragraph (counted with the {TOKENIZER_NAME} tokenizer): "
-                "shorten it and move details to semantic or episodic memory",
-            )
+        check_core_size(text, self.settings.core_capacity_tokens, "new_content")
         return self._write_core(ctx, text, expected_version, "core_update")
 
     def clear_core(self, ctx: CallContext, expected_version: int | None = None) -> CoreRow:

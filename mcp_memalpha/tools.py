@@ -229,6 +229,10 @@ class MemorizeUndoArgs(_Args):
     job_id: JobIdArg
 
 
+class MemorizeRetryArgs(_Args):
+    job_id: JobIdArg
+
+
 # ---- results ---------------------------------------------------------------------------------
 
 
@@ -364,7 +368,10 @@ class HistoryOut(BaseModel):
     versions: list[VersionOut] = Field(description="Every version, oldest first.")
 
 
-JOB_STATES = "queued, running, done, failed (after its last attempt; its writes reverted) or undone"
+JOB_STATES = (
+    "queued, running, done, failed (after its last attempt; its writes reverted except any that another writer "
+    "changed since, which `error` lists; memorize_retry queues it again) or undone"
+)
 
 
 class MemorizeOut(BaseModel):
@@ -553,6 +560,11 @@ def _progress_message(job: Job, position: int | None) -> str:
     if job.state == "queued":
         return f"job {job.id} queued, {position} unfinished jobs ahead"
     return f"job {job.id} {job.state}, {len(job.calls)} tool calls made"
+
+
+def _memorize_retry(memory: Memory, ctx: CallContext, a: MemorizeRetryArgs) -> MemorizeOut:
+    job, position = JobQueue(memory.ledger, memory.settings).retry(ctx, a.job_id)
+    return MemorizeOut(job_id=job.id, state=job.state, position=position)
 
 
 def _memorize_undo(memory: Memory, ctx: CallContext, a: MemorizeUndoArgs) -> MemorizeUndoOut:
@@ -765,9 +777,9 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Hand a chunk of conversation (or any text) to the memory curator, a local model that decides what is "
             "worth keeping: it rewrites core memory and inserts, updates or deletes episodic and semantic "
             "memories through the memory tools. Returns at once with a job_id and the job's place in the queue; "
-            "jobs run in the background one at a time, in order. Follow one with memorize_status, revert it "
-            "with memorize_undo. Refused when the chunk is empty or too long, or when the namespace already has "
-            "policy_max_queue unfinished jobs."
+            "jobs run in the background one at a time, namespaces taking turns. Follow one with memorize_status, "
+            "revert it with memorize_undo. Refused when the chunk is empty or too long, or when the namespace "
+            "already has policy_max_queue unfinished jobs."
         ),
         args=MemorizeArgs,
         result=MemorizeOut,
@@ -792,8 +804,8 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_undo",
         title="Undo a memorize job",
         description=(
-            "Revert everything a done memorize job wrote: memories it created are deleted, memories it changed "
-            "or deleted are put back as they were, and core memory too, each as a new version (memory_history "
+            "Revert everything a done (or failed) memorize job wrote: memories it created are deleted, memories it "
+            "changed or deleted are put back as they were, and core memory too, each as a new version (memory_history "
             "shows it). All or nothing: refused, naming the memories, if another writer changed one of them "
             "after the job wrote it. Jobs can be undone until they are removed, undo_days (default 7) after "
             "they finished."
@@ -802,6 +814,18 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         result=MemorizeUndoOut,
         handler=_memorize_undo,
         destructive=True,
+    ),
+    ToolSpec(
+        name="memorize_retry",
+        title="Retry a failed memorize job",
+        description=(
+            "Queue a failed memorize job again with its chunk (its writes were reverted when it failed). Refused, "
+            "naming them, if its failure left memories in place because another writer had changed them: running "
+            "the chunk again would apply it twice."
+        ),
+        args=MemorizeRetryArgs,
+        result=MemorizeOut,
+        handler=_memorize_retry,
     ),
 )
 MEMALPHA_TOOLS: tuple[str, ...] = tuple(tool.name for tool in TOOLS if tool.memalpha)

@@ -25,11 +25,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from mcp_memalpha import ids
 from mcp_memalpha.context import clean_text, now_iso
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.memory import Memory
+from mcp_memalpha.memory import Memory, check_core_size
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Tx
 from mcp_memalpha.timeparse import from_stored
-from mcp_memalpha.tokens import count_tokens
 from mcp_memalpha.validation import validation_problems
 
 OnConflict = Literal["error", "skip", "replace"]
@@ -206,9 +205,7 @@ def _once(first_line: dict[str, int], key: str, number: int, field: str) -> None
 def _core_row(record: CoreRecord, memory: Memory) -> CoreRow:
     if record.content:
         clean_text(record.content, "content", "is empty")
-    limit = memory.settings.core_capacity_tokens
-    if count_tokens(record.content) > limit:
-        raise InvalidArgument("content", f"core memory is over this store's capacity of {limit} tokens")
+    check_core_size(record.content, memory.settings.core_capacity_tokens, "content")
     return CoreRow(record.namespace, record.content, record.version, record.updated_at, record.source, record.job_id)
 
 

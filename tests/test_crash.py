@@ -24,8 +24,10 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_write(tmp_path: Path) ->
     assert report.doctor == "healthy"
 
 
-def snapshot(items: dict[str, ItemState], writes: int) -> LedgerSnapshot:
-    ops = [Op(seq, "insert", None, 1, "") for seq in range(writes)]
+INSERT, UPDATE = Op(1, "insert", "s-aaaaaa", 1, "fact ck1"), Op(2, "update", "s-aaaaaa", 2, "fact ck2")
+
+
+def snapshot(items: dict[str, ItemState], ops: list[Op]) -> LedgerSnapshot:
     return LedgerSnapshot(integrity="ok", items=items, ops=ops)
 
 
@@ -35,18 +37,24 @@ def test_the_checks_catch_a_lost_or_unexpected_write() -> None:
     expected.apply(Write("new_memory_insert", {}, "insert", None, 1, "fact ck1"), "s-aaaaaa")
     expected.apply(Write("memory_update", {}, "update", "s-aaaaaa", 2, "fact ck2"), "s-aaaaaa")
     intact = {"s-aaaaaa": ItemState(2, "fact ck2", False)}
-    assert ledger_problems(expected, snapshot(intact, 2), CrashReport()) == []
+    assert ledger_problems(expected, snapshot(intact, [INSERT, UPDATE]), CrashReport()) == []
 
     rolled_back = {"s-aaaaaa": ItemState(1, "fact ck1", False)}
     report = CrashReport()
-    assert ledger_problems(expected, snapshot(rolled_back, 2), report) and report.lost == 1
+    assert ledger_problems(expected, snapshot(rolled_back, [INSERT, UPDATE]), report) and report.lost == 1
     stray = intact | {"s-bbbbbb": ItemState(1, "never acknowledged", False)}
     report = CrashReport()
-    assert ledger_problems(expected, snapshot(stray, 3), report) and report.unexpected == 2
+    stray_ops = [INSERT, UPDATE, Op(3, "insert", "s-bbbbbb", 1, "never acknowledged")]
+    assert ledger_problems(expected, snapshot(stray, stray_ops), report) and report.unexpected == 2
+    # the log is compared by content: as many operations as writes, but one of them other, is caught
+    report = CrashReport()
+    swapped = [INSERT, Op(2, "update", "s-aaaaaa", 2, "another text ck9")]
+    assert ledger_problems(expected, snapshot(intact, swapped), report) and report.unexpected == 2
 
     # A write in flight at the kill that landed is adopted; one that did not is simply absent.
     expected.pending = Write("memory_delete", {}, "delete", "s-aaaaaa", 3, None)
     landed = {"s-aaaaaa": ItemState(3, "fact ck2", True)}
+    landed_ops = [INSERT, UPDATE, Op(3, "delete", "s-aaaaaa", 3, None)]
     report = CrashReport()
-    settle_pending(expected, snapshot(landed, 3), report)
-    assert report.in_flight_landed == 1 and ledger_problems(expected, snapshot(landed, 3), report) == []
+    settle_pending(expected, snapshot(landed, landed_ops), report)
+    assert report.in_flight_landed == 1 and ledger_problems(expected, snapshot(landed, landed_ops), report) == []

@@ -58,25 +58,36 @@ async def test_memorize_builds_policy_memory_and_undo_restores_it_exactly(tmp_pa
         assert await snapshot(client) == before
 
 
-async def test_a_job_killed_mid_run_completes_exactly_once_after_restart(tmp_path: Path) -> None:
+def inserted(status: dict[str, Any]) -> set[str]:
+    """Ids of the memories the job's calls so far inserted."""
+    return {c["output"]["memory_id"] for c in status["calls"] if c["ok"] and c["name"] == "new_memory_insert"}
+
+
+async def test_a_job_killed_after_its_first_writes_completes_exactly_once_after_restart(tmp_path: Path) -> None:
+    """The server is killed after the curator has written (so the restart must revert those writes),
+    and the chunk's memories end up there once: the killed attempt's are tombstones."""
     data = tmp_path / "data"
     chunk, date = CHUNKS[0] if len(CHUNKS[0][0]) > len(CHUNKS[1][0]) else CHUNKS[1]
     lease = {"MEMALPHA_POLICY_LEASE_SECONDS": "2"}
     with http_server(data, "--policy", "default", **lease) as (url, process):
         async with connect(url) as client:
             job_id = (await call(client, "memorize", chunk=chunk, timestamp=date))["job_id"]
-            with anyio.fail_after(120):
-                while (await call(client, "memorize_status", job_id=job_id))["state"] != "running":
+            with anyio.fail_after(240):
+                while not (killed := inserted(status := await call(client, "memorize_status", job_id=job_id))):
+                    assert status["state"] in ("queued", "running"), status
                     await anyio.sleep(0.02)
-            process.send_signal(signal.SIGKILL)  # mid-generation: the job holds its lease
+            process.send_signal(signal.SIGKILL)  # the curator has written; the job holds its lease
         process.wait()
     with http_server(data, "--policy", "default", **lease) as (url, _):
         async with connect(url) as client:
-            status = await call(client, "memorize_status", job_id=job_id, wait_seconds=120)
+            status = await call(client, "memorize_status", job_id=job_id, wait_seconds=240)
             assert status["state"] == "done", status
             assert status["attempts"] == 2  # the killed run, then the rerun
-            items = []
+            items, deleted = [], set()
             for kind in ("episodic", "semantic"):
                 items += (await call(client, "memory_list", memory_type=kind))["memories"]
+                gone = await call(client, "memory_list", memory_type=kind, deleted=True)
+                deleted |= {m["memory_id"] for m in gone["memories"]}
             contents = [m["content"] for m in items]
             assert len(items) == status["executed"] and len(set(contents)) == len(contents)  # once, not twice
+            assert killed <= deleted and not killed & {m["memory_id"] for m in items}  # reverted, not kept

@@ -401,20 +401,82 @@ def test_a_job_interrupted_on_its_last_attempt_fails_and_leaves_nothing(
     assert list(memory.iter_items(ctx.namespace)) == []
 
 
-def test_an_interrupted_job_whose_writes_were_changed_is_failed_not_rerun(
+def test_an_interrupted_job_whose_writes_were_changed_reverts_the_rest_and_lists_them(
     memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
 ) -> None:
+    """A killed attempt inserted A and B; a client then edited A. At the next claim B is reverted,
+    A (the client's now) is left and listed, and the job is failed, not rerun (that would apply the
+    chunk twice); undo and retry answer truthfully."""
     job, _ = queue.enqueue(ctx, "chunk")
     dead = queue.claim("dying-worker")
     assert dead is not None
-    made = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")
-    memory.update(ctx, "semantic", made["memory_id"], "Ana has a cat; a client fixed this.")
+    a = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    b = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a dog.")["memory_id"]
+    memory.update(ctx, "semantic", a, "Ana has a cat; a client fixed this.")
     clock.now += LEASE + 1
     assert queue.claim("w") is None
     failed, _ = queue.status(ctx, job.id)
-    assert failed.state == "failed" and made["memory_id"] in (failed.error or "")
+    assert failed.state == "failed" and a in (failed.error or "") and b not in (failed.error or "")
     assert "would apply the chunk twice" in (failed.error or "")
+    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+    assert [(r["memory_id"], r["action"]) for r in failed.result["reverted"]] == [(b, "deleted")]
     assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat; a client fixed this."]
+    with pytest.raises(JobConflict, match=a):  # not "there is nothing to undo": A is still the job's write
+        queue.undo(ctx, job.id)
+    with pytest.raises(InvalidArgument, match="apply the chunk twice"):
+        queue.retry(ctx, job.id)
+    assert queue.status(ctx, job.id)[0].state == "failed"
+
+
+def test_a_last_attempt_that_fails_reverts_all_but_what_another_writer_changed(
+    memory: Memory, queue: JobQueue, ctx: CallContext
+) -> None:
+    job, _ = queue.enqueue(ctx, "chunk")
+    claim = queue.claim("w")
+    assert claim is not None
+    a = write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a dog.")
+    memory.update(ctx, "semantic", a, "Ana has a grey cat.")
+    assert queue.fail(job.id, claim.owner, "RuntimeError: the model crashed", retry=False) == "failed"
+    failed, _ = queue.status(ctx, job.id)
+    assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a grey cat."]  # the dog is reverted
+    assert f"reverted except memory '{a}'" in (failed.error or "")
+    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+
+
+def test_a_job_given_up_keeps_its_chunk_and_can_be_retried_or_undone(
+    memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
+) -> None:
+    """After policy_max_attempts interruptions the chunk is not dropped: the job is failed, visibly,
+    with its chunk, and memorize_retry runs it again to completion."""
+    job, _ = queue.enqueue(ctx, "User: I adopted a cat.")
+    for _ in range(2):
+        claim = queue.claim("dying-worker")
+        assert claim is not None
+        write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="half done")
+        clock.now += LEASE + 1
+    assert queue.claim("w") is None
+    failed, _ = queue.status(ctx, job.id)
+    assert failed.state == "failed" and failed.chunk == "User: I adopted a cat."
+    assert "memorize_retry" in (failed.error or "") and list(memory.iter_items(ctx.namespace)) == []
+    with pytest.raises(InvalidArgument, match="no memorize job"):
+        queue.retry(CallContext(namespace="elsewhere"), job.id)
+
+    again, position = queue.retry(ctx, job.id)
+    assert (again.state, again.attempts, position) == ("queued", 0, 0)
+    with pytest.raises(InvalidArgument, match="only a failed job can be retried"):
+        queue.retry(ctx, job.id)
+    claim = queue.claim("w")
+    assert claim is not None and claim.job.id == job.id and claim.reverted == []  # reverted when it failed
+    write(memory, queue, claim, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")
+    assert queue.finish(job.id, claim.owner, {"calls": []})
+    assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat."]  # once
+
+    other, _ = queue.enqueue(ctx, "chunk")
+    claim = queue.claim("w")
+    assert claim is not None
+    assert queue.fail(other.id, claim.owner, "boom", retry=False) == "failed"
+    assert queue.undo(ctx, other.id) == [] and queue.status(ctx, other.id)[0].state == "undone"
 
 
 def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(
@@ -428,3 +490,49 @@ def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(
     assert "memorize jobs: 1 queued, 1 running" in report.facts
     assert any(fact.startswith("1 running memorize job(s) lost their worker") for fact in report.facts)
     assert report.healthy  # a stuck job is not damage: a server with a policy takes it over
+
+
+# ---- fairness across namespaces ----------------------------------------------------------
+
+
+def test_one_namespaces_flood_does_not_put_anothers_job_behind_it(settings: Settings, memory: Memory) -> None:
+    """100 queued jobs of one tenant: another tenant's job is next after the one being run, not 101st."""
+    queue = JobQueue(memory.ledger, settings.model_copy(update={"policy_max_queue": 100}))
+    flood = CallContext(namespace="flood")
+    flooded = [queue.enqueue(flood, f"chunk {i}")[0].id for i in range(100)]
+    running = queue.claim("w")
+    assert running is not None and running.job.id == flooded[0]
+    other, position = queue.enqueue(CallContext(namespace="quiet"), "User: one small thing.")
+    assert position == 1  # only the job being run is ahead of it
+    assert queue.status(CallContext(namespace="flood"), flooded[1])[1] == 2  # the flood's next waits its turn
+    assert queue.finish(running.job.id, running.owner, {"calls": []})
+    claim = queue.claim("w")
+    assert claim is not None and claim.job.id == other.id
+    # and then turns alternate: each namespace's next job goes before another's later ones
+    queue.finish(claim.job.id, claim.owner, {"calls": []})
+    later = queue.enqueue(CallContext(namespace="quiet"), "User: another thing.")[0]
+    order = []
+    for _ in range(3):
+        claim = queue.claim("w")
+        assert claim is not None
+        order.append(claim.job.id)
+        queue.finish(claim.job.id, claim.owner, {"calls": []})
+    assert order == [flooded[1], later.id, flooded[2]]
+
+
+def test_a_failed_job_keeps_what_its_undo_reads_through_compaction(
+    memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
+) -> None:
+    """A failed job is undoable, so compaction keeps the operations its undo reads: the write it
+    left in place is still named after the history was cut, not silently forgotten."""
+    job, _ = queue.enqueue(ctx, "chunk")
+    dead = queue.claim("dying-worker")
+    assert dead is not None
+    a = write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content="Ana has a cat.")["memory_id"]
+    memory.update(ctx, "semantic", a, "Ana has a cat; a client fixed this.")
+    clock.now += LEASE + 1
+    assert queue.claim("w") is None and queue.status(ctx, job.id)[0].state == "failed"
+    memory.compact(history_versions=1, undo_days=7)
+    with pytest.raises(JobConflict, match=a):
+        queue.undo(ctx, job.id)
+    assert queue.status(ctx, job.id)[0].state == "failed"
