@@ -67,6 +67,16 @@ if TYPE_CHECKING:
     default=None,
     help="Write the Markdown table here (and the chart beside it, .png).",
 )
+@click.option(
+    "--trained-on",
+    "trained_on",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A training run folder (or checkpoint) whose conversations must not be evaluated on; checkpoint "
+    "policies are checked by themselves; repeatable.",
+)
+@click.option("--force", is_flag=True, help="Evaluate even on conversations a policy was trained on.")
+@click.option("--resamples", type=int, default=2000, show_default=True, help="Bootstrap resamples of the windows.")
 def eval_command(
     data: Path | None,
     sessions_per_instance: int | None,
@@ -82,16 +92,40 @@ def eval_command(
     reader: str,
     threads: int | None,
     output: Path | None,
+    trained_on: tuple[Path, ...],
+    force: bool,
+    resamples: int,
 ) -> None:
-    """Evaluate curators against the baselines (score and memory tokens per data source)."""
+    """Evaluate curators against the baselines (score and memory tokens per data source); with two
+    or more policies, each later one minus the first, paired on the same windows with a bootstrap
+    95% interval, per question category."""
     from training.data import default_locomo_path, describe, load_instances, truncate
-    from training.evaluate import EvalConfig, evaluate, plot, render_markdown
+    from training.evaluate import (
+        EvalConfig,
+        evaluate,
+        paired,
+        plot,
+        refuse_trained,
+        render_markdown,
+        render_paired,
+        trained_conversations,
+    )
 
     instances = load_instances(data or default_locomo_path(), limit=limit, sessions_per_instance=sessions_per_instance)
     instances = [truncate(i, max_chunks=max_chunks, max_questions=max_questions) for i in instances]
     instances = [i for i in instances if i.questions]
     click.echo(f"data: {describe(instances)}", err=True)
-    builders = {_policy_name(p): _policy_builder(p, wire_format, threads) for p in policies}
+    sources = [*trained_on, *(Path(p) for p in policies if p != "default" and Path(p).is_dir())]
+    trained = set().union(*(trained_conversations(path) for path in sources)) if sources else set()
+    try:
+        refuse_trained(instances, trained)
+    except ValueError as exc:
+        if not force:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"warning (--force): {exc}", err=True)
+    names = [_policy_name(p) for p in policies]
+    names = [n if names.count(n) == 1 else f"policy:{p}" for n, p in zip(names, policies, strict=True)]
+    builders = {n: _policy_builder(p, wire_format, threads) for n, p in zip(names, policies, strict=True)}
     chosen_reader = _reader(reader, threads)
     result = evaluate(
         instances,
@@ -102,6 +136,8 @@ def eval_command(
         progress=lambda line: click.echo(line, err=True),
     )
     table = render_markdown(result, reader=reader, budget=budget)
+    for name in names[1:]:
+        table += "\n" + render_paired(paired(result, name, names[0], resamples=resamples))
     click.echo(table)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
