@@ -183,16 +183,27 @@ def _reader(spec: str, threads: int | None) -> Reader:
 @click.option("--output-dir", default=None, help="Override output_dir.")
 @click.option("--steps", type=int, default=None, help="Override the number of optimization steps.")
 @click.option("--model", default=None, help="Override the start model: tiny, default (SmolLM2-135M GGUF), or a folder.")
-def train_command(config_path: Path, output_dir: str | None, steps: int | None, model: str | None) -> None:
-    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL."""
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the newest checkpoint-N in the output folder (set save_steps to write them).",
+)
+def train_command(
+    config_path: Path, output_dir: str | None, steps: int | None, model: str | None, resume: bool
+) -> None:
+    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL; runs under
+    `accelerate launch` too (one process per device, or several on CPU)."""
     try:
         from training.grpo import TrainConfig, train
     except ImportError as exc:  # torch / transformers / trl missing
         raise click.ClickException(
             f"training needs the train extra: pip install 'mcp-memalpha[train]' ({exc})"
         ) from None
-    config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
-    train(config, log=lambda line: click.echo(line, err=True))
+    try:
+        config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
+        train(config, resume=resume, log=lambda line: click.echo(line, err=True))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("export-gguf")
