@@ -69,14 +69,14 @@ def speed(config_path: Path, steps: int, output_dir: Path | None) -> None:
     )
 
 
-def spread(config_path: Path, windows: int, model: str) -> None:
+def spread(config_path: Path, windows: int, model: str, output_dir: Path | None) -> None:
     from training.generation import TransformersGenerator
     from training.grpo import load_start_model
 
     config = TrainConfig.from_toml(config_path, model=model)
     instances = training_instances(config)[:windows]
-    with tempfile.TemporaryDirectory(prefix="reward-spread-") as folder:
-        network, tokenizer = load_start_model(config, Path(folder))
+    with tempfile.TemporaryDirectory(prefix="reward-spread-") as scratch:
+        network, tokenizer = load_start_model(config, output_dir or Path(scratch))
     generator = TransformersGenerator(
         network, tokenizer, max_new_tokens=config.max_new_tokens, temperature=config.temperature
     )
@@ -115,14 +115,15 @@ def main() -> None:
         command = commands.add_parser(name)
         command.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     commands.choices["speed"].add_argument("--steps", type=int, default=2)
-    commands.choices["speed"].add_argument("--output-dir", type=Path, default=None)
+    for name in ("speed", "spread"):  # a kept folder reuses its dequantized start model
+        commands.choices[name].add_argument("--output-dir", type=Path, default=None)
     commands.choices["spread"].add_argument("--windows", type=int, default=4)
     commands.choices["spread"].add_argument("--model", default="tiny", help="tiny (random weights) or default")
     args = parser.parse_args()
     if args.command == "speed":
         speed(args.config, args.steps, args.output_dir)
     else:
-        spread(args.config, args.windows, args.model)
+        spread(args.config, args.windows, args.model, args.output_dir)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ def test_training_instances_all_have_t_chunks() -> None:
     config = TrainConfig(chunks_per_instance=2, max_questions=3)
     instances = training_instances(config)
     assert instances and all(len(i.chunks) == 2 and 1 <= len(i.questions) <= 3 for i in instances)
+    few = training_instances(TrainConfig(chunks_per_instance=1, max_questions=5))
+    rich = training_instances(TrainConfig(chunks_per_instance=1, max_questions=5, min_questions=4))
+    assert rich and len(rich) < len(few) and all(4 <= len(i.questions) <= 5 for i in rich)
 
 
 def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ class TrainConfig:
     # cut each chunk to its first lines within this many tokens (shorter prompts, faster steps);
     # the questions kept are those whose answer the cut chunks still hold (answer-token recall >= 0.5)
     max_chunk_tokens: int | None = None
+    # windows with fewer questions are dropped: one question makes r1 a coin flip for the group
+    min_questions: int = 1
     # conversations (LoCoMo sample_id) kept out of training, to evaluate on unseen data
     holdout: list[str] = field(default_factory=list)
     # rollouts
@@ -120,7 +122,8 @@ class TrainConfig:
 
 
 def training_instances(config: TrainConfig) -> list[Instance]:
-    """Instances with exactly T chunks (cut to T; shorter ones dropped) and at least one question."""
+    """Instances with exactly T chunks (cut to T; shorter ones dropped) and at least
+    `min_questions` questions (and one)."""
     if config.data is None:
         found = training_set(sessions_per_instance=config.sessions_per_instance, max_questions=None)
     else:
@@ -132,7 +135,7 @@ def training_instances(config: TrainConfig) -> list[Instance]:
         if config.max_chunk_tokens:
             instance = shorten(instance, config.max_chunk_tokens)
         cut = truncate(instance, max_chunks=config.chunks_per_instance, max_questions=config.max_questions)
-        if len(cut.chunks) == config.chunks_per_instance and cut.questions:
+        if len(cut.chunks) == config.chunks_per_instance and len(cut.questions) >= max(1, config.min_questions):
             kept.append(cut)
     if not kept:
         raise ValueError(f"no instance has {config.chunks_per_instance} chunks and a question in {config.data}")
