@@ -112,3 +112,73 @@ def test_the_server_cli_does_not_import_training_until_a_training_command_runs()
     code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.split('.')[0] == 'training'])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def keep_nothing(messages: list[dict[str, str]]) -> str:
+    return ""
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean() -> None:
+    from training.evaluate import bootstrap_interval
+
+    values = [0.1, 0.2, 0.0, 0.3, 0.15, 0.25, 0.05, 0.2]
+    interval = bootstrap_interval(values, resamples=1000, seed=1)
+    assert interval.mean == pytest.approx(sum(values) / len(values))
+    assert interval.low < interval.mean < interval.high
+    assert interval.low >= 0.0
+    assert interval.high <= 0.3
+    assert bootstrap_interval(values, resamples=1000, seed=1) == interval  # reproducible
+    assert bootstrap_interval([0.2] * 5).low == bootstrap_interval([0.2] * 5).high == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="at least one"):
+        bootstrap_interval([])
+
+
+def test_paired_difference_of_two_policies_per_window_and_category() -> None:
+    from training.evaluate import paired, render_paired
+
+    other = Instance("toy-2", CHUNKS[:1], [QA("What is the name of Caroline's dog?", "Biscuit", 1, (0,))], "locomo")
+    result = evaluate(
+        [INSTANCE, other],
+        baselines=[],
+        policies={"none": generator_builder(keep_nothing), "scripted": generator_builder(keep_names)},
+        config=EvalConfig(budget=40),
+    )
+    comparison = paired(result, "scripted", "none", resamples=200)
+    assert comparison.overall.n == 2 and comparison.overall.mean == pytest.approx(1.0)
+    assert comparison.overall.low == pytest.approx(1.0)  # every window gained all of it
+    assert set(comparison.by_category) == {1, 4}
+    assert comparison.by_category[1].n == 1 and comparison.by_category[4].n == 1
+    assert comparison.tokens[0] > comparison.tokens[1] == 0
+    table = render_paired(comparison)
+    assert "| all | 2 | +1.000 | [+1.000, +1.000] |" in table and "| category 4 |" in table
+    with pytest.raises(ValueError, match="common window"):
+        paired(result, "scripted", "flat")
+
+
+def test_conversations_used_for_training_are_refused(tmp_path: Path) -> None:
+    from training.evaluate import refuse_trained, trained_conversations
+
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"holdout": ["conv-26"], "trained_on": ["conv-30", "conv-41"]}))
+    assert trained_conversations(run) == trained_conversations(run / "final") == {"conv-30", "conv-41"}
+    assert trained_conversations(tmp_path) == set()
+    seen = Instance("conv-30-s1-2", CHUNKS, INSTANCE.questions, "locomo", {"sample_id": "conv-30"})
+    unseen = Instance("conv-26-s1-2", CHUNKS, INSTANCE.questions, "locomo", {"sample_id": "conv-26"})
+    refuse_trained([unseen], {"conv-30", "conv-41"})
+    with pytest.raises(ValueError, match="conv-30 were used for training"):
+        refuse_trained([unseen, seen], {"conv-30", "conv-41"})
+
+
+@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+def test_eval_command_refuses_training_conversations_unless_forced(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"trained_on": ["conv-26"]}))
+    args = ["eval", "--data", str(LOCOMO), "--sessions-per-instance", "2", "--limit", "1", "--max-questions", "3"]
+    args += ["--baselines", "long-context", "--trained-on", str(run)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "conv-26 were used for training" in refused.output
+    forced = CliRunner().invoke(main, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "| long-context |" in forced.output

@@ -22,10 +22,18 @@ def test_config_from_toml_flattens_sections_and_refuses_unknown_options(tmp_path
     config = TrainConfig.from_toml(SMOKE, steps=3)
     assert (config.model, config.rollouts, config.chunks_per_instance, config.steps) == ("tiny", 2, 2, 3)
     assert config.num_generations == 4  # G rollouts x T chunks: one TRL group = one instance
-    assert config.weights == {"qa": 1.0, "executed": 1.0, "compression": 0.05, "type_fit": 0.1}
+    # the paper's reference weights; the added terms are off unless a config weights them
+    assert config.weights == {"qa": 1.0, "executed": 1.0, "compression": 0.05, "type_fit": 0.1} | {
+        "filler": 0.0,
+        "budget": 0.0,
+        "answers": 0.0,
+    }
     bad = tmp_path / "bad.toml"
     bad.write_text("[optim]\nlearnig_rate = 1e-5\n")
     with pytest.raises(ValueError, match="learnig_rate"):
+        TrainConfig.from_toml(bad)
+    bad.write_text("[reward]\nweights = { qa = 1.0, fillers = -1.0 }\n")
+    with pytest.raises(ValueError, match="fillers"):
         TrainConfig.from_toml(bad)
 
 
@@ -33,6 +41,9 @@ def test_training_instances_all_have_t_chunks() -> None:
     config = TrainConfig(chunks_per_instance=2, max_questions=3)
     instances = training_instances(config)
     assert instances and all(len(i.chunks) == 2 and 1 <= len(i.questions) <= 3 for i in instances)
+    few = training_instances(TrainConfig(chunks_per_instance=1, max_questions=5))
+    rich = training_instances(TrainConfig(chunks_per_instance=1, max_questions=5, min_questions=4))
+    assert rich and len(rich) < len(few) and all(4 <= len(i.questions) <= 5 for i in rich)
 
 
 def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_path: Path) -> None:
@@ -49,6 +60,10 @@ def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_
     prompts = [instances[0].instance_id] * 4 + [instances[1].instance_id] * 4
     output = rollout(prompts, trainer)
     assert len(output["prompt_ids"]) == len(output["completion_ids"]) == len(output["env_mask"]) == 8
+    # TRL's contract: the log-probability each token was sampled with (free sampling: all <= 0)
+    assert [len(lp) for lp in output["logprobs"]] == [len(ids) for ids in output["completion_ids"]]
+    assert all(v <= 0.0 for lp in output["logprobs"] for v in lp)
+    assert output["importance_weights"] == [[pytest.approx(1.0)] * len(ids) for ids in output["completion_ids"]]
     assert all(1 <= len(ids) <= 4 for ids in output["completion_ids"])
     # free sampling: the model chose every token, and TRL learns from all of them
     assert output["env_mask"] == [[1] * len(ids) for ids in output["completion_ids"]]
@@ -122,6 +137,17 @@ def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_p
             sample = generator.sample(episode.prompt(), completions)
             records = episode.submit(sample.text)
         assert len(sample.completion_ids) <= 400
+        # sampling log-probs: renormalized over the allowed tokens, so at least the full
+        # distribution's; fed tokens had probability 1; importance weight = P_full / P_sampled <= 1
+        assert sample.logprobs is not None and sample.full_logprobs is not None
+        assert len(sample.logprobs) == len(sample.full_logprobs) == len(sample.completion_ids)
+        for sampled, full, picked in zip(sample.logprobs, sample.full_logprobs, sample.loss_mask(), strict=True):
+            if picked:
+                assert full <= sampled + 1e-6 <= 1e-6
+            else:
+                assert sampled == full == 0.0
+        assert all(0.0 < w <= 1.0 + 1e-6 for w in sample.importance_weights())
+        assert any(w < 0.99 for w, m in zip(sample.importance_weights(), sample.loss_mask(), strict=True) if m)
         # the loss learns from the model's choices only, not from the text the format fed
         mask = sample.loss_mask()
         assert len(mask) == len(sample.completion_ids) and mask[0] == 1
@@ -141,3 +167,137 @@ def test_held_out_conversations_never_reach_training() -> None:
     config = TrainConfig(chunks_per_instance=1, holdout=["conv-26"])
     sources = {instance.metadata["sample_id"] for instance in training_instances(config)}
     assert sources == {"conv-30", "conv-41"}
+
+
+def test_rollouts_of_one_prompt_share_its_forward_pass_without_changing_the_samples(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.environment import Episode
+    from training.generation import TransformersGenerator
+    from training.tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    instance = training_instances(TrainConfig(chunks_per_instance=1, max_questions=2))[0]
+    texts = {}
+    for name, shared in (("shared", TransformersGenerator(model, tokenizer, max_new_tokens=60)), ("fresh", None)):
+        outputs = []
+        for seed in (0, 1, 0):
+            generator = shared or TransformersGenerator(model, tokenizer, max_new_tokens=60)
+            torch.manual_seed(seed)
+            with Episode(instance, wire_format="json") as episode:
+                outputs.append(generator.sample(episode.prompt(), episode.completions()).text)
+        texts[name] = outputs
+        if shared is not None:
+            assert shared.prompt_passes == 1  # three rollouts, one pass over their common prompt
+    assert texts["shared"] == texts["fresh"]  # the kept cache is copied, never extended in place
+    assert texts["shared"][0] == texts["shared"][2]
+
+
+def test_shorter_chunks_keep_only_the_questions_they_still_answer() -> None:
+    from mcp_memalpha.tokens import count_tokens
+    from training.grpo import shorten
+
+    full = training_instances(TrainConfig(chunks_per_instance=1, max_questions=None))[0]
+    short = shorten(full, 200)
+    assert short.chunks[0].splitlines()[0] == full.chunks[0].splitlines()[0]  # the dated header stays
+    assert count_tokens(short.chunks[0]) <= 200 + 60 and len(short.chunks[0]) < len(full.chunks[0])
+    assert set(short.questions) <= set(full.questions) and len(short.questions) < len(full.questions)
+
+
+def _learning_run(tmp_path: Path, name: str, **options: object) -> tuple[TrainConfig, list[dict[str, float]]]:
+    """One real GRPO step of the tiny model (TRL's trainer, our rollouts and rewards)."""
+    from training.grpo import train
+
+    values = {
+        "output_dir": str(tmp_path / name),
+        "steps": 1,
+        "chunks_per_instance": 1,
+        "rollouts": 4,
+        "max_instances": 1,
+        "beta": 0.0,
+        "learning_rate": 1e-2,
+    } | options
+    config = TrainConfig.from_toml(SMOKE, **values)
+    train(config, log=lambda line: None)
+    history = [json.loads(line) for line in (Path(config.output_dir) / "log.jsonl").read_text().splitlines()]
+    return config, history
+
+
+def _weights(folder: Path) -> dict[str, object]:
+    from safetensors.torch import load_file
+
+    return load_file(str(next(folder.glob("*.safetensors"))))
+
+
+def test_a_step_with_group_spread_changes_the_weights_logs_a_grad_norm_and_resumes(tmp_path: Path) -> None:
+    """Constrained json rollouts of a random model differ in what they keep, so the group's
+    rewards differ: the step must move the weights. Then the run resumes from its checkpoint."""
+    import torch
+
+    from training.grpo import train
+
+    config, history = _learning_run(
+        tmp_path,
+        "spread",
+        wire_format="json",
+        max_new_tokens=200,
+        save_steps=1,
+        weights={"answers": 0.5, "budget": 0.2},
+    )
+    assert history[0]["reward_std"] > 0 and history[0]["grad_norm"] > 0
+    assert 0 < history[0]["sampling/importance_weight/mean"] <= 1.0
+    start, final = _weights(tmp_path / "spread" / "tiny-start"), _weights(tmp_path / "spread" / "final")
+    changed = [key for key in start if not torch.equal(start[key], final[key])]  # type: ignore[arg-type]
+    assert len(changed) > len(start) // 2, changed
+
+    resumed = dataclasses_replace(config, steps=2)
+    train(resumed, resume=True, log=lambda line: None)
+    log = [json.loads(line) for line in (tmp_path / "spread" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]  # step 1 from the checkpoint, step 2 run now
+    assert (tmp_path / "spread" / "checkpoint-2").is_dir()
+    assert json.loads((tmp_path / "spread" / "checkpoint-1" / "memalpha_training.json").read_text())["trained_on"]
+
+
+def test_a_step_with_zero_group_spread_leaves_the_weights_alone(tmp_path: Path) -> None:
+    """A random model in the memalpha format writes no call in 4 tokens: every rollout earns the
+    same reward, every advantage is 0, so (beta 0) the gradient is 0 and no weight moves."""
+    import torch
+
+    _, history = _learning_run(tmp_path, "flat", wire_format="memalpha", max_new_tokens=4)
+    assert history[0]["reward_std"] == 0 and history[0]["grad_norm"] == 0
+    start, final = _weights(tmp_path / "flat" / "tiny-start"), _weights(tmp_path / "flat" / "final")
+    assert all(torch.equal(start[key], final[key]) for key in start)  # type: ignore[arg-type]
+
+
+def test_lora_trains_adapters_only_and_final_is_a_merged_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from training.generation import TransformersGenerator
+
+    _, history = _learning_run(
+        tmp_path, "lora", wire_format="json", max_new_tokens=200, lora_r=4, weights={"answers": 0.5, "budget": 0.2}
+    )
+    assert history[0]["reward_std"] > 0 and history[0]["grad_norm"] > 0
+    adapter = _weights(tmp_path / "lora" / "final-adapter")
+    lora_b = [value for key, value in adapter.items() if "lora_B" in key]
+    assert lora_b and any(float(b.abs().sum()) > 0 for b in lora_b)  # type: ignore[attr-defined]  # B starts at 0
+    start, final = _weights(tmp_path / "lora" / "tiny-start"), _weights(tmp_path / "lora" / "final")
+    assert set(final) == set(start)  # final/ is a plain checkpoint: adapters merged in
+    assert not all(torch.equal(start[key], final[key]) for key in start)  # type: ignore[arg-type]
+    generator = TransformersGenerator.load(tmp_path / "lora" / "final", greedy=True, max_new_tokens=4)
+    assert isinstance(generator([{"role": "user", "content": "hello"}]), str)
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    from training.grpo import train
+
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(TrainConfig(output_dir=str(tmp_path / "empty")), resume=True, log=lambda line: None)
+
+
+def dataclasses_replace(config: TrainConfig, **changes: object) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]

@@ -91,3 +91,55 @@ def test_chunk_reward_uses_the_paper_weights_by_default() -> None:
     assert (weights.qa, weights.executed, weights.compression, weights.type_fit) == (1.0, 1.0, 0.05, 0.1)
     assert chunk_reward(0.5, 1.0, 0.8, 0.5, weights) == pytest.approx(0.5 + 1.0 + 0.04 + 0.05)
     assert chunk_reward(0.5, 1.0, 0.8, 0.5, RewardWeights(compression=0.4)) == pytest.approx(0.5 + 1.0 + 0.32 + 0.05)
+
+
+# ---- terms beyond the paper's (weight 0 in the reference configuration) ----------------------
+
+
+def test_filler_penalty_is_the_share_of_writes_that_copy_small_talk() -> None:
+    from training.rewards import filler_penalty, is_filler
+
+    assert is_filler("Caroline: Hi Melanie!")
+    assert is_filler("Melanie: Thanks, Caroline! That sounds great.")
+    assert is_filler("Wow, that's so cool!")
+    assert not is_filler("Caroline: I adopted a dog named Biscuit.")
+    assert not is_filler("Melanie: Thanks! I ran a charity race for mental health last Saturday.")
+    records = [
+        insert("semantic", "Caroline: Thanks so much!"),
+        insert("episodic", "Caroline: I went to a LGBTQ support group yesterday."),
+        insert("episodic", "Caroline: Hello!", ok=False),  # refused: not in memory, not counted
+        CallRecord(1, "search_memory", {"memory_type": "semantic", "query": "hi"}, True),
+    ]
+    assert filler_penalty(records) == 0.5
+    assert filler_penalty([]) == 0.0
+
+
+def test_budget_reward_is_full_within_the_budget_and_falls_to_zero_at_twice_it() -> None:
+    from training.rewards import budget_reward
+
+    assert budget_reward(0, 100) == 1.0
+    assert budget_reward(100, 100) == 1.0
+    assert budget_reward(150, 100) == 0.5
+    assert budget_reward(250, 100) == 0.0
+    with pytest.raises(ValueError, match="budget_tokens"):
+        budget_reward(10, 0)
+
+
+def test_answer_reward_credits_core_and_semantic_writes_that_hold_answers() -> None:
+    from training.data import QA
+    from training.metrics import metric_for
+    from training.rewards import answer_reward
+
+    metric = metric_for("locomo", extractive=True)
+    questions = [QA("What is the dog's name?", "Biscuit", 4), QA("What did Melanie run?", "charity race", 4)]
+    semantic = [insert("semantic", "Caroline: My dog is named Biscuit.")]
+    assert answer_reward(semantic, questions, metric.score) == 0.5
+    both = [
+        *semantic,
+        CallRecord(1, "memory_update", {"memory_type": "core", "new_content": "Melanie ran a charity race."}, True),
+    ]
+    assert answer_reward(both, questions, metric.score) == 1.0
+    # an episodic copy of the same answer earns nothing here (it still counts through r1)
+    assert answer_reward([insert("episodic", "Caroline: My dog is named Biscuit.")], questions, metric.score) == 0.0
+    assert answer_reward([insert("semantic", "Biscuit", ok=False)], questions, metric.score) == 0.0
+    assert answer_reward(semantic, [], metric.score) == 0.0

@@ -70,6 +70,16 @@ if TYPE_CHECKING:
     default=None,
     help="Write the Markdown table here (and the chart beside it, .png).",
 )
+@click.option(
+    "--trained-on",
+    "trained_on",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A training run folder (or checkpoint) whose conversations must not be evaluated on; checkpoint "
+    "policies are checked by themselves; repeatable.",
+)
+@click.option("--force", is_flag=True, help="Evaluate even on conversations a policy was trained on.")
+@click.option("--resamples", type=int, default=2000, show_default=True, help="Bootstrap resamples of the windows.")
 def eval_command(
     data: Path | None,
     sessions_per_instance: int | None,
@@ -85,16 +95,40 @@ def eval_command(
     reader: str,
     threads: int | None,
     output: Path | None,
+    trained_on: tuple[Path, ...],
+    force: bool,
+    resamples: int,
 ) -> None:
-    """Evaluate curators against the baselines (score and memory tokens per data source)."""
+    """Evaluate curators against the baselines (score and memory tokens per data source); with two
+    or more policies, each later one minus the first, paired on the same windows with a bootstrap
+    95% interval, per question category."""
     from training.data import default_locomo_path, describe, load_instances, truncate
-    from training.evaluate import EvalConfig, evaluate, plot, render_markdown
+    from training.evaluate import (
+        EvalConfig,
+        evaluate,
+        paired,
+        plot,
+        refuse_trained,
+        render_markdown,
+        render_paired,
+        trained_conversations,
+    )
 
     instances = load_instances(data or default_locomo_path(), limit=limit, sessions_per_instance=sessions_per_instance)
     instances = [truncate(i, max_chunks=max_chunks, max_questions=max_questions) for i in instances]
     instances = [i for i in instances if i.questions]
     click.echo(f"data: {describe(instances)}", err=True)
-    builders = {_policy_name(p): _policy_builder(p, wire_format, threads) for p in policies}
+    sources = [*trained_on, *(Path(p) for p in policies if p != "default" and Path(p).is_dir())]
+    trained = set().union(*(trained_conversations(path) for path in sources)) if sources else set()
+    try:
+        refuse_trained(instances, trained)
+    except ValueError as exc:
+        if not force:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"warning (--force): {exc}", err=True)
+    names = [_policy_name(p) for p in policies]
+    names = [n if names.count(n) == 1 else f"policy:{p}" for n, p in zip(names, policies, strict=True)]
+    builders = {n: _policy_builder(p, wire_format, threads) for n, p in zip(names, policies, strict=True)}
     chosen_reader = _reader(reader, threads)
     result = evaluate(
         instances,
@@ -105,6 +139,8 @@ def eval_command(
         progress=lambda line: click.echo(line, err=True),
     )
     table = render_markdown(result, reader=reader, budget=budget)
+    for name in names[1:]:
+        table += "\n" + render_paired(paired(result, name, names[0], resamples=resamples))
     click.echo(table)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -150,16 +186,27 @@ def _reader(spec: str, threads: int | None) -> Reader:
 @click.option("--output-dir", default=None, help="Override output_dir.")
 @click.option("--steps", type=int, default=None, help="Override the number of optimization steps.")
 @click.option("--model", default=None, help="Override the start model: tiny, default (SmolLM2-135M GGUF), or a folder.")
-def train_command(config_path: Path, output_dir: str | None, steps: int | None, model: str | None) -> None:
-    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL."""
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the newest checkpoint-N in the output folder (set save_steps to write them).",
+)
+def train_command(
+    config_path: Path, output_dir: str | None, steps: int | None, model: str | None, resume: bool
+) -> None:
+    """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL; runs under
+    `accelerate launch` too (one process per device, or several on CPU)."""
     try:
         from training.grpo import TrainConfig, train
     except ImportError as exc:  # torch / transformers / trl missing
         raise click.ClickException(
             f"training needs the train extra: pip install 'mcp-memalpha[train]' ({exc})"
         ) from None
-    config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
-    train(config, log=lambda line: click.echo(line, err=True))
+    try:
+        config = TrainConfig.from_toml(config_path, output_dir=output_dir, steps=steps, model=model)
+        train(config, resume=resume, log=lambda line: click.echo(line, err=True))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("export-gguf", context_settings=HELP)

@@ -7,7 +7,9 @@ evaluation and export prompt it the same way.
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,16 +33,30 @@ class Sample:
     """One generation: token ids of the prompt and of the completion, and the completion's text.
 
     `chosen` marks the completion tokens the model picked (1) apart from those fed because the
-    format allowed nothing else (0); None when it picked every one."""
+    format allowed nothing else (0); None when it picked every one.
+
+    `logprobs`: per completion token, its log-probability under the distribution it was sampled
+    from (for a constrained pick: the model's distribution at `temperature` renormalized over the
+    allowed candidates; 0.0 for a fed token, which had probability 1). `full_logprobs`: the same
+    tokens under the model's whole distribution at `temperature`, which is what TRL's loss scores;
+    exp(full - sampling) is the importance weight of each pick (1 when sampling was unconstrained)."""
 
     prompt_ids: list[int]
     completion_ids: list[int]
     text: str
     chosen: list[int] | None = None
+    logprobs: list[float] | None = None
+    full_logprobs: list[float] | None = None
 
     def loss_mask(self) -> list[int]:
         """1 for each token the policy update should learn from: the model's own choices."""
         return self.chosen if self.chosen is not None else [1] * len(self.completion_ids)
+
+    def importance_weights(self) -> list[float]:
+        """Per completion token, P_full(token) / P_sampled(token) (1.0 where unknown or fed)."""
+        if self.logprobs is None or self.full_logprobs is None:
+            return [1.0] * len(self.completion_ids)
+        return [math.exp(full - sampled) for full, sampled in zip(self.full_logprobs, self.logprobs, strict=True)]
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
@@ -71,6 +87,8 @@ class TransformersGenerator:
         self.temperature = temperature
         self.greedy = greedy
         self.wire_format = wire_format
+        self._prefix: tuple[tuple[int, ...], Any] | None = None  # the last prompt and its model state
+        self.prompt_passes = 0  # forward passes over a whole prompt (the shared ones are run once)
 
     @classmethod
     def load(cls, folder: Path, **options: Any) -> TransformersGenerator:
@@ -104,11 +122,19 @@ class TransformersGenerator:
                     top_p=None if self.greedy else 1.0,
                     top_k=None if self.greedy else 0,
                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                    output_scores=True,
+                    return_dict_in_generate=True,
                 )
         finally:
             self.model.train(was_training)
-        completion = output[0, len(prompt) :].tolist()
-        return Sample(prompt, completion, self.tokenizer.decode(completion, skip_special_tokens=True))
+        completion = output.sequences[0, len(prompt) :].tolist()
+        # scores are the logits after temperature: the very distribution each token was drawn from
+        logprobs = [
+            float(torch.log_softmax(scores[0].float(), dim=-1)[token])
+            for scores, token in zip(output.scores, completion, strict=True)
+        ]
+        text = self.tokenizer.decode(completion, skip_special_tokens=True)
+        return Sample(prompt, completion, text, logprobs=logprobs, full_logprobs=list(logprobs))
 
     def __call__(self, messages: list[dict[str, str]]) -> str:
         return self.sample(messages).text
@@ -126,11 +152,13 @@ class TransformersGenerator:
         self.model.eval()
         completion: list[int] = []
         chosen: list[int] = []
+        logprobs: list[float] = []
+        full_logprobs: list[float] = []
         text = ""
         eos = self.tokenizer.eos_token_id
         try:
             with torch.no_grad():
-                state = self.model(torch.tensor([prompt], device=device), use_cache=True)
+                state = self._prompt_state(prompt)
                 while len(completion) < self.max_new_tokens:
                     room = self.max_new_tokens - len(completion)
                     rests, may_end = completions(text)
@@ -138,10 +166,14 @@ class TransformersGenerator:
                     if fixed:
                         ids, piece = self._fitted(fixed, room)
                         marks = [0] * len(ids)
+                        logprobs += [0.0] * len(ids)  # fed: probability 1 under the sampler
+                        full_logprobs += [0.0] * len(ids)  # not scored (masked out of the loss)
                     else:
                         firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
                         candidates = [*firsts, *([eos] if may_end or not firsts else [])]
-                        token = self._pick(state.logits[0, -1], candidates)
+                        token, sampled, full = self._pick(state.logits[0, -1], candidates)
+                        logprobs.append(sampled)
+                        full_logprobs.append(full)
                         if token == eos:
                             completion.append(token)
                             chosen.append(1)
@@ -151,6 +183,8 @@ class TransformersGenerator:
                         if not firsts[token].startswith(piece):  # part of a character: take the whole rest
                             ids, piece = self._fitted(firsts[token], room)
                         marks = [1] + [0] * (len(ids) - 1)
+                        logprobs += [0.0] * (len(ids) - 1)
+                        full_logprobs += [0.0] * (len(ids) - 1)
                     completion += ids
                     chosen += marks
                     text += piece
@@ -159,7 +193,22 @@ class TransformersGenerator:
                     )
         finally:
             self.model.train(was_training)
-        return Sample(prompt, completion, text, chosen)
+        return Sample(prompt, completion, text, chosen, logprobs, full_logprobs)
+
+    def _prompt_state(self, prompt: list[int]) -> Any:
+        """The model's output (logits, KV cache) after `prompt`. The rollouts of one group start
+        from the same prompt (every first chunk: empty memory), so the last one is kept and a copy
+        of its cache handed out, instead of running the prompt's forward pass once per rollout;
+        the copy keeps the kept one unchanged as the rollout extends its own."""
+        import torch
+
+        key = tuple(prompt)
+        if self._prefix is None or self._prefix[0] != key:
+            state = self.model(torch.tensor([prompt], device=self.model.device), use_cache=True)
+            self._prefix = (key, state)
+            self.prompt_passes += 1
+        state = self._prefix[1]
+        return type(state)(logits=state.logits, past_key_values=copy.deepcopy(state.past_key_values))
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -171,12 +220,16 @@ class TransformersGenerator:
             return ids, text
         return ids[:room], self.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
 
-    def _pick(self, logits: Any, candidates: list[int]) -> int:
-        """Greedy or sampled at `temperature`, among `candidates` only."""
+    def _pick(self, logits: Any, candidates: list[int]) -> tuple[int, float, float]:
+        """Greedy or sampled at `temperature`, among `candidates` only; with the pick's log-prob
+        under that renormalized distribution and under the model's full one (both at `temperature`)."""
         import torch
 
-        values = logits[candidates].float()
+        scaled = logits.float() / (self.temperature if self.temperature > 0 else 1.0)
+        values = scaled[candidates]
         if self.greedy or self.temperature <= 0:
-            return candidates[int(torch.argmax(values))]
-        weights = torch.softmax(values / self.temperature, dim=0)
-        return candidates[int(torch.multinomial(weights, 1))]
+            index = int(torch.argmax(values))
+            return candidates[index], 0.0, float(torch.log_softmax(scaled, dim=0)[candidates[index]])
+        local = torch.log_softmax(values, dim=0)
+        index = int(torch.multinomial(local.exp(), 1))
+        return candidates[index], float(local[index]), float(torch.log_softmax(scaled, dim=0)[candidates[index]])

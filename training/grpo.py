@@ -34,7 +34,10 @@ from typing import Any
 from training.data import Instance, load_instances, training_set, truncate
 from training.rewards import RewardWeights
 
-TERMS = ("qa", "executed", "compression", "type_fit")
+# Every reward term the rollout computes; TRL logs each one's mean and std per step and sums them
+# with `weights` (0 switches a term off: the paper's reference configuration weights only the first four).
+TERMS = tuple(f.name for f in dataclasses.fields(RewardWeights))
+PAPER_TERMS = ("qa", "executed", "compression", "type_fit")
 
 
 @dataclass
@@ -54,6 +57,11 @@ class TrainConfig:
     chunks_per_instance: int = 2
     max_questions: int = 10
     max_instances: int | None = None
+    # cut each chunk to its first lines within this many tokens (shorter prompts, faster steps);
+    # the questions kept are those whose answer the cut chunks still hold (answer-token recall >= 0.5)
+    max_chunk_tokens: int | None = None
+    # windows with fewer questions are dropped: one question makes r1 a coin flip for the group
+    min_questions: int = 1
     # conversations (LoCoMo sample_id) kept out of training, to evaluate on unseen data
     holdout: list[str] = field(default_factory=list)
     # rollouts
@@ -67,6 +75,7 @@ class TrainConfig:
     reader_budget: int = 300
     reader_top_k: int = 20
     reader_search_method: str = "bm25"
+    chunk_budget_tokens: int = 150  # the `budget` term: tokens a chunk may write at full credit
     # optimization (the paper: lr 1e-6, clip 0.2, KL 0.001, one PPO epoch)
     steps: int = 2
     instances_per_step: int = 1
@@ -77,6 +86,12 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     bf16: bool = False
     save_steps: int = 0  # 0: save only at the end
+    # LoRA adapters (peft) instead of full fine-tuning: rank 0 = full fine-tuning. With LoRA and
+    # beta > 0 the KL reference is the same model with its adapters switched off (no second copy).
+    lora_r: int = 0
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str | list[str] = "all-linear"
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> TrainConfig:
@@ -95,6 +110,9 @@ class TrainConfig:
                 f"{path}: unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}"
             )
         config = cls(**flat)
+        unknown = sorted(set(config.weights) - set(TERMS))
+        if unknown:
+            raise ValueError(f"{path}: unknown reward weight(s) {', '.join(unknown)}; the terms are {', '.join(TERMS)}")
         config.weights = {**dataclasses.asdict(RewardWeights()), **config.weights}
         return config
 
@@ -104,7 +122,8 @@ class TrainConfig:
 
 
 def training_instances(config: TrainConfig) -> list[Instance]:
-    """Instances with exactly T chunks (cut to T; shorter ones dropped) and at least one question."""
+    """Instances with exactly T chunks (cut to T; shorter ones dropped) and at least
+    `min_questions` questions (and one)."""
     if config.data is None:
         found = training_set(sessions_per_instance=config.sessions_per_instance, max_questions=None)
     else:
@@ -113,29 +132,73 @@ def training_instances(config: TrainConfig) -> list[Instance]:
     for instance in found:
         if instance.metadata.get("sample_id") in config.holdout:
             continue
+        if config.max_chunk_tokens:
+            instance = shorten(instance, config.max_chunk_tokens)
         cut = truncate(instance, max_chunks=config.chunks_per_instance, max_questions=config.max_questions)
-        if len(cut.chunks) == config.chunks_per_instance and cut.questions:
+        if len(cut.chunks) == config.chunks_per_instance and len(cut.questions) >= max(1, config.min_questions):
             kept.append(cut)
     if not kept:
         raise ValueError(f"no instance has {config.chunks_per_instance} chunks and a question in {config.data}")
     return kept[: config.max_instances] if config.max_instances else kept
 
 
+def shorten(instance: Instance, max_tokens: int) -> Instance:
+    """Each chunk cut to its first lines within `max_tokens` (its header line kept), and only the
+    questions whose gold answer the cut chunks still hold (answer-token recall >= 0.5)."""
+    from mcp_memalpha.tokens import count_tokens
+    from training.metrics import metric_for
+
+    chunks = []
+    for chunk in instance.chunks:
+        lines: list[str] = []
+        used = 0
+        for line in chunk.splitlines():
+            used += count_tokens(line)
+            if lines and used > max_tokens:
+                break
+            lines.append(line)
+        chunks.append("\n".join(lines))
+    metric = metric_for(instance.data_source, extractive=True)
+    text = "\n".join(chunks)
+    questions = [qa for qa in instance.questions if metric.score(text, qa) >= 0.5]
+    return dataclasses.replace(instance, chunks=chunks, questions=questions)
+
+
 def load_start_model(config: TrainConfig, work: Path) -> tuple[Any, Any]:
-    """The model and tokenizer training starts from."""
+    """The model and tokenizer training starts from. A start that must be written first (the tiny
+    model, a GGUF's dequantized weights) is written by the main process alone; under `accelerate
+    launch` the others wait and read the same folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if config.model == "tiny":
         from training.tiny import build_tiny_model
 
-        folder = build_tiny_model(work / "tiny-start", hidden=config.tiny_hidden, layers=config.tiny_layers)
-        return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    if config.model == "default" or config.model.endswith(".gguf"):
+        folder = written_once(
+            work / "tiny-start", lambda f: build_tiny_model(f, hidden=config.tiny_hidden, layers=config.tiny_layers)
+        )
+    elif config.model == "default" or config.model.endswith(".gguf"):
         from policy.model import resolve_model
 
-        folder = checkpoint_from_gguf(resolve_model(config.model), work / "gguf-start")
-        return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    return AutoModelForCausalLM.from_pretrained(config.model), AutoTokenizer.from_pretrained(config.model)
+        # dequantizing takes minutes on 2 cores: a run that resumes reuses the folder it wrote
+        folder = written_once(
+            work / "gguf-start", lambda f: checkpoint_from_gguf(resolve_model(config.model), f), reuse=True
+        )
+    else:
+        folder = Path(config.model)
+    return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+
+
+def written_once(folder: Path, write: Callable[[Path], Path], *, reuse: bool = False) -> Path:
+    """`write(folder)` on the main process only, the others waiting until it is done; with
+    `reuse`, a folder that already holds a complete checkpoint is kept as it is."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():
+        complete = (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+        if state.is_main_process and not (reuse and complete):
+            write(folder)
+    return folder
 
 
 def checkpoint_from_gguf(path: Path, folder: Path) -> Path:
@@ -159,9 +222,10 @@ def checkpoint_from_gguf(path: Path, folder: Path) -> Path:
 
 
 def run_rollouts(
-    instance: Instance, generator: Any, config: TrainConfig, count: int
+    instance: Instance, generator: Any, config: TrainConfig, count: int, timing: dict[str, float] | None = None
 ) -> tuple[list[Any], list[dict[str, float]]]:
-    """`count` rollouts of `instance`: the samples (one per chunk, rollout-major) and their terms."""
+    """`count` rollouts of `instance`: the samples (one per chunk, rollout-major) and their terms;
+    seconds by phase (generation, tools, scoring) are added to `timing` when given."""
     from policy.curator import Limits
     from training.environment import Episode
 
@@ -172,28 +236,55 @@ def run_rollouts(
             instance, wire_format=config.wire_format, limits=Limits(max_calls=config.max_calls, max_steps=1)
         ) as episode:
             while not episode.done:
+                started = time.perf_counter()
                 sample = generator.sample(episode.prompt(), episode.completions())
+                generated = time.perf_counter()
                 episode.submit(sample.text)
                 samples.append(sample)
+                if timing is not None:
+                    timing["generation"] += generated - started
+                    timing["tools"] += time.perf_counter() - generated
+            started = time.perf_counter()
             score = episode.score(
                 budget=config.reader_budget,
                 top_k=config.reader_top_k,
                 search_method=config.reader_search_method,
                 weights=weights,
             )
-            calls = [len(episode.chunk_records(t)) for t in range(len(instance.chunks))]
-        for t in range(len(instance.chunks)):
+            records = [episode.chunk_records(t) for t in range(len(instance.chunks))]
+        if timing is not None:
+            timing["scoring"] += time.perf_counter() - started
+        for t, chunk_records in enumerate(records):
             terms.append(
                 {
                     "qa": score.qa,
                     "executed": score.executed[t],
                     "compression": score.compression,
                     "type_fit": score.type_fit[t],
-                    "calls": float(calls[t]),
+                    **chunk_terms(instance, t, chunk_records, config),
+                    "calls": float(len(chunk_records)),
                     "memory_tokens": float(score.memory_tokens),
                 }
             )
     return samples, terms
+
+
+def chunk_terms(instance: Instance, chunk: int, records: list[Any], config: TrainConfig) -> dict[str, float]:
+    """The terms beyond the paper's for chunk `chunk` (see `training.rewards`): its filler share, its
+    written tokens against the budget, and the questions its core/semantic writes answer (those
+    whose evidence lies in this chunk, or all when evidence is unknown)."""
+    from mcp_memalpha.tokens import count_tokens
+    from training.metrics import metric_for
+    from training.rewards import answer_reward, budget_reward, filler_penalty, written_contents
+
+    written = sum(count_tokens(text) for text in written_contents(records))
+    asked = [qa for qa in instance.questions if not qa.evidence_chunks or chunk in qa.evidence_chunks]
+    metric = metric_for(instance.data_source, extractive=True)
+    return {
+        "filler": filler_penalty(records),
+        "budget": budget_reward(written, config.chunk_budget_tokens),
+        "answers": answer_reward(records, asked, metric.score),
+    }
 
 
 def make_rollout_func(
@@ -209,10 +300,15 @@ def make_rollout_func(
         generator = TransformersGenerator(
             model, tokenizer, max_new_tokens=config.max_new_tokens, temperature=config.temperature
         )
+        # seconds of this step's rollouts by phase, logged by TRL as time/<phase> (the rest of
+        # step_time is TRL's forward and backward passes and the optimizer)
+        timing = dict.fromkeys(("generation", "tools", "scoring"), 0.0)
         # env_mask: TRL learns only from tokens marked 1, here the model's own choices; text the
         # format forced (fed spans of constrained rollouts) is context, as tool output would be.
-        output: dict[str, Any] = {"prompt_ids": [], "completion_ids": [], "env_mask": [], "logprobs": None}
-        output.update({key: [] for key in (*TERMS, "calls", "memory_tokens")})
+        # logprobs: what each token was sampled with (TRL's rollout contract); importance_weights:
+        # P_full / P_sampled per token, applied to the loss by `CuratorGRPOTrainer`.
+        output: dict[str, Any] = {"prompt_ids": [], "completion_ids": [], "env_mask": [], "logprobs": []}
+        output.update({key: [] for key in (*TERMS, "calls", "memory_tokens", IMPORTANCE)})
         start = 0
         while start < len(prompts):
             instance_id = prompts[start]
@@ -224,17 +320,72 @@ def make_rollout_func(
                     f"rollout_func got {run} copies of {instance_id}; need whole rollouts of {per_rollout} chunks "
                     "(make the per-device batch a multiple of chunks_per_instance)"
                 )
-            samples, terms = run_rollouts(instances[instance_id], generator, config, run // per_rollout)
+            samples, terms = run_rollouts(instances[instance_id], generator, config, run // per_rollout, timing)
             for sample, values in zip(samples, terms, strict=True):
                 output["prompt_ids"].append(sample.prompt_ids)
                 output["completion_ids"].append(sample.completion_ids)
                 output["env_mask"].append(sample.loss_mask())
+                output["logprobs"].append(sample.logprobs or [0.0] * len(sample.completion_ids))
+                output[IMPORTANCE].append(sample.importance_weights())
                 for key, value in values.items():
                     output[key].append(value)
             start += run
+        metrics = getattr(trainer, "_metrics", None)
+        if metrics is not None:
+            for phase, seconds in timing.items():
+                metrics["train"][f"time/{phase}"].append(seconds)
+            metrics["train"]["time/prompt_passes"].append(float(generator.prompt_passes))
         return output
 
     return rollout
+
+
+IMPORTANCE = "importance_weights"
+
+
+def curator_trainer_class() -> type:
+    """TRL's GRPOTrainer, with the importance correction of constrained rollouts.
+
+    A constrained pick is drawn from the model's distribution renormalized over the allowed
+    tokens, while TRL's loss scores it under the full vocabulary and, with num_iterations = 1,
+    takes the samples as drawn from that: TRL 1.16 applies its truncated importance-sampling
+    correction (exp(full - sampling), `vllm_importance_sampling_correction`) only to vLLM rollouts,
+    and uses a `rollout_func`'s logprobs for nothing else by default. So this subclass applies the
+    same per-token correction to our rollouts: each picked token's advantage is scaled by
+    P_full(token) / P_sampled(token) = the mass the model put on the allowed tokens (<= 1; 1 for
+    unconstrained sampling). That is TRL's own TIS form (the weight multiplies the clipped
+    per-token loss), computed in the rollout from the logits it sampled with (no extra forward)."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+    from trl import GRPOTrainer
+
+    class CuratorGRPOTrainer(GRPOTrainer):
+        def _generate(self, prompts: list[Any]) -> Any:
+            result = super()._generate(prompts)
+            self._importance = result[5].pop(IMPORTANCE, None)  # extra_fields: not a reward column
+            return result
+
+        def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+            output: dict[str, Any] = super()._generate_and_score_completions(inputs)
+            weights = getattr(self, "_importance", None)
+            if weights is None:
+                return output
+            completion_ids = output["completion_ids"]
+            rows = [torch.tensor(w, dtype=torch.float32) for w in weights]
+            tensor = pad_sequence(rows, batch_first=True, padding_value=1.0)
+            tensor = tensor[:, : completion_ids.size(1)].to(completion_ids.device)
+            if tensor.size(1) < completion_ids.size(1):  # TRL padded to a multiple: pad the weights alike
+                extra = torch.ones(tensor.size(0), completion_ids.size(1) - tensor.size(1), device=tensor.device)
+                tensor = torch.cat([tensor, extra], dim=1)
+            output["advantages"] = output["advantages"].reshape(-1, 1) * tensor
+            picked = output["completion_mask"] * output.get("tool_mask", torch.ones_like(output["completion_mask"]))
+            mode = "train" if getattr(self.model, "training", True) else "eval"
+            mean = (tensor * picked).sum() / picked.sum().clamp(min=1)
+            self._metrics[mode]["sampling/importance_weight/mean"].append(self.accelerator.gather(mean).mean().item())
+            self._importance = None
+            return output
+
+    return CuratorGRPOTrainer
 
 
 def reward_functions() -> list[Callable[..., list[float | None]]]:
@@ -283,23 +434,56 @@ def grpo_args(config: TrainConfig) -> Any:
     )
 
 
-def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
-    """Run GRPO; returns the folder of the final model (with its tokenizer and training info)."""
+def peft_config(config: TrainConfig) -> Any:
+    """peft's LoRA config for TRL (None for full fine-tuning)."""
+    if config.lora_r <= 0:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError as exc:
+        raise ImportError(f"lora_r = {config.lora_r} needs peft: pip install 'mcp-memalpha[train]' ({exc})") from None
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def last_checkpoint(output: Path) -> Path | None:
+    """The newest `checkpoint-N` folder of a run (None when it has none)."""
+    found = [p for p in output.glob("checkpoint-*") if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()]
+    return max(found, key=lambda p: int(p.name.removeprefix("checkpoint-")), default=None)
+
+
+def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run GRPO; returns the folder of the final model (with its tokenizer and training info).
+
+    `resume`: continue from the run's newest `checkpoint-N` (weights or adapters, optimizer,
+    scheduler, RNG and step count: TRL/transformers' own resume), so a run may span sittings."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     # Everything is local: no hub lookups, no telemetry thread (there is no network at run time).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from accelerate import PartialState
     from datasets import Dataset
-    from trl import GRPOTrainer
 
+    from training.evaluate import conversation_of
     from training.generation import write_info
 
     output = Path(config.output_dir)
+    checkpoint = last_checkpoint(output) if resume else None
+    if resume and checkpoint is None:
+        raise ValueError(f"--resume: {output} has no checkpoint-N folder (set save_steps to write them)")
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     instances = training_instances(config)
+    trained_on = sorted({conversation_of(i) for i in instances})
+    if PartialState().is_main_process:
+        record = {**dataclasses.asdict(config), "trained_on": trained_on}
+        (output / "config.json").write_text(json.dumps(record, indent=2) + "\n")
     log(
         f"{len(instances)} training instances of {config.chunks_per_instance} chunks; "
         f"{config.rollouts} rollouts each -> {config.num_generations} samples per instance and step"
@@ -309,23 +493,28 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
     log(
         f"start model {config.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters "
         f"({time.perf_counter() - started:.1f} s)"
+        + (f"; LoRA rank {config.lora_r}" if config.lora_r else "; full fine-tuning")
+        + (f"; resuming from {checkpoint.name}" if checkpoint else "")
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     by_id = {i.instance_id: i for i in instances}
-    trainer = GRPOTrainer(
+    info = {"wire_format": config.wire_format, "start_model": config.model, "trained_on": trained_on}
+    trainer = curator_trainer_class()(
         model=model,
         reward_funcs=list[Any](reward_functions()),
         args=grpo_args(config),
         train_dataset=Dataset.from_list([{"prompt": i.instance_id} for i in instances]),
         processing_class=tokenizer,
         rollout_func=make_rollout_func(by_id, tokenizer, config),
+        peft_config=peft_config(config),
+        callbacks=[progress_callback(log), info_callback(info)],
     )
-    trainer.train()
-    final = output / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(final)
-    write_info(final, wire_format=config.wire_format, start_model=config.model, steps=config.steps)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    final = save_final(trainer, tokenizer, output, config)
+    if not trainer.accelerator.is_main_process:  # under several processes, one writes the results
+        return final
+    write_info(final, **info, steps=config.steps)
     history = [entry for entry in trainer.state.log_history if "reward" in entry]
     with (output / "log.jsonl").open("w") as handle:
         for entry in history:
@@ -336,6 +525,64 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Path:
         f"reward curve in {output / 'rewards.png'}"
     )
     return final
+
+
+def save_final(trainer: Any, tokenizer: Any, output: Path, config: TrainConfig) -> Path:
+    """`final/`: a plain checkpoint whatever the training (LoRA adapters merged into the weights),
+    so eval, export and serving read one kind of folder; with LoRA the adapters alone go to
+    `final-adapter/` too (a few MB)."""
+    final = output / "final"
+    main = trainer.accelerator.is_main_process
+    if config.lora_r:
+        trainer.save_model(str(output / "final-adapter"))
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        if main:
+            tokenizer.save_pretrained(output / "final-adapter")
+            merged.save_pretrained(final)
+    else:
+        trainer.save_model(str(final))
+    if main:
+        tokenizer.save_pretrained(final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def progress_callback(log: Callable[[str], None]) -> Any:
+    """One line per step (reward, its spread in the group, grad norm, seconds), for long runs."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.last = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:
+                return
+            now = time.perf_counter()
+            log(
+                f"step {state.global_step}/{state.max_steps}: reward {logs['reward']:.3f} "
+                f"(group std {logs.get('reward_std', math.nan):.3f}), grad_norm {logs.get('grad_norm', math.nan):.4f}, "
+                f"{now - self.last:.0f} s"
+            )
+            self.last = now
+
+    return Progress()
+
+
+def info_callback(info: dict[str, Any]) -> Any:
+    """Writes `memalpha_training.json` (wire format, trained conversations) into every saved
+    checkpoint, so a checkpoint exported or evaluated mid-run is prompted and checked the same way."""
+    from transformers import TrainerCallback
+
+    from training.generation import write_info
+
+    class Info(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir() and state.is_world_process_zero:
+                write_info(folder, **info, steps=state.global_step)
+
+    return Info()
 
 
 def plot_rewards(history: list[dict[str, Any]], path: Path) -> Path:

@@ -8,6 +8,17 @@ For chunk t of a rollout: r = w1·r1 + w2·r2_t + w3·r3 + w4·r4_t, with (1, 1,
 - r4_t: share of the chunk's write calls (and unparseable calls) that fit their memory type,
   by a judge; deletes and unparseable calls score 0.
 
+Terms added here (weight 0 in the paper's reference configuration; `training/configs/*.toml`
+switch them on), each per chunk t so rollouts of one group differ even when r1 ties:
+- filler_t (`filler_penalty`): share of the chunk's writes that copy filler (greetings, thanks,
+  "that sounds great"): memory spent on what no question asks; weighted negatively;
+- budget_t (`budget_reward`): 1 while the chunk's writes stay within a token budget, falling
+  linearly to 0 at twice the budget (the paper's r3 is shared and weighted 0.05: too weak to
+  steer one chunk);
+- answers_t (`answer_reward`): share of the instance's questions whose answer the chunk's core
+  and semantic writes hold (answer-token recall >= 0.5 of the gold against the written text):
+  credit for the write itself, not only through the reader's shared r1.
+
 The default judge (`HeuristicTypeJudge`) is cheap and deterministic, in place of the paper's
 LLM judge. Its rules, meant to say "is this the kind of memory this type is for":
 - a content of fewer than 3 words, or a greeting / small talk, fits no type;
@@ -22,7 +33,7 @@ LLM judge. Its rules, meant to say "is this the kind of memory this type is for"
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,6 +83,9 @@ class RewardWeights:
     executed: float = 1.0
     compression: float = 0.05
     type_fit: float = 0.1
+    filler: float = 0.0
+    budget: float = 0.0
+    answers: float = 0.0
 
 
 class TypeJudge(Protocol):
@@ -142,6 +156,68 @@ def _fits(record: CallRecord, judge: TypeJudge) -> bool:
     if not isinstance(content, str) or not isinstance(memory_type, str):
         return False
     return judge.fits(memory_type, content, record.arguments)
+
+
+WRITE_CALLS = ("new_memory_insert", "memory_update")
+_SPEAKER = re.compile(r"^\s*[A-Z][\w .'-]{0,30}:\s+")
+# Words that carry no memory: greetings, thanks, reactions, and the commonest function words.
+_FILLER_WORDS = frozenset(
+    re.findall(
+        r"[a-z']+",
+        """hi hey hello bye goodbye thanks thank you cheers ok okay cool wow great nice awesome amazing lol haha
+        sure yes yeah yep no nope so really very too totally that that's this it it's is was sounds sound seems
+        glad happy good love lovely super fantastic wonderful congrats congratulations appreciate means lot much
+        i i'm me my we you're your a an the and or but to of for with in on at oh ah um well just
+        take care see soon talk later catch up again chat hear awesome definitely absolutely same here""",
+    )
+)
+
+
+def written_contents(records: Sequence[CallRecord], types: tuple[str, ...] | None = None) -> list[str]:
+    """The text of the chunk's executed writes (of `types`, e.g. ("core", "semantic"), if given)."""
+    found = []
+    for record in records:
+        if not record.ok or record.name not in WRITE_CALLS:
+            continue
+        content = record.arguments.get("content", record.arguments.get("new_content"))
+        kind = str(record.arguments.get("memory_type", "")).strip().lower().removesuffix("_memory")
+        if isinstance(content, str) and (types is None or kind in types):
+            found.append(content)
+    return found
+
+
+def is_filler(content: str) -> bool:
+    """Small talk, or a statement (speaker prefix aside) without two words outside the filler list."""
+    text = _SPEAKER.sub("", content.strip())
+    if _SMALL_TALK.match(text):
+        return True
+    words = [w.lower().strip("'") for w in _WORD.findall(text)]
+    return sum(1 for w in words if w and w not in _FILLER_WORDS) < 2
+
+
+def filler_penalty(records: Sequence[CallRecord]) -> float:
+    """filler_t: share of the chunk's executed writes that copy filler (0 with no write)."""
+    contents = written_contents(records)
+    return sum(map(is_filler, contents)) / len(contents) if contents else 0.0
+
+
+def budget_reward(written_tokens: int, budget_tokens: int) -> float:
+    """budget_t: 1 up to `budget_tokens` written in the chunk, then linearly down to 0 at twice it."""
+    if budget_tokens <= 0:
+        raise ValueError(f"budget_tokens must be positive, got {budget_tokens}")
+    return max(0.0, min(1.0, 2.0 - written_tokens / budget_tokens))
+
+
+def answer_reward(
+    records: Sequence[CallRecord], questions: Sequence[Any], score: Callable[[str, Any], float], threshold: float = 0.5
+) -> float:
+    """answers_t: share of `questions` whose answer the chunk's core/semantic writes hold:
+    `score(text, question)` (the answer-token recall of the extractive metric) reaches `threshold`
+    (0 with no question or no such write)."""
+    text = "\n".join(written_contents(records, ("core", "semantic")))
+    if not questions or not text:
+        return 0.0
+    return sum(score(text, question) >= threshold for question in questions) / len(questions)
 
 
 def chunk_reward(qa: float, executed: float, compression: float, type_fit: float, weights: RewardWeights) -> float:
