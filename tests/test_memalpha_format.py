@@ -16,6 +16,7 @@ from policy.curator import ChunkSession, Limits
 from policy.formats import JsonFormat, MemalphaFormat
 from policy.generation import Sampling
 from policy.memalpha import load_prompt_texts, parse
+from tests.conftest import shared_data_missing
 from training.sandbox import Sandbox, tool_defs
 
 pytest.importorskip("qwen_agent", reason="the memalpha format needs the memalpha extra (qwen-agent)")
@@ -24,7 +25,7 @@ CONTRACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mem
 REFERENCE = json.loads((CONTRACT / "reference.json").read_text()) if CONTRACT.is_dir() else {}
 GOLDEN = sorted(CONTRACT.glob("golden/*.json")) if CONTRACT.is_dir() else []
 OUTPUTS = json.loads((CONTRACT / "outputs.json").read_text())["examples"] if CONTRACT.is_dir() else []
-pytestmark = pytest.mark.skipif(not CONTRACT.is_dir(), reason="the shared Mem-α contract data is not here")
+pytestmark = pytest.mark.skipif(shared_data_missing(CONTRACT), reason="the shared Mem-α contract data is not here")
 
 
 def reference_file(folder: Path, *, including_core: bool = True) -> Path:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from mcp_memalpha.cli import main
 from mcp_memalpha.retrieval_eval import answer_token_recall, answer_tokens
+from tests.conftest import shared_data_missing
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 
@@ -20,7 +21,7 @@ def test_answer_token_normalization() -> None:
     assert answer_token_recall("adoption agencies", "She researched agencies.") == 0.5
 
 
-@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+@pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
 def test_eval_retrieval_smoke(tmp_path: Path) -> None:
     out = tmp_path / "table.md"
     result = CliRunner().invoke(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_data_missing
 from training.data import (
     QA,
     Instance,
@@ -20,7 +21,9 @@ from training.data import (
 )
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
-needs_locomo = pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+needs_locomo = pytest.mark.skipif(
+    shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo"
+)
 
 
 def test_session_chunk_has_a_dated_header_and_speaker_lines() -> None:

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_data_missing
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
-pytestmark = pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+pytestmark = pytest.mark.skipif(
+    shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo"
+)
 
 CONFIG = """
 output_dir = "{output}"

@@ -10,6 +10,7 @@ import pytest
 
 from mcp_memalpha.tokens import count_tokens
 from policy.prompt import statements
+from tests.conftest import shared_data_missing
 from training.data import QA, Instance, locomo_instances
 from training.environment import Episode, chunk_timestamp
 from training.reader import ExtractiveReader, LongContextView, MemoryView, RagView, passages, trim_to_tokens
@@ -180,7 +181,7 @@ def _limits(**changes: int) -> object:
     return Limits(**changes)
 
 
-@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+@pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
 def test_a_real_llama_cpp_curator_drives_an_episode() -> None:
     from policy import Limits, load_curator
 

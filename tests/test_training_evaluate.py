@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from mcp_memalpha.cli import main
 from mcp_memalpha.tokens import count_tokens
+from tests.conftest import shared_data_missing
 from training.baselines import build_flat, flat_paragraph
 from training.data import QA, Instance, truncate
 from training.evaluate import EvalConfig, evaluate, generator_builder, plot, render_markdown
@@ -81,7 +82,7 @@ def test_truncate_keeps_questions_answerable_from_the_kept_chunks() -> None:
     assert truncate(INSTANCE, max_questions=1).questions == INSTANCE.questions[:1]
 
 
-@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+@pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
 def test_eval_command_on_locomo_writes_table_and_chart(tmp_path: Path) -> None:
     out = tmp_path / "eval.md"
     result = CliRunner().invoke(
@@ -170,7 +171,7 @@ def test_conversations_used_for_training_are_refused(tmp_path: Path) -> None:
         refuse_trained([unseen, seen], {"conv-30", "conv-41"})
 
 
-@pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+@pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
 def test_eval_command_refuses_training_conversations_unless_forced(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

@@ -21,7 +21,7 @@ from mcp_memalpha.curation import make_execute
 from mcp_memalpha.tools import TOOLS_BY_NAME
 from policy import Limits, ToolDef, load_curator
 from policy.model import WIRE_FORMAT_KEY, load_llama
-from tests.conftest import call, connect, policy_params
+from tests.conftest import call, connect, policy_params, shared_data_missing
 from training import export
 from training.export import ExportError, export_gguf, write_and_quantize
 
@@ -30,7 +30,7 @@ SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.to
 QUANTS = ("f16", "q8_0", "q4_0", "q4_k_m")
 TOOLS = [ToolDef(t.name, t.description, t.input_schema()) for t in TOOLS_BY_NAME.values()]
 CHUNK = "Maya: I started a new job as a data engineer on Monday.\nLeo: Are you still living in Porto?"
-needs_locomo = pytest.mark.skipif(not LOCOMO.exists(), reason="training needs the LoCoMo dev data")
+needs_locomo = pytest.mark.skipif(shared_data_missing(LOCOMO), reason="training needs the LoCoMo dev data")
 
 
 @pytest.fixture(scope="module")

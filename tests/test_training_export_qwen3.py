@@ -23,14 +23,16 @@ from mcp_memalpha.cli import main
 from mcp_memalpha.tools import TOOLS_BY_NAME
 from policy import Limits, ToolDef, load_curator
 from policy.model import ModelInfo, render_chat
-from tests.conftest import call, connect, policy_params
+from tests.conftest import call, connect, policy_params, shared_data_missing
 from tests.test_training_export import llama_run, transformers_run
 from training import export
 from training.export import ExportError, write_and_quantize
 
 MEMALPHA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "memalpha"
 GOLDEN = sorted((MEMALPHA_DATA / "golden").glob("*.json"))
-needs_golden = pytest.mark.skipif(not GOLDEN, reason="needs the Mem-α reference data (shared/data/memalpha)")
+needs_golden = pytest.mark.skipif(
+    shared_data_missing(MEMALPHA_DATA / "golden"), reason="needs the Mem-α reference data (shared/data/memalpha)"
+)
 TOOLS = [ToolDef(t.name, t.description, t.input_schema()) for t in TOOLS_BY_NAME.values()]
 CHUNK = "[Dialogue at timestamp 2023/05/25 (Thu) 17:08]\n<User>I adopted a cat named Miso today.\n<Assistant>Lovely!"
 

@@ -11,10 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import shared_data_missing
 from training.grpo import TERMS, TrainConfig, make_rollout_func, reward_functions, training_instances
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
-pytestmark = pytest.mark.skipif(not LOCOMO.exists(), reason="needs the LoCoMo dev data in ../shared/data/locomo")
+pytestmark = pytest.mark.skipif(
+    shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo"
+)
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.toml"
 
 

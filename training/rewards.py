@@ -146,10 +146,11 @@ def type_fit_reward(records: Sequence[CallRecord], judge: TypeJudge | None = Non
 
 
 READ_CALLS: tuple[str, ...] = tuple(tool.name for tool in TOOLS if tool.read_only)
+WRITE_CALLS = ("new_memory_insert", "memory_update")  # the calls that write content r4 can judge
 
 
 def _fits(record: CallRecord, judge: TypeJudge) -> bool:
-    if record.name not in ("new_memory_insert", "memory_update"):
+    if record.name not in WRITE_CALLS:
         return False
     content = record.arguments.get("content", record.arguments.get("new_content"))
     memory_type = record.arguments.get("memory_type")
@@ -158,7 +159,6 @@ def _fits(record: CallRecord, judge: TypeJudge) -> bool:
     return judge.fits(memory_type, content, record.arguments)
 
 
-WRITE_CALLS = ("new_memory_insert", "memory_update")
 _SPEAKER = re.compile(r"^\s*[A-Z][\w .'-]{0,30}:\s+")
 # Words that carry no memory: greetings, thanks, reactions, and the commonest function words.
 _FILLER_WORDS = frozenset(
