@@ -92,3 +92,15 @@ def test_synonyms_are_other_words_not_inflections(memory: Memory) -> None:
 def test_a_passage_is_not_expanded(memory: Memory) -> None:
     passage = " ".join(["profession"] * 60)
     assert not expand(passage, memory.embedder.synonyms())
+
+
+def test_expanded_terms_keep_to_the_namespace_and_time_range(memory: Memory) -> None:
+    """The extra clauses of an expanded query are filtered like the words asked for."""
+    other = CallContext(namespace="other")
+    memory.insert(other, "episodic", "My bicycle was stolen outside the train station.", "2026-06-11")
+    memory.insert(other, "semantic", "I work as a nurse.")
+    mine = CallContext()
+    memory.insert(mine, "semantic", "The kettle leaks.")
+    assert memory.search(mine, "bycicle profession", method="bm25").hits == []
+    found = memory.search(other, "bycicle", method="bm25", start_time="2026-07-01").hits
+    assert found == []
