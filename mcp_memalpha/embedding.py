@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from mcp_memalpha.expansion import Synonyms
+
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "minilm-static"
 EMBEDDING_DIM = 256
 
@@ -47,6 +49,7 @@ class Embedder:
     def __init__(self, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
         self.model_dir = model_dir
         self._model: Any = None
+        self._synonyms: Synonyms | None = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -54,6 +57,16 @@ class Embedder:
             if self._model is None:
                 self._model = _static_model(self.model_dir)
         return self._model
+
+    def synonyms(self) -> Synonyms:
+        """Each word of the model's vocabulary with its nearest words, for query expansion
+        (precomputed beside the model; read once, on the first search)."""
+        with self._lock:
+            if self._synonyms is None:
+                from mcp_memalpha.expansion import NEIGHBOURS_FILE, Synonyms
+
+                self._synonyms = Synonyms.load(self.model_dir / NEIGHBOURS_FILE)
+            return self._synonyms
 
     @property
     def dim(self) -> int:

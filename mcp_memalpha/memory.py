@@ -31,6 +31,7 @@ from mcp_memalpha.errors import (
     VersionConflict,
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
+from mcp_memalpha.expansion import expand
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
@@ -535,13 +536,15 @@ class Memory:
         return fuse_parts([self._rank_part(part, where, method, pool) for part in parts])
 
     def _rank_part(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
-        if method == "bm25":
-            return by_score(self.index.text_search(query, where, pool))
-        embedding = self.embedder.embed([query])[0]
         if method == "vector":
-            return by_score(self.index.vector_search(self.ledger, embedding, where, pool))
+            return by_score(self.index.vector_search(self.ledger, self.embedder.embed([query])[0], where, pool))
+        # The full-text half also matches near-synonyms and misspellings (`expansion`).
+        wider = expand(query, self.embedder.synonyms())
+        if method == "bm25":
+            return by_score(self.index.text_search(query, where, pool, wider))
         # Both halves release the GIL (LanceDB's Rust, numpy's BLAS): run them side by side.
-        text = self._pool.submit(self.index.text_search, query, where, pool)
+        text = self._pool.submit(self.index.text_search, query, where, pool, wider)
+        embedding = self.embedder.embed([query])[0]
         vector = self.index.vector_search(self.ledger, embedding, where, max(pool, VECTOR_POOL))
         return hybrid_fusion(text.result(), vector)
 

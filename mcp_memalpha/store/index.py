@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.errors import MemalphaError, StorageError
+from mcp_memalpha.expansion import FUZZY_WEIGHT, Expansion
 from mcp_memalpha.ids import is_valid_id
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import ItemRow, Ledger, Tx
@@ -407,16 +408,17 @@ class SearchIndex:
             log.debug("could not prewarm the full-text index: %s", exc)
 
     # querying ----------------------------------------------------------------------------
-    def text_search(self, query: str, where: Filter, limit: int) -> list[tuple[str, float]]:
+    def text_search(
+        self, query: str, where: Filter, limit: int, expansion: Expansion | None = None
+    ) -> list[tuple[str, float]]:
         """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
-        stemmed, stop words removed)."""
+        stemmed, stop words removed); an `expansion` adds weighted near-synonyms and fuzzy
+        matches of unknown words to the query (`mcp_memalpha.expansion`)."""
         table = self._table_for_query()
         if not self._has_fts(table):  # created with the first live row
             return []
-        from lancedb.query import MatchQuery
-
         rows = (
-            table.search(MatchQuery(query, "search_text"), query_type="fts")  # type: ignore[call-arg]
+            table.search(_fts_query(query, expansion), query_type="fts")
             .where(where.where(), prefilter=True)
             .limit(limit)
             .select(["id", "_score"])
@@ -464,6 +466,29 @@ class SearchIndex:
         if found:
             self.text_search("probe", Filter("default", ("episodic", "semantic"), start_ts=-1e300), 1)
         return found
+
+
+def _fts_query(query: str, expansion: Expansion | None) -> Any:
+    """The query as LanceDB matches it: the words asked for at weight 1, each extra term with its
+    weight, the unknown words again fuzzily (edit distance 1 up to 5 letters, else 2)."""
+    from lancedb.query import BooleanQuery, Occur
+
+    asked = _match(query)
+    if not expansion:
+        return asked
+    clauses: list[Any] = [(Occur.SHOULD, asked)]
+    clauses += [(Occur.SHOULD, _match(term, boost=weight)) for term, weight in expansion.terms]
+    clauses += [
+        (Occur.SHOULD, _match(stem, boost=FUZZY_WEIGHT, fuzziness=1 if len(stem) <= 5 else 2, prefix_length=1))
+        for stem in expansion.fuzzy
+    ]
+    return BooleanQuery(clauses)
+
+
+def _match(text: str, **options: Any) -> Any:
+    from lancedb.query import MatchQuery
+
+    return MatchQuery(text, "search_text", **options)
 
 
 def _touched(tx: Tx, applied: int, head: int) -> tuple[list[ItemRow], list[str], dict[str, str]]:
