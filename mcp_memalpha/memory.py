@@ -36,7 +36,8 @@ from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_part
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
-from mcp_memalpha.timeparse import EventTime, parse_time
+from mcp_memalpha.timeparse import EventTime
+from mcp_memalpha.timewords import Clock, Span, find_in_query, local_now, read_when, system_clock
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
 from mcp_memalpha.vocabulary import (
     ITEM_TYPES,
@@ -96,6 +97,9 @@ class SearchOutcome:
     hits: list[Hit]
     total_tokens: int
     truncated: bool
+    start: Span | None = None  # how start_time was read
+    end: Span | None = None  # how end_time was read
+    prior: Span | None = None  # the time the query speaks of: its memories were ranked higher
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,10 @@ def normalize_memory_type(raw: str, allowed: tuple[str, ...], field: str = "memo
 class Memory:
     """Open with `Memory(settings).open()` (or as a context manager); thread-safe."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or system_clock
+        self.zone = settings.zone
         self.ledger = Ledger(settings.ledger_path)
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
@@ -184,9 +190,12 @@ class Memory:
         if limit is not None and (count := tx.count_live(namespace) + adding) > limit:
             raise NamespaceFull(field, namespace, count, limit)
 
-    @staticmethod
-    def _time(timestamp: str | None) -> EventTime | None:
-        return None if timestamp is None else parse_time(timestamp, "timestamp")
+    def now_local(self) -> datetime:
+        """Now, as wall-clock time in the user's zone: what times in words are read against."""
+        return local_now(self.clock, self.zone)
+
+    def _time(self, timestamp: str | None) -> EventTime | None:
+        return None if timestamp is None else read_when(timestamp, "timestamp", self.now_local()).at
 
     @staticmethod
     def _version(expected: int | None) -> None:
@@ -455,11 +464,14 @@ class Memory:
             excerpt_tokens = self.settings.search_excerpt_tokens
         if excerpt_tokens < 0:
             raise InvalidArgument("excerpt_tokens", f"{excerpt_tokens} must be 0 (whole texts) or more")
-        where = Filter(ctx.namespace, kinds, *_time_range(start_time, end_time))
+        now = self.now_local()
+        start, end = _time_range(start_time, end_time, now)
+        where = Filter(ctx.namespace, kinds, start.start.ts if start else None, end.end.ts if end else None)
+        prior = _query_time(text, now, where)
 
         if self.index.is_behind(self.ledger):
             self.sync_index()
-        ranked = self._rank(text, where, method, top_k)
+        ranked = self._rank(text, where, method, top_k, prior)
         hits_items = self._hydrate(ctx, ranked, kinds, top_k)
         shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
         texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
@@ -471,7 +483,7 @@ class Memory:
         hits, truncated = _pack(hits, max_tokens)
         if order == "chronological":
             hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
-        return SearchOutcome(hits, sum(h.tokens for h in hits), truncated)
+        return SearchOutcome(hits, sum(h.tokens for h in hits), truncated, start, end, prior)
 
     def _hydrate(
         self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int
@@ -512,12 +524,28 @@ class Memory:
             )
         return query.strip()
 
-    def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
+    def _rank(
+        self, query: str, where: Filter, method: str, top_k: int, prior: Span | None = None
+    ) -> list[tuple[str, float]]:
         """Ranked (id, score) candidates from one complete build of the index, recovering from a
-        failed query or a concurrent rebuild as `SearchIndex.consistent` does."""
+        failed query or a concurrent rebuild as `SearchIndex.consistent` does. With a `prior`
+        (the time the query speaks of), the memories of that time are ranked again on their own
+        and lead (`prefer_range`); the rest follow."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
-        return self.index.consistent(self.ledger, lambda: self._rank_once(query, where, method, pool))
+
+        def rank() -> list[tuple[str, float]]:
+            ranked = self._rank_once(query, where, method, pool)
+            if prior is None:
+                return ranked
+            inside = replace(
+                where,
+                start_ts=max(prior.start.ts, where.start_ts if where.start_ts is not None else -math.inf),
+                end_ts=min(prior.end.ts, where.end_ts if where.end_ts is not None else math.inf),
+            )
+            return prefer_range(ranked, self._rank_once(query, inside, method, pool))
+
+        return self.index.consistent(self.ledger, rank)
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         parts = query_parts(query)
@@ -556,16 +584,42 @@ def _search_method(method: str) -> SearchMethod:
     return value
 
 
-def _time_range(start_time: str | None, end_time: str | None) -> tuple[float | None, float | None]:
-    start = parse_time(start_time, "start_time").ts if start_time else None
-    end_at = parse_time(end_time, "end_time") if end_time else None
-    end = None
-    if end_at is not None:
-        # A bare date as the end means the whole of that day.
-        end = end_at.ts + 86399.999999 if end_at.date_only else end_at.ts
-    if start is not None and end is not None and start > end:
+def _time_range(start_time: str | None, end_time: str | None, now: datetime) -> tuple[Span | None, Span | None]:
+    """How start_time and end_time read: a range's start for the start ("last week": its Monday),
+    its end for the end (a bare date: the end of that day)."""
+    start = read_when(start_time, "start_time", now) if start_time else None
+    end = read_when(end_time, "end_time", now) if end_time else None
+    if start is not None and end is not None and start.start.ts > end.end.ts:
         raise InvalidArgument("end_time", f"{end_time!r} is before start_time {start_time!r}")
     return start, end
+
+
+# How much a memory of the time a query speaks of is lifted, on the hybrid scale (about 1 at the
+# top): one that matches half as well as the best leads, one that barely matches does not.
+TIME_PRIOR = 0.5
+
+
+def _query_time(query: str, now: datetime, where: Filter) -> Span | None:
+    """The range the query speaks of, when it is one (not an instant) that overlaps the filter."""
+    span = find_in_query(query, now)
+    if span is None or span.start.ts == span.end.ts:
+        return None
+    if (where.end_ts is not None and span.start.ts > where.end_ts) or (
+        where.start_ts is not None and span.end.ts < where.start_ts
+    ):
+        return None
+    return span
+
+
+def prefer_range(ranked: list[tuple[str, float]], inside: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A prior, not a filter: each memory of the query's time (`inside`, found by a search of that
+    range alone) gets TIME_PRIOR on top of its score in the whole ranking (one that ranked only
+    in its range, the lowest score of the whole ranking); every other memory keeps its score."""
+    scores = dict(ranked)
+    floor = min(scores.values(), default=0.0)
+    for item_id, score in inside:
+        scores[item_id] = scores.get(item_id, min(score, floor)) + TIME_PRIOR
+    return by_score(list(scores.items()))
 
 
 def _sort_time(item: ItemRow) -> float:

@@ -22,6 +22,7 @@ from mcp_memalpha.ids import normalize_id
 from mcp_memalpha.jobs import Job, JobQueue, JobState
 from mcp_memalpha.memory import MAX_TOP_K, Hit, Memory
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
+from mcp_memalpha.timewords import Span, zone_name
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
 from mcp_memalpha.validation import validation_problems
 from mcp_memalpha.vocabulary import ItemType, MemoryType, Order, SearchMethod, memory_type_name, search_method_name
@@ -63,7 +64,8 @@ TimestampArg = Annotated[
     str | None,
     Field(
         description="When the event happened (episodic) or since when the fact holds (semantic): ISO-8601 "
-        "('2023-05-08T13:56') or a common form ('1:56 pm on 8 May, 2023'). Optional.",
+        "('2023-05-08T13:56'), a common form ('1:56 pm on 8 May, 2023') or words read against the server's "
+        "clock in the user's zone ('yesterday', 'two days ago', 'this morning', 'last Tuesday'). Optional.",
     ),
 ]
 ExpectedVersionArg = Annotated[
@@ -133,12 +135,19 @@ class SearchArgs(_Args):
         ),
     ] = "hybrid"
     top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many memories to return at most.")] = 10
-    start_time: Annotated[str | None, Field(description="Only memories whose event time is at or after this time.")] = (
-        None
-    )
+    start_time: Annotated[
+        str | None,
+        Field(
+            description="Only memories whose event time is at or after this time: a date/time, or words such as "
+            "'last week' (from its start), 'yesterday', 'in May', 'two days ago'."
+        ),
+    ] = None
     end_time: Annotated[
         str | None,
-        Field(description="Only memories whose event time is at or before this time (a bare date: that whole day)."),
+        Field(
+            description="Only memories whose event time is at or before this time (a bare date: that whole day; "
+            "words such as 'last week': up to its end)."
+        ),
     ] = None
     order: Annotated[
         Order,
@@ -318,11 +327,37 @@ class SearchHitOut(BaseModel):
         )
 
 
+class TimeRangeOut(BaseModel):
+    start: str | None = Field(description="Start of the event-time filter used (local time in `zone`), if any.")
+    end: str | None = Field(description="End of the event-time filter used (inclusive), if any.")
+    start_time: str | None = Field(description="The start_time given, as it was read.")
+    end_time: str | None = Field(description="The end_time given, as it was read.")
+    zone: str
+
+
+class QueryTimeOut(BaseModel):
+    phrase: str = Field(description="The words of the query that name a time, e.g. 'last month'.")
+    start: str
+    end: str
+    zone: str
+    note: str = "memories from this range rank first; memories from other times still follow"
+
+    @classmethod
+    def of(cls, span: Span, zone: str) -> QueryTimeOut:
+        return cls(phrase=span.phrase, start=span.start.iso, end=span.end.iso, zone=zone)
+
+
 class SearchOut(BaseModel):
     results: list[SearchHitOut]
     search_method: str
     total_tokens: int = Field(description="Tokens of the results' text.")
     truncated: bool = Field(description="True when max_tokens left out some of the top_k results.")
+    time_range: TimeRangeOut | None = Field(
+        None, description="The absolute range start_time/end_time were read as (present when either was given)."
+    )
+    query_time: QueryTimeOut | None = Field(
+        None, description="A time the query itself speaks of ('last month'): a preference, not a filter."
+    )
 
 
 class GetOut(BaseModel):
@@ -482,11 +517,23 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
         max_tokens=a.max_tokens,
         excerpt_tokens=a.excerpt_tokens,
     )
+    zone = zone_name(memory.zone)
+    time_range = None
+    if outcome.start is not None or outcome.end is not None:
+        time_range = TimeRangeOut(
+            start=outcome.start.start.iso if outcome.start else None,
+            end=outcome.end.end.iso if outcome.end else None,
+            start_time=outcome.start.phrase if outcome.start else None,
+            end_time=outcome.end.phrase if outcome.end else None,
+            zone=zone,
+        )
     return SearchOut(
         results=[SearchHitOut.of(hit) for hit in outcome.hits],
         search_method=a.search_method,
         total_tokens=outcome.total_tokens,
         truncated=outcome.truncated,
+        time_range=time_range,
+        query_time=QueryTimeOut.of(outcome.prior, zone) if outcome.prior else None,
     )
 
 
