@@ -31,6 +31,7 @@ from mcp_memalpha.errors import (
     VersionConflict,
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
+from mcp_memalpha.match import MatchLevel, coverage, match_level, match_score
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
@@ -90,6 +91,7 @@ class Hit:
     text: str  # as a reader sees it (render_hit)
     tokens: int
     excerpt: bool  # text shows only the content's sentences most relevant to the query
+    match: float = 0.0  # how well it answers the query, comparable across queries (`match.match_score`)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,12 @@ class SearchOutcome:
     start: Span | None = None  # how start_time was read
     end: Span | None = None  # how end_time was read
     prior: Span | None = None  # the time the query speaks of: its memories were ranked higher
+    best_match: float | None = None  # the best hit's match score (before min_score), None without hits
+    dropped: int = 0  # hits left out for a match score under min_score
+
+    @property
+    def match(self) -> MatchLevel:
+        return match_level(self.best_match)
 
 
 @dataclass(frozen=True)
@@ -449,8 +457,10 @@ class Memory:
         order: Order = "relevance",
         max_tokens: int | None = None,
         excerpt_tokens: int | None = None,
+        min_score: float | None = None,
     ) -> SearchOutcome:
-        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text."""
+        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text;
+        `min_score` leaves out hits whose match score (0 to 1, see `match`) is below it."""
         text = self._query(query)
         kinds = tuple(normalize_memory_type(t, ITEM_TYPES) for t in (memory_types or ITEM_TYPES))
         method = _search_method(method)
@@ -464,6 +474,8 @@ class Memory:
             excerpt_tokens = self.settings.search_excerpt_tokens
         if excerpt_tokens < 0:
             raise InvalidArgument("excerpt_tokens", f"{excerpt_tokens} must be 0 (whole texts) or more")
+        if min_score is not None and not 0 <= min_score <= 1:
+            raise InvalidArgument("min_score", f"{min_score} is out of range; match scores run from 0 to 1")
         now = self.now_local()
         start, end = _time_range(start_time, end_time, now)
         where = Filter(ctx.namespace, kinds, start.start.ts if start else None, end.end.ts if end else None)
@@ -476,14 +488,29 @@ class Memory:
         shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
         texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
         sizes = count_many(texts) if texts else []
+        matches = self._matches(text, [item for item, _ in hits_items])
         hits = [
-            Hit(item, score, text, size, part is not None)
-            for (item, score), text, size, part in zip(hits_items, texts, sizes, shown, strict=True)
+            Hit(item, score, text, size, part is not None, good)
+            for (item, score), text, size, part, good in zip(hits_items, texts, sizes, shown, matches, strict=True)
         ]
-        hits, truncated = _pack(hits, max_tokens)
+        best = max(matches, default=None)
+        kept = [hit for hit in hits if min_score is None or hit.match >= min_score]
+        dropped = len(hits) - len(kept)
+        kept, truncated = _pack(kept, max_tokens)
         if order == "chronological":
-            hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
-        return SearchOutcome(hits, sum(h.tokens for h in hits), truncated, start, end, prior)
+            kept.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
+        return SearchOutcome(kept, sum(h.tokens for h in kept), truncated, start, end, prior, best, dropped)
+
+    def _matches(self, query: str, items: list[ItemRow]) -> list[float]:
+        """Each item's match score against the query: content-word coverage and embedding cosine."""
+        if not items:
+            return []
+        shown = [render_hit(item) for item in items]
+        vectors = self.embedder.embed([query, *shown])
+        cosines = vectors[1:] @ vectors[0]
+        return [
+            round(match_score(coverage(query, text), float(cos)), 4) for text, cos in zip(shown, cosines, strict=True)
+        ]
 
     def _hydrate(
         self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int

@@ -20,6 +20,7 @@ from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.excerpt import render_hit
 from mcp_memalpha.ids import normalize_id
 from mcp_memalpha.jobs import Job, JobQueue, JobState
+from mcp_memalpha.match import STRONG_AT, WEAK_AT, MatchLevel
 from mcp_memalpha.memory import MAX_TOP_K, Hit, Memory
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
 from mcp_memalpha.timewords import Span, zone_name
@@ -168,6 +169,15 @@ class SearchArgs(_Args):
             "0 shows every result whole; omit for the server's setting (40 by default).",
         ),
     ] = None
+    min_score: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=1,
+            description="Leave out results whose match_score (0 to 1, the same scale for every query) is below "
+            f"this; {WEAK_AT} is where a 'weak' match starts, {STRONG_AT} a 'strong' one. Omit to keep all.",
+        ),
+    ] = None
 
 
 class GetArgs(_Args):
@@ -312,6 +322,11 @@ class SearchHitOut(BaseModel):
         "for a long memory, its sentences most relevant to the query (see excerpt)."
     )
     excerpt: bool = Field(description="True when text shows only part of the content (memory_get has it whole).")
+    match_score: float = Field(
+        description="How well this memory answers the query, 0 to 1, comparable across queries (min_score uses it)."
+    )
+    created_at: str
+    updated_at: str = Field(description="When the current version was written: the newer of two memories wins.")
 
     @classmethod
     def of(cls, hit: Hit) -> SearchHitOut:
@@ -324,6 +339,9 @@ class SearchHitOut(BaseModel):
             score=round(hit.score, 6),
             text=hit.text,
             excerpt=hit.excerpt,
+            match_score=hit.match,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 
@@ -348,6 +366,11 @@ class QueryTimeOut(BaseModel):
 
 
 class SearchOut(BaseModel):
+    match: MatchLevel = Field(
+        description="How good the best match is: 'strong' (memory very likely holds the answer), 'weak' (related, "
+        "maybe not the answer) or 'none' (nothing stored matches: say you don't know)."
+    )
+    best_match_score: float | None = Field(description="The best result's match_score (before min_score).")
     results: list[SearchHitOut]
     search_method: str
     total_tokens: int = Field(description="Tokens of the results' text.")
@@ -516,6 +539,7 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
         order=a.order,
         max_tokens=a.max_tokens,
         excerpt_tokens=a.excerpt_tokens,
+        min_score=a.min_score,
     )
     zone = zone_name(memory.zone)
     time_range = None
@@ -528,6 +552,8 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
             zone=zone,
         )
     return SearchOut(
+        match=outcome.match,
+        best_match_score=outcome.best_match,
         results=[SearchHitOut.of(hit) for hit in outcome.hits],
         search_method=a.search_method,
         total_tokens=outcome.total_tokens,
@@ -727,8 +753,10 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Find the episodic and/or semantic memories most relevant to a query. Hybrid search (default) fuses "
             "keyword (BM25) and meaning (embedding) rankings. Filter by event time with start_time/end_time, "
             "order='chronological' to read events in time order, and max_tokens to fit a context budget. "
-            "Each result carries its id, event time, version and text; a long memory's text shows its sentences "
-            "most relevant to the query (excerpt_tokens; memory_get returns it whole)."
+            "Each result carries its id, event time, version, updated_at and text; a long memory's text shows its "
+            "sentences most relevant to the query (excerpt_tokens; memory_get returns it whole). `match` says how "
+            "good the best result is (strong, weak, none: with none, nothing stored answers the query); min_score "
+            "drops weak results. Times may be words ('last week'); a time named in the query ranks its memories first."
         ),
         args=SearchArgs,
         result=SearchOut,
