@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from mcp_memalpha import ids
 from mcp_memalpha.compaction import Compaction, compact
@@ -81,6 +81,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TOP_K = 100  # most results, ids or page items one call may ask for
+# Cosines of the embedded model's vectors: from SIMILAR_COSINE an insert reports an existing memory
+# as saying nearly the same ("update instead?"); from DUPLICATE_COSINE on_duplicate='skip' skips.
+SIMILAR_COSINE = 0.8
+DUPLICATE_COSINE = 0.95
+FRESH_LIMIT = 500  # most not-yet-indexed memories an insert compares itself with
 _ID_CLASH = "UNIQUE constraint failed: items.id"
 
 
@@ -108,6 +113,13 @@ class SearchOutcome:
     @property
     def match(self) -> MatchLevel:
         return match_level(self.best_match)
+
+
+@dataclass(frozen=True)
+class InsertOutcome:
+    item: ItemRow  # the new memory, or with `skipped` the existing one it duplicates
+    similar: list[tuple[ItemRow, float]]  # live memories saying nearly the same, with their cosine
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,47 @@ class Memory:
         return item
 
     # item writes -------------------------------------------------------------------------
+    def insert_checked(
+        self,
+        ctx: CallContext,
+        memory_type: ItemType,
+        content: str,
+        timestamp: str | None = None,
+        on_duplicate: Literal["insert", "skip"] = "insert",
+    ) -> InsertOutcome:
+        """Insert, first finding the live memories of the same type that say nearly the same
+        (`similar`, never merged); with on_duplicate='skip', an exact or near duplicate
+        (cosine >= DUPLICATE_COSINE) is not inserted and the existing memory is returned."""
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        similar = self.similar(ctx, kind, self._content(content, "content"))
+        if on_duplicate == "skip" and similar and similar[0][1] >= DUPLICATE_COSINE:
+            return InsertOutcome(similar[0][0], similar, skipped=True)
+        return InsertOutcome(self.insert(ctx, memory_type, content, timestamp), similar)
+
+    def similar(self, ctx: CallContext, kind: str, text: str, limit: int = 3) -> list[tuple[ItemRow, float]]:
+        """Live memories of `kind` whose embedding is within SIMILAR_COSINE of `text`, closest
+        first: the indexed ones from the vector cache, plus those written since the index last
+        caught up (read from the ledger), so a duplicate written a moment ago is seen too."""
+        vector = self.embedder.embed([text])[0]
+        state = self.index._read_state()  # the index has no public getter for it
+        built = self.index.generation() is not None  # a complete build exists to read from
+        near = self.index.vector_search(self.ledger, vector, Filter(ctx.namespace, (kind,)), limit) if built else []
+        applied = int(state.get("applied_seq", 0)) if built else 0
+        with self.ledger.read() as tx:
+            fresh = tx.changed_item_ids(applied, tx.head())[-FRESH_LIMIT:]  # newest; no index yet: all of them
+            rows = tx.items([item_id for item_id, _ in near] + fresh)
+        candidates = [row for row in rows.values() if row.alive and row.namespace == ctx.namespace]
+        candidates = [row for row in candidates if row.memory_type == kind]
+        if not candidates:
+            return []
+        vectors = self.embedder.embed([row.content for row in candidates])
+        scored = [
+            (row, 1.0 if row.content == text else round(float(v @ vector), 4))
+            for row, v in zip(candidates, vectors, strict=True)
+        ]
+        scored = [pair for pair in scored if pair[1] >= SIMILAR_COSINE]
+        return sorted(scored, key=lambda pair: (-pair[1], pair[0].id))[:limit]
+
     def insert(self, ctx: CallContext, memory_type: ItemType, content: str, timestamp: str | None = None) -> ItemRow:
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         text = self._content(content, "content")

@@ -96,6 +96,14 @@ class InsertArgs(_Args):
     memory_type: ItemTypeArg
     content: Annotated[str, Field(description="The memory, as one self-contained sentence or short paragraph.")]
     timestamp: TimestampArg = None
+    on_duplicate: Annotated[
+        Literal["insert", "skip"],
+        BeforeValidator(_lower),
+        Field(
+            description="'insert' (default): insert, listing existing memories that say nearly the same in `similar`; "
+            "'skip': do not insert an exact or near duplicate, return the existing memory instead (nothing is merged)."
+        ),
+    ] = "insert"
 
 
 class UpdateArgs(_Args):
@@ -273,6 +281,21 @@ class MemoryOut(BaseModel):
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+class SimilarOut(BaseModel):
+    memory_id: str
+    score: float = Field(description="Embedding cosine with the new content (1 = the same text).")
+    content: str
+    updated_at: str
+
+
+class InsertOut(MemoryOut):
+    skipped: bool = Field(False, description="True when on_duplicate='skip' found a duplicate: nothing was inserted.")
+    similar: list[SimilarOut] = Field(
+        default_factory=list, description="Existing memories of the same type that say nearly the same thing."
+    )
+    hint: str | None = Field(None, description="What to do about `similar`, when there is any.")
 
 
 class CoreOut(BaseModel):
@@ -493,8 +516,23 @@ class MemorizeUndoOut(BaseModel):
 # ---- handlers --------------------------------------------------------------------------------
 
 
-def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> MemoryOut:
-    return MemoryOut.of(memory.insert(ctx, _item_type(a.memory_type), a.content, a.timestamp))
+def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> InsertOut:
+    done = memory.insert_checked(ctx, _item_type(a.memory_type), a.content, a.timestamp, a.on_duplicate)
+    similar = [
+        SimilarOut(memory_id=row.id, score=score, content=row.content, updated_at=row.updated_at)
+        for row, score in done.similar
+        if not (done.skipped and row.id == done.item.id)
+    ]
+    hint = None
+    if done.skipped:
+        hint = f"not inserted: memory '{done.item.id}' already says this; update it instead if something changed"
+    elif similar:
+        hint = (
+            f"update instead? memory '{similar[0].memory_id}' says nearly the same: memory_update it and "
+            "delete this one if it replaces it"
+        )
+    base = MemoryOut.of(done.item).model_dump()
+    return InsertOut(**base, skipped=done.skipped, similar=similar, hint=hint)
 
 
 def _update(memory: Memory, ctx: CallContext, a: UpdateArgs) -> UpdateOut:
@@ -714,7 +752,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "existing memory instead of inserting a near-duplicate. Core memory cannot be inserted."
         ),
         args=InsertArgs,
-        result=MemoryOut,
+        result=InsertOut,
         handler=_insert,
         memalpha=True,
     ),
