@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from mcp_memalpha import ids
 from mcp_memalpha.compaction import Compaction, compact
@@ -32,12 +32,14 @@ from mcp_memalpha.errors import (
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
 from mcp_memalpha.expansion import expand
+from mcp_memalpha.match import MatchLevel, coverage, match_level, match_score
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
-from mcp_memalpha.timeparse import EventTime, parse_time
+from mcp_memalpha.timeparse import EventTime
+from mcp_memalpha.timewords import Clock, Span, find_in_query, local_now, read_when, system_clock
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
 from mcp_memalpha.vocabulary import (
     ITEM_TYPES,
@@ -80,6 +82,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TOP_K = 100  # most results, ids or page items one call may ask for
+# Cosines of the embedded model's vectors: from SIMILAR_COSINE an insert reports an existing memory
+# as saying nearly the same ("update instead?"); from DUPLICATE_COSINE on_duplicate='skip' skips.
+SIMILAR_COSINE = 0.8
+DUPLICATE_COSINE = 0.95
+FRESH_LIMIT = 500  # most not-yet-indexed memories an insert compares itself with
 _ID_CLASH = "UNIQUE constraint failed: items.id"
 
 
@@ -90,6 +97,7 @@ class Hit:
     text: str  # as a reader sees it (render_hit)
     tokens: int
     excerpt: bool  # text shows only the content's sentences most relevant to the query
+    match: float = 0.0  # how well it answers the query, comparable across queries (`match.match_score`)
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,22 @@ class SearchOutcome:
     hits: list[Hit]
     total_tokens: int
     truncated: bool
+    start: Span | None = None  # how start_time was read
+    end: Span | None = None  # how end_time was read
+    prior: Span | None = None  # the time the query speaks of: its memories were ranked higher
+    best_match: float | None = None  # the best hit's match score (before min_score), None without hits
+    dropped: int = 0  # hits left out for a match score under min_score
+
+    @property
+    def match(self) -> MatchLevel:
+        return match_level(self.best_match)
+
+
+@dataclass(frozen=True)
+class InsertOutcome:
+    item: ItemRow  # the new memory, or with `skipped` the existing one it duplicates
+    similar: list[tuple[ItemRow, float]]  # live memories saying nearly the same, with their cosine
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,8 +168,10 @@ def check_core_size(text: str, limit_tokens: int, field: str) -> None:
 class Memory:
     """Open with `Memory(settings).open()` (or as a context manager); thread-safe."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or system_clock
+        self.zone = settings.zone
         self.ledger = Ledger(settings.ledger_path, derived=[settings.index_path])
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
@@ -204,9 +230,12 @@ class Memory:
         if limit is not None and (count := tx.count_live(namespace) + adding) > limit:
             raise NamespaceFull(field, namespace, count, limit)
 
-    @staticmethod
-    def _time(timestamp: str | None) -> EventTime | None:
-        return None if timestamp is None else parse_time(timestamp, "timestamp")
+    def now_local(self) -> datetime:
+        """Now, as wall-clock time in the user's zone: what times in words are read against."""
+        return local_now(self.clock, self.zone)
+
+    def _time(self, timestamp: str | None) -> EventTime | None:
+        return None if timestamp is None else read_when(timestamp, "timestamp", self.now_local()).at
 
     @staticmethod
     def _version(expected: int | None) -> None:
@@ -254,6 +283,47 @@ class Memory:
         return item
 
     # item writes -------------------------------------------------------------------------
+    def insert_checked(
+        self,
+        ctx: CallContext,
+        memory_type: ItemType,
+        content: str,
+        timestamp: str | None = None,
+        on_duplicate: Literal["insert", "skip"] = "insert",
+    ) -> InsertOutcome:
+        """Insert, first finding the live memories of the same type that say nearly the same
+        (`similar`, never merged); with on_duplicate='skip', an exact or near duplicate
+        (cosine >= DUPLICATE_COSINE) is not inserted and the existing memory is returned."""
+        kind = normalize_memory_type(memory_type, ITEM_TYPES)
+        similar = self.similar(ctx, kind, self._content(content, "content"))
+        if on_duplicate == "skip" and similar and similar[0][1] >= DUPLICATE_COSINE:
+            return InsertOutcome(similar[0][0], similar, skipped=True)
+        return InsertOutcome(self.insert(ctx, memory_type, content, timestamp), similar)
+
+    def similar(self, ctx: CallContext, kind: str, text: str, limit: int = 3) -> list[tuple[ItemRow, float]]:
+        """Live memories of `kind` whose embedding is within SIMILAR_COSINE of `text`, closest
+        first: the indexed ones from the vector cache, plus those written since the index last
+        caught up (read from the ledger), so a duplicate written a moment ago is seen too."""
+        vector = self.embedder.embed([text])[0]
+        state = self.index._read_state()  # the index has no public getter for it
+        built = self.index.generation() is not None  # a complete build exists to read from
+        near = self.index.vector_search(self.ledger, vector, Filter(ctx.namespace, (kind,)), limit) if built else []
+        applied = int(state.get("applied_seq", 0)) if built else 0
+        with self.ledger.read() as tx:
+            fresh = tx.changed_item_ids(applied, tx.head())[-FRESH_LIMIT:]  # newest; no index yet: all of them
+            rows = tx.items([item_id for item_id, _ in near] + fresh)
+        candidates = [row for row in rows.values() if row.alive and row.namespace == ctx.namespace]
+        candidates = [row for row in candidates if row.memory_type == kind]
+        if not candidates:
+            return []
+        vectors = self.embedder.embed([row.content for row in candidates])
+        scored = [
+            (row, 1.0 if row.content == text else round(float(v @ vector), 4))
+            for row, v in zip(candidates, vectors, strict=True)
+        ]
+        scored = [pair for pair in scored if pair[1] >= SIMILAR_COSINE]
+        return sorted(scored, key=lambda pair: (-pair[1], pair[0].id))[:limit]
+
     def insert(self, ctx: CallContext, memory_type: ItemType, content: str, timestamp: str | None = None) -> ItemRow:
         kind = normalize_memory_type(memory_type, ITEM_TYPES)
         text = self._content(content, "content")
@@ -450,8 +520,10 @@ class Memory:
         order: Order = "relevance",
         max_tokens: int | None = None,
         excerpt_tokens: int | None = None,
+        min_score: float | None = None,
     ) -> SearchOutcome:
-        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text."""
+        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text;
+        `min_score` leaves out hits whose match score (0 to 1, see `match`) is below it."""
         text = self._query(query)
         kinds = tuple(normalize_memory_type(t, ITEM_TYPES) for t in (memory_types or ITEM_TYPES))
         method = _search_method(method)
@@ -465,23 +537,43 @@ class Memory:
             excerpt_tokens = self.settings.search_excerpt_tokens
         if excerpt_tokens < 0:
             raise InvalidArgument("excerpt_tokens", f"{excerpt_tokens} must be 0 (whole texts) or more")
-        where = Filter(ctx.namespace, kinds, *_time_range(start_time, end_time))
+        if min_score is not None and not 0 <= min_score <= 1:
+            raise InvalidArgument("min_score", f"{min_score} is out of range; match scores run from 0 to 1")
+        now = self.now_local()
+        start, end = _time_range(start_time, end_time, now)
+        where = Filter(ctx.namespace, kinds, start.start.ts if start else None, end.end.ts if end else None)
+        prior = _query_time(text, now, where)
 
         if self.index.is_behind(self.ledger):
             self.sync_index()
-        ranked = self._rank(text, where, method, top_k)
+        ranked = self._rank(text, where, method, top_k, prior)
         hits_items = self._hydrate(ctx, ranked, kinds, top_k)
         shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
         texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
         sizes = count_many(texts) if texts else []
+        matches = self._matches(text, [item for item, _ in hits_items])
         hits = [
-            Hit(item, score, text, size, part is not None)
-            for (item, score), text, size, part in zip(hits_items, texts, sizes, shown, strict=True)
+            Hit(item, score, text, size, part is not None, good)
+            for (item, score), text, size, part, good in zip(hits_items, texts, sizes, shown, matches, strict=True)
         ]
-        hits, truncated = _pack(hits, max_tokens)
+        best = max(matches, default=None)
+        kept = [hit for hit in hits if min_score is None or hit.match >= min_score]
+        dropped = len(hits) - len(kept)
+        kept, truncated = _pack(kept, max_tokens)
         if order == "chronological":
-            hits.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
-        return SearchOutcome(hits, sum(h.tokens for h in hits), truncated)
+            kept.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
+        return SearchOutcome(kept, sum(h.tokens for h in kept), truncated, start, end, prior, best, dropped)
+
+    def _matches(self, query: str, items: list[ItemRow]) -> list[float]:
+        """Each item's match score against the query: content-word coverage and embedding cosine."""
+        if not items:
+            return []
+        shown = [render_hit(item) for item in items]
+        vectors = self.embedder.embed([query, *shown])
+        cosines = vectors[1:] @ vectors[0]
+        return [
+            round(match_score(coverage(query, text), float(cos)), 4) for text, cos in zip(shown, cosines, strict=True)
+        ]
 
     def _hydrate(
         self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int
@@ -522,12 +614,28 @@ class Memory:
             )
         return query.strip()
 
-    def _rank(self, query: str, where: Filter, method: str, top_k: int) -> list[tuple[str, float]]:
+    def _rank(
+        self, query: str, where: Filter, method: str, top_k: int, prior: Span | None = None
+    ) -> list[tuple[str, float]]:
         """Ranked (id, score) candidates from one complete build of the index, recovering from a
-        failed query or a concurrent rebuild as `SearchIndex.consistent` does."""
+        failed query or a concurrent rebuild as `SearchIndex.consistent` does. With a `prior`
+        (the time the query speaks of), the memories of that time are ranked again on their own
+        and lead (`prefer_range`); the rest follow."""
         # Extra candidates: some may be filtered out as deleted since the index last synced.
         pool = max(top_k * 3, 50)
-        return self.index.consistent(self.ledger, lambda: self._rank_once(query, where, method, pool))
+
+        def rank() -> list[tuple[str, float]]:
+            ranked = self._rank_once(query, where, method, pool)
+            if prior is None:
+                return ranked
+            inside = replace(
+                where,
+                start_ts=max(prior.start.ts, where.start_ts if where.start_ts is not None else -math.inf),
+                end_ts=min(prior.end.ts, where.end_ts if where.end_ts is not None else math.inf),
+            )
+            return prefer_range(ranked, self._rank_once(query, inside, method, pool))
+
+        return self.index.consistent(self.ledger, rank)
 
     def _rank_once(self, query: str, where: Filter, method: str, pool: int) -> list[tuple[str, float]]:
         parts = query_parts(query)
@@ -568,16 +676,42 @@ def _search_method(method: str) -> SearchMethod:
     return value
 
 
-def _time_range(start_time: str | None, end_time: str | None) -> tuple[float | None, float | None]:
-    start = parse_time(start_time, "start_time").ts if start_time else None
-    end_at = parse_time(end_time, "end_time") if end_time else None
-    end = None
-    if end_at is not None:
-        # A bare date as the end means the whole of that day.
-        end = end_at.ts + 86399.999999 if end_at.date_only else end_at.ts
-    if start is not None and end is not None and start > end:
+def _time_range(start_time: str | None, end_time: str | None, now: datetime) -> tuple[Span | None, Span | None]:
+    """How start_time and end_time read: a range's start for the start ("last week": its Monday),
+    its end for the end (a bare date: the end of that day)."""
+    start = read_when(start_time, "start_time", now) if start_time else None
+    end = read_when(end_time, "end_time", now) if end_time else None
+    if start is not None and end is not None and start.start.ts > end.end.ts:
         raise InvalidArgument("end_time", f"{end_time!r} is before start_time {start_time!r}")
     return start, end
+
+
+# How much a memory of the time a query speaks of is lifted, on the hybrid scale (about 1 at the
+# top): one that matches half as well as the best leads, one that barely matches does not.
+TIME_PRIOR = 0.5
+
+
+def _query_time(query: str, now: datetime, where: Filter) -> Span | None:
+    """The range the query speaks of, when it is one (not an instant) that overlaps the filter."""
+    span = find_in_query(query, now)
+    if span is None or span.start.ts == span.end.ts:
+        return None
+    if (where.end_ts is not None and span.start.ts > where.end_ts) or (
+        where.start_ts is not None and span.end.ts < where.start_ts
+    ):
+        return None
+    return span
+
+
+def prefer_range(ranked: list[tuple[str, float]], inside: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A prior, not a filter: each memory of the query's time (`inside`, found by a search of that
+    range alone) gets TIME_PRIOR on top of its score in the whole ranking (one that ranked only
+    in its range, the lowest score of the whole ranking); every other memory keeps its score."""
+    scores = dict(ranked)
+    floor = min(scores.values(), default=0.0)
+    for item_id, score in inside:
+        scores[item_id] = scores.get(item_id, min(score, floor)) + TIME_PRIOR
+    return by_score(list(scores.items()))
 
 
 def _sort_time(item: ItemRow) -> float:

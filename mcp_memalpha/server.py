@@ -39,6 +39,8 @@ from mcp_memalpha.errors import MemalphaError
 from mcp_memalpha.http_security import request_caller, request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, Memory
 from mcp_memalpha.settings import Settings
+from mcp_memalpha.timeparse import human_date
+from mcp_memalpha.timewords import local_now, system_clock, zone_name
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,17 @@ Long-term memory for this user, in three parts:
 - semantic: facts and preferences.
 Search before you insert, and update or delete a memory rather than adding a contradicting one.
 Pass expected_version when you update what you read, so concurrent writers never overwrite each other."""
+
+
+def instructions(settings: Settings) -> str:
+    """INSTRUCTIONS with today's date in the user's zone, so a client knows what "yesterday" is."""
+    now = local_now(system_clock, settings.zone)
+    return (
+        f"{INSTRUCTIONS}\nToday is {now:%A} {human_date(now)} ({zone_name(settings.zone)}). Times may be "
+        "given in words ('yesterday', 'last week', 'in May'): the server reads them in this zone and says which "
+        "range it used."
+    )
+
 
 # The warm-up (LanceDB import ~1 s, model, vectors) starts at once: the initialize reply follows
 # the lifespan within milliseconds, and the first search should not wait longer than it must.
@@ -211,7 +224,7 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
     server: MCPServer[ServerState] = _Server(
         "mcp-memalpha",
         title="Mem-α memory",
-        instructions=INSTRUCTIONS,
+        instructions=instructions(settings),
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,

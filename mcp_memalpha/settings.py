@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Compact the operation log automatically each time it grows by this many operations "
         "(0: only with `mcp-memalpha compact`).",
+    )
+    time_zone: str | None = Field(
+        None,
+        description="IANA time zone of the user (e.g. 'Europe/Berlin'): times in words such as 'yesterday' or "
+        "'last week' are read in it, and the server tells clients today's date in it. Unset: the machine's zone.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level; logs go to stderr, never stdout."
@@ -206,6 +212,30 @@ class Settings(BaseSettings):
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
             )
         return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError, OSError):  # not found is a KeyError, a malformed key a ValueError
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'Europe/Berlin' or 'UTC'") from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        """The user's zone: `time_zone`, else the machine's (following its daylight saving time)."""
+        if self.time_zone is None:
+            from dateutil.tz import tzlocal
+
+            return tzlocal()
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.time_zone)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -20,8 +20,10 @@ from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.excerpt import render_hit
 from mcp_memalpha.ids import normalize_id
 from mcp_memalpha.jobs import Job, JobQueue, JobState
+from mcp_memalpha.match import STRONG_AT, WEAK_AT, MatchLevel
 from mcp_memalpha.memory import MAX_TOP_K, Hit, Memory
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
+from mcp_memalpha.timewords import Span, zone_name
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
 from mcp_memalpha.validation import validation_problems
 from mcp_memalpha.vocabulary import ItemType, MemoryType, Order, SearchMethod, memory_type_name, search_method_name
@@ -63,7 +65,8 @@ TimestampArg = Annotated[
     str | None,
     Field(
         description="When the event happened (episodic) or since when the fact holds (semantic): ISO-8601 "
-        "('2023-05-08T13:56') or a common form ('1:56 pm on 8 May, 2023'). Optional.",
+        "('2023-05-08T13:56'), a common form ('1:56 pm on 8 May, 2023') or words read against the server's "
+        "clock in the user's zone ('yesterday', 'two days ago', 'this morning', 'last Tuesday'). Optional.",
     ),
 ]
 ExpectedVersionArg = Annotated[
@@ -93,6 +96,14 @@ class InsertArgs(_Args):
     memory_type: ItemTypeArg
     content: Annotated[str, Field(description="The memory, as one self-contained sentence or short paragraph.")]
     timestamp: TimestampArg = None
+    on_duplicate: Annotated[
+        Literal["insert", "skip"],
+        BeforeValidator(_lower),
+        Field(
+            description="'insert' (default): insert, listing existing memories that say nearly the same in `similar`; "
+            "'skip': do not insert an exact or near duplicate, return the existing memory instead (nothing is merged)."
+        ),
+    ] = "insert"
 
 
 class UpdateArgs(_Args):
@@ -133,12 +144,19 @@ class SearchArgs(_Args):
         ),
     ] = "hybrid"
     top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many memories to return at most.")] = 10
-    start_time: Annotated[str | None, Field(description="Only memories whose event time is at or after this time.")] = (
-        None
-    )
+    start_time: Annotated[
+        str | None,
+        Field(
+            description="Only memories whose event time is at or after this time: a date/time, or words such as "
+            "'last week' (from its start), 'yesterday', 'in May', 'two days ago'."
+        ),
+    ] = None
     end_time: Annotated[
         str | None,
-        Field(description="Only memories whose event time is at or before this time (a bare date: that whole day)."),
+        Field(
+            description="Only memories whose event time is at or before this time (a bare date: that whole day; "
+            "words such as 'last week': up to its end)."
+        ),
     ] = None
     order: Annotated[
         Order,
@@ -157,6 +175,15 @@ class SearchArgs(_Args):
             description="Longest text per result, in tokens: a longer memory shows only its sentences most "
             "relevant to the query, with '…' where text was left out (memory_get returns it whole). "
             "0 shows every result whole; omit for the server's setting (40 by default).",
+        ),
+    ] = None
+    min_score: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=1,
+            description="Leave out results whose match_score (0 to 1, the same scale for every query) is below "
+            f"this; {WEAK_AT} is where a 'weak' match starts, {STRONG_AT} a 'strong' one. Omit to keep all.",
         ),
     ] = None
 
@@ -260,6 +287,21 @@ class MemoryOut(BaseModel):
         )
 
 
+class SimilarOut(BaseModel):
+    memory_id: str
+    score: float = Field(description="Embedding cosine with the new content (1 = the same text).")
+    content: str
+    updated_at: str
+
+
+class InsertOut(MemoryOut):
+    skipped: bool = Field(False, description="True when on_duplicate='skip' found a duplicate: nothing was inserted.")
+    similar: list[SimilarOut] = Field(
+        default_factory=list, description="Existing memories of the same type that say nearly the same thing."
+    )
+    hint: str | None = Field(None, description="What to do about `similar`, when there is any.")
+
+
 class CoreOut(BaseModel):
     content: str = Field(description="The core paragraph ('' when empty).")
     version: int = Field(description="0 until it is first written.")
@@ -307,6 +349,11 @@ class SearchHitOut(BaseModel):
         "for a long memory, its sentences most relevant to the query (see excerpt)."
     )
     excerpt: bool = Field(description="True when text shows only part of the content (memory_get has it whole).")
+    match_score: float = Field(
+        description="How well this memory answers the query, 0 to 1, comparable across queries (min_score uses it)."
+    )
+    created_at: str
+    updated_at: str = Field(description="When the current version was written: the newer of two memories wins.")
 
     @classmethod
     def of(cls, hit: Hit) -> SearchHitOut:
@@ -319,14 +366,48 @@ class SearchHitOut(BaseModel):
             score=round(hit.score, 6),
             text=hit.text,
             excerpt=hit.excerpt,
+            match_score=hit.match,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
 
+class TimeRangeOut(BaseModel):
+    start: str | None = Field(description="Start of the event-time filter used (local time in `zone`), if any.")
+    end: str | None = Field(description="End of the event-time filter used (inclusive), if any.")
+    start_time: str | None = Field(description="The start_time given, as it was read.")
+    end_time: str | None = Field(description="The end_time given, as it was read.")
+    zone: str
+
+
+class QueryTimeOut(BaseModel):
+    phrase: str = Field(description="The words of the query that name a time, e.g. 'last month'.")
+    start: str
+    end: str
+    zone: str
+    note: str = "memories from this range rank first; memories from other times still follow"
+
+    @classmethod
+    def of(cls, span: Span, zone: str) -> QueryTimeOut:
+        return cls(phrase=span.phrase, start=span.start.iso, end=span.end.iso, zone=zone)
+
+
 class SearchOut(BaseModel):
+    match: MatchLevel = Field(
+        description="How good the best match is: 'strong' (memory very likely holds the answer), 'weak' (related, "
+        "maybe not the answer) or 'none' (nothing stored matches: say you don't know)."
+    )
+    best_match_score: float | None = Field(description="The best result's match_score (before min_score).")
     results: list[SearchHitOut]
     search_method: str
     total_tokens: int = Field(description="Tokens of the results' text.")
     truncated: bool = Field(description="True when max_tokens left out some of the top_k results.")
+    time_range: TimeRangeOut | None = Field(
+        None, description="The absolute range start_time/end_time were read as (present when either was given)."
+    )
+    query_time: QueryTimeOut | None = Field(
+        None, description="A time the query itself speaks of ('last month'): a preference, not a filter."
+    )
 
 
 class GetOut(BaseModel):
@@ -446,8 +527,23 @@ class MemorizeUndoOut(BaseModel):
 # ---- handlers --------------------------------------------------------------------------------
 
 
-def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> MemoryOut:
-    return MemoryOut.of(memory.insert(ctx, _item_type(a.memory_type), a.content, a.timestamp))
+def _insert(memory: Memory, ctx: CallContext, a: InsertArgs) -> InsertOut:
+    done = memory.insert_checked(ctx, _item_type(a.memory_type), a.content, a.timestamp, a.on_duplicate)
+    similar = [
+        SimilarOut(memory_id=row.id, score=score, content=row.content, updated_at=row.updated_at)
+        for row, score in done.similar
+        if not (done.skipped and row.id == done.item.id)
+    ]
+    hint = None
+    if done.skipped:
+        hint = f"not inserted: memory '{done.item.id}' already says this; update it instead if something changed"
+    elif similar:
+        hint = (
+            f"update instead? memory '{similar[0].memory_id}' says nearly the same: memory_update it and "
+            "delete this one if it replaces it"
+        )
+    base = MemoryOut.of(done.item).model_dump()
+    return InsertOut(**base, skipped=done.skipped, similar=similar, hint=hint)
 
 
 def _update(memory: Memory, ctx: CallContext, a: UpdateArgs) -> UpdateOut:
@@ -492,12 +588,27 @@ def _search(memory: Memory, ctx: CallContext, a: SearchArgs) -> SearchOut:
         order=a.order,
         max_tokens=a.max_tokens,
         excerpt_tokens=a.excerpt_tokens,
+        min_score=a.min_score,
     )
+    zone = zone_name(memory.zone)
+    time_range = None
+    if outcome.start is not None or outcome.end is not None:
+        time_range = TimeRangeOut(
+            start=outcome.start.start.iso if outcome.start else None,
+            end=outcome.end.end.iso if outcome.end else None,
+            start_time=outcome.start.phrase if outcome.start else None,
+            end_time=outcome.end.phrase if outcome.end else None,
+            zone=zone,
+        )
     return SearchOut(
+        match=outcome.match,
+        best_match_score=outcome.best_match,
         results=[SearchHitOut.of(hit) for hit in outcome.hits],
         search_method=a.search_method,
         total_tokens=outcome.total_tokens,
         truncated=outcome.truncated,
+        time_range=time_range,
+        query_time=QueryTimeOut.of(outcome.prior, zone) if outcome.prior else None,
     )
 
 
@@ -657,7 +768,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "existing memory instead of inserting a near-duplicate. Core memory cannot be inserted."
         ),
         args=InsertArgs,
-        result=MemoryOut,
+        result=InsertOut,
         handler=_insert,
         memalpha=True,
     ),
@@ -696,8 +807,10 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
             "Find the episodic and/or semantic memories most relevant to a query. Hybrid search (default) fuses "
             "keyword (BM25) and meaning (embedding) rankings. Filter by event time with start_time/end_time, "
             "order='chronological' to read events in time order, and max_tokens to fit a context budget. "
-            "Each result carries its id, event time, version and text; a long memory's text shows its sentences "
-            "most relevant to the query (excerpt_tokens; memory_get returns it whole)."
+            "Each result carries its id, event time, version, updated_at and text; a long memory's text shows its "
+            "sentences most relevant to the query (excerpt_tokens; memory_get returns it whole). `match` says how "
+            "good the best result is (strong, weak, none: with none, nothing stored answers the query); min_score "
+            "drops weak results. Times may be words ('last week'); a time named in the query ranks its memories first."
         ),
         args=SearchArgs,
         result=SearchOut,

@@ -94,7 +94,10 @@ async def scenario(client: Client) -> None:
     budget = await call(client, "search_memory", query="Maya", max_tokens=15)
     assert budget["total_tokens"] <= 15 and budget["truncated"] is True
     # results carry the text once; a long memory is excerpted for the query, whole on request
-    assert set(found["results"][0]) == {"memory_id", "memory_type", "event_time", "version", "score", "text", "excerpt"}
+    assert set(found["results"][0]) == {
+        *("memory_id", "memory_type", "event_time", "version", "score", "text", "excerpt"),
+        *("match_score", "created_at", "updated_at"),
+    }
     short = await call(client, "search_memory", query="Maya flight Lisbon", excerpt_tokens=8)
     cut = next(hit for hit in short["results"] if hit["memory_id"] == trip["memory_id"])
     assert cut["excerpt"] is True and cut["text"].endswith("…")
