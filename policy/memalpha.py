@@ -506,18 +506,19 @@ def _update(kind: str, arguments: dict[str, Any], chunk: Chunk, execute: Execute
 
 def _update_core(content: Any, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
     """Replace the core; one over capacity is cut at a word and marked, as Mem-α does, and the
-    outcome says so. The tool's refusal states the size, so each try keeps the share of words that
-    should fit; only the try that fits writes (one version in history)."""
+    outcome says so. The tool's refusal states the size (in tokens, or in characters for a text
+    far over), so each try keeps the share of words that should fit; only the try that fits writes
+    (one version in history)."""
     call = {"memory_type": "core", "new_content": content}
     outcome = execute("memory_update", call)
     over = _over_capacity(outcome)
     if over is None or not isinstance(content, str):
         return call, outcome
-    size, limit = over
-    marker = TRUNCATED.format(limit=limit)
+    marker = TRUNCATED.format(limit=_core_capacity(execute))
     words = content.split(" ")
     keep = len(words)
-    while keep > 1:
+    while keep > 1 and over is not None:
+        size, limit = over
         keep = max(1, min(keep - 1, keep * limit // size))
         attempt = {"memory_type": "core", "new_content": " ".join(words[:keep]) + marker}
         tried = execute("memory_update", attempt)
@@ -527,14 +528,20 @@ def _update_core(content: Any, execute: Execute) -> tuple[dict[str, Any], CallOu
         over = _over_capacity(tried)
         if over is None:
             return attempt, tried
-        size = over[0]
     return call, outcome
+
+
+def _core_capacity(execute: Execute) -> int:
+    """The core's limit in tokens, which Mem-α's marker states."""
+    read = execute("core_memory_read", {})
+    return int(read.output["capacity_tokens"]) if read.ok and isinstance(read.output, dict) else 512
 
 
 def _over_capacity(outcome: CallOutcome) -> tuple[int, int] | None:
     """(size, limit) from a refusal for capacity (`CapacityExceeded`'s message), else None."""
-    found = None if outcome.ok else re.search(r"is (\d+) tokens, over the limit of (\d+) tokens", outcome.error or "")
-    return (int(found.group(1)), int(found.group(2))) if found else None
+    pattern = r"is (\d+) (tokens|characters), over the limit of (\d+) \2"
+    found = None if outcome.ok else re.search(pattern, outcome.error or "")
+    return (int(found.group(1)), int(found.group(3))) if found else None
 
 
 def _delete(kind: str, arguments: dict[str, Any], chunk: Chunk, execute: Execute) -> tuple[dict[str, Any], CallOutcome]:
