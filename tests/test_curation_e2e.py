@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -58,26 +59,48 @@ async def test_memorize_builds_policy_memory_and_undo_restores_it_exactly(tmp_pa
         assert await snapshot(client) == before
 
 
-def inserted(status: dict[str, Any]) -> set[str]:
-    """Ids of the memories the job's calls so far inserted."""
-    return {c["output"]["memory_id"] for c in status["calls"] if c["ok"] and c["name"] == "new_memory_insert"}
+# A curator's attempt in a process of its own: it queues the chunk, claims the job and writes two
+# of its lines through the curator's adapter (fenced by its lease), then waits to be killed. The
+# server's own curator writes its calls in one burst after generating, too fast to kill in between.
+KILLED_ATTEMPT = """
+import sys, time
+from pathlib import Path
+from mcp_memalpha import CallContext, Memory, Settings
+from mcp_memalpha.curation import make_execute
+from mcp_memalpha.jobs import JobQueue
+settings = Settings(data_dir=Path(sys.argv[1]), policy_lease_seconds=2)
+with Memory(settings) as memory:
+    queue = JobQueue(memory.ledger, settings)
+    chunk, date = sys.stdin.read().split("\\x00")
+    queue.enqueue(CallContext(namespace=settings.namespace), chunk, date)
+    claim = queue.claim("doomed-worker")
+    ctx = CallContext(namespace=claim.job.namespace, source="policy", job_id=claim.job.id)
+    execute = make_execute(memory, ctx, fence=queue.fence(claim.job.id, claim.owner))
+    ids = [execute("new_memory_insert", {"memory_type": "episodic", "content": line}).output["memory_id"]
+           for line in chunk.splitlines()[:2]]
+    print(claim.job.id, *ids, flush=True)
+    time.sleep(600)
+"""
 
 
 async def test_a_job_killed_after_its_first_writes_completes_exactly_once_after_restart(tmp_path: Path) -> None:
-    """The server is killed after the curator has written (so the restart must revert those writes),
-    and the chunk's memories end up there once: the killed attempt's are tombstones."""
+    """An attempt is killed after it has written (so the next claim must revert those writes), and
+    the chunk's memories end up there once, written by the server's curator: the killed attempt's
+    are tombstones."""
     data = tmp_path / "data"
-    chunk, date = CHUNKS[0] if len(CHUNKS[0][0]) > len(CHUNKS[1][0]) else CHUNKS[1]
+    chunk, date = CHUNKS[0]
     lease = {"MEMALPHA_POLICY_LEASE_SECONDS": "2"}
-    with http_server(data, "--policy", "default", **lease) as (url, process):
-        async with connect(url) as client:
-            job_id = (await call(client, "memorize", chunk=chunk, timestamp=date))["job_id"]
-            with anyio.fail_after(240):
-                while not (killed := inserted(status := await call(client, "memorize_status", job_id=job_id))):
-                    assert status["state"] in ("queued", "running"), status
-                    await anyio.sleep(0.02)
-            process.send_signal(signal.SIGKILL)  # the curator has written; the job holds its lease
-        process.wait()
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_ATTEMPT, str(data)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert doomed.stdin is not None and doomed.stdout is not None
+    doomed.stdin.write(f"{chunk}\x00{date}")
+    doomed.stdin.close()
+    job_id, *written = doomed.stdout.readline().split()
+    assert len(written) == 2, "the doomed attempt did not write"
+    doomed.send_signal(signal.SIGKILL)  # it has written; the job holds its lease
+    doomed.wait()
+    killed = set(written)
     with http_server(data, "--policy", "default", **lease) as (url, _):
         async with connect(url) as client:
             status = await call(client, "memorize_status", job_id=job_id, wait_seconds=240)
