@@ -470,6 +470,11 @@ class CallOut(BaseModel):
     error: str | None = None
 
 
+class PromptOut(BaseModel):
+    tokens: int = Field(description="Prompt tokens the model evaluated.")
+    sha256: str = Field(description="sha256 of those token ids in decimal, comma-separated (e.g. '151644,872,198').")
+
+
 class MemorizeStatusOut(BaseModel):
     job_id: str
     state: JobState = Field(description=JOB_STATES)
@@ -485,6 +490,9 @@ class MemorizeStatusOut(BaseModel):
     seconds: float | None = Field(None, description="Curation time of the last run (when done).")
     wire_format: str | None = Field(None, description="The format the curator prompted its model in (when done).")
     wire_format_reason: str | None = Field(None, description="Why that format: the setting or the model's metadata.")
+    prompts: list[PromptOut] | None = Field(
+        None, description="Per generation, the prompt the model evaluated, as a token count and digest (when done)."
+    )
 
     @classmethod
     def of(cls, job: Job, position: int | None) -> MemorizeStatusOut:
@@ -505,6 +513,7 @@ class MemorizeStatusOut(BaseModel):
             seconds=result.get("seconds"),
             wire_format=result.get("wire_format"),
             wire_format_reason=result.get("wire_format_reason"),
+            prompts=result.get("prompts"),
         )
 
 

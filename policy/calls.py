@@ -70,6 +70,8 @@ class CurationResult:
     seconds: float = 0.0
     degenerate: bool = False  # some output was repetitive garbage and was cut off
     outputs: list[str] = field(default_factory=list)  # raw model text per step
+    # per generation, the prompt llama.cpp evaluated: {"tokens": count, "sha256": ids_digest of the ids}
+    prompts: list[dict[str, Any]] = field(default_factory=list)
     wire_format: str | None = None  # the format the model was prompted in, and why
     wire_format_reason: str | None = None
 
@@ -85,6 +87,7 @@ class CurationResult:
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 3),
             "degenerate": self.degenerate,
+            "prompts": self.prompts,
             "wire_format": self.wire_format,
             "wire_format_reason": self.wire_format_reason,
         }

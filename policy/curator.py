@@ -193,6 +193,7 @@ class Curator:
                 cut_degenerate=decoding.cut_degenerate,
             )
             result.prompt_tokens += generated.prompt_tokens
+            result.prompts.append({"tokens": generated.prompt_tokens, "sha256": generated.prompt_sha256})
             result.completion_tokens += generated.completion_tokens
             result.degenerate |= generated.degenerate
             session.submit(generated.text)

@@ -10,6 +10,7 @@ same as the grammar allows, at nearly the unconstrained speed (benchmarks/curato
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class Generated:
     generation_seconds: float  # after the prompt was evaluated: completion_tokens / this = tokens/s
     stop_reason: str  # "end", "stop", "length" or "degenerate"
     forced_tokens: int = 0  # of completion_tokens, those fed from a continuation rather than decoded
+    prompt_sha256: str = ""  # ids_digest of the prompt token ids llama.cpp evaluated
 
     @property
     def degenerate(self) -> bool:
@@ -51,6 +53,12 @@ class Generated:
     @property
     def tokens_per_second(self) -> float:
         return self.completion_tokens / self.generation_seconds if self.generation_seconds > 0 else 0.0
+
+
+def ids_digest(ids: list[int]) -> str:
+    """sha256 of token ids written in decimal, comma-separated: what a test or a user compares with
+    another tokenizer's ids for the same prompt, without shipping the ids themselves."""
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
 
 
 def is_degenerate(tokens: list[int]) -> bool:
@@ -139,7 +147,14 @@ class Generator:
                 text = text.split(s)[0]
         now = time.perf_counter()
         return Generated(
-            text, len(prompt_ids), len(out), now - started, now - generation_start, reason, forced_tokens=forced_count
+            text,
+            len(prompt_ids),
+            len(out),
+            now - started,
+            now - generation_start,
+            reason,
+            forced_tokens=forced_count,
+            prompt_sha256=ids_digest(prompt_ids),
         )
 
     def _with_forced(

@@ -10,6 +10,7 @@ Needs the `train` and `policy` extras (the `test` extra installs both).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -247,3 +248,75 @@ def test_the_setting_overrides_the_detection_and_the_choice_is_logged(
     assert "policy_format" in forced.format_choice.reason
     assert "wire format memalpha (general.name 'Memalpha-tiny' names Memalpha)" in caplog.text
     assert "wire format json (set by policy_format" in caplog.text
+
+
+# ---- what llama.cpp evaluates in a spawned server -----------------------------------------------
+
+CORE = "User adopted a cat in May 2023."
+FACT = "The user's cat is called Miso."
+
+
+def expected_prompt(model: Path, sandbox_dir: Path, texts_file: Path, served_id: str) -> str:
+    """Our memalpha format with the reference texts, for the served memory's state (the same core and
+    fact in a fresh sandbox, the fact shown with the alias the server gives its own id) and CHUNK,
+    through the transformers chat template with thinking off."""
+    from transformers import AutoTokenizer
+
+    from policy.curator import ChunkSession
+    from policy.formats import MemalphaFormat
+    from policy.memalpha import hex_alias, load_prompt_texts
+    from training.generation import render_prompt
+    from training.sandbox import Sandbox, tool_defs
+
+    with Sandbox(root=sandbox_dir) as sandbox:
+        sandbox.call("memory_update", {"memory_type": "core", "new_content": CORE})
+        ours = sandbox.call("new_memory_insert", {"memory_type": "semantic", "content": FACT})["memory_id"]
+        aliases = {ours: served_id}
+
+        def alias(memory_id: str, taken: set[str]) -> str:
+            return hex_alias(aliases[memory_id], taken)
+
+        session = ChunkSession(
+            MemalphaFormat(load_prompt_texts(texts_file), alias=alias),
+            tool_defs(),
+            Limits(),
+            CHUNK,
+            "25 May 2023",
+            sandbox.execute,
+        )
+        messages = session.messages
+    return render_prompt(AutoTokenizer.from_pretrained(model), messages)
+
+
+@needs_golden
+@pytest.mark.anyio
+async def test_a_spawned_server_evaluates_the_tokens_of_the_expected_memalpha_prompt(
+    qwen3_folder: Path, memalpha_gguf: Path, tmp_path: Path
+) -> None:
+    """The whole served path for a Memalpha-named Qwen3 (export, detection, memory view, reference
+    texts from --policy-prompt, the GGUF's template, llama.cpp's tokenizer) evaluates exactly the
+    token ids transformers makes of the expected prompt: memorize_status reports their count and
+    digest. (The F16 logits of the same export are checked in test_f16_logits_and_greedy_tokens_match_transformers.)"""
+    from transformers import AutoTokenizer
+
+    from tests.test_memalpha_format import reference_file
+
+    texts_file = reference_file(tmp_path)
+    async with connect(
+        policy_params(tmp_path / "data", str(memalpha_gguf), "--policy-prompt", str(texts_file))
+    ) as client:
+        await call(client, "memory_update", memory_type="core", new_content=CORE)
+        served = await call(client, "new_memory_insert", memory_type="semantic", content=FACT)
+        job = await call(client, "memorize", chunk=CHUNK, timestamp="25 May 2023")
+        for _ in range(10):  # up to 2048 greedy tokens on shared CPUs: wait in turns under the read timeout
+            status = await call(client, "memorize_status", job_id=job["job_id"], wait_seconds=50)
+            if status["state"] not in ("queued", "running"):
+                break
+    assert status["state"] == "done", status
+    assert status["wire_format"] == "memalpha" and status["steps"] == 1
+
+    prompt = expected_prompt(qwen3_folder, tmp_path, texts_file, served["memory_id"])
+    assert CORE in prompt and f"] {FACT}" in prompt and "<new_chunk>" in prompt  # the state and chunk are in it
+    ids = list(AutoTokenizer.from_pretrained(qwen3_folder)(prompt, add_special_tokens=False)["input_ids"])
+    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()  # as memorize_status documents
+    assert status["prompts"] == [{"tokens": len(ids), "sha256": digest}]

@@ -40,6 +40,33 @@ def test_config_from_toml_flattens_sections_and_refuses_unknown_options(tmp_path
         TrainConfig.from_toml(bad)
 
 
+def test_rollouts_decode_as_the_format_unless_the_config_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A memalpha policy's rollouts get Mem-α's 2048 new tokens at temperature 1.0 (its training
+    rollouts), in the generator and in TRL's max_completion_length; other formats get the curator's
+    limit; a set max_new_tokens wins."""
+    import training.generation
+    from training.grpo import grpo_args
+
+    made: list[dict[str, object]] = []
+
+    class Recorded:
+        def __init__(self, model: object, tokenizer: object, **options: object) -> None:
+            made.append(options)
+            raise StopIteration  # enough: the generator's options are what is checked
+
+    monkeypatch.setattr(training.generation, "TransformersGenerator", Recorded)
+    trainer = SimpleNamespace(model=None, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    for config, tokens in (
+        (TrainConfig(), 2048),
+        (TrainConfig(wire_format="json"), 512),
+        (TrainConfig(max_new_tokens=64), 64),
+    ):
+        assert config.new_tokens == tokens and grpo_args(config).max_completion_length == tokens
+        with pytest.raises(StopIteration):
+            make_rollout_func({}, None, config)(["x"], trainer)
+        assert made.pop() == {"max_new_tokens": tokens, "temperature": 1.0}
+
+
 def test_training_instances_all_have_t_chunks() -> None:
     config = TrainConfig(chunks_per_instance=2, max_questions=3)
     instances = training_instances(config)

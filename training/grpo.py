@@ -67,8 +67,9 @@ class TrainConfig:
     # rollouts
     wire_format: str = "memalpha"
     rollouts: int = 4  # G
-    max_new_tokens: int = 128
-    temperature: float = 1.0
+    # None: the format's decoding (memalpha: 2048, as Mem-α trained; others: the curator's limit)
+    max_new_tokens: int | None = None
+    temperature: float = 1.0  # Mem-α's training rollouts; evaluation is greedy
     max_calls: int = 12
     # reward
     weights: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(RewardWeights()))
@@ -119,6 +120,23 @@ class TrainConfig:
     @property
     def num_generations(self) -> int:
         return self.rollouts * self.chunks_per_instance
+
+    @property
+    def limits(self) -> Any:
+        """The curator limits of a rollout: one generation per chunk."""
+        from policy.curator import Limits
+
+        return Limits(max_calls=self.max_calls, max_steps=1)
+
+    @property
+    def new_tokens(self) -> int:
+        """New tokens per rollout generation: the option, else what the wire format decodes with."""
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        from policy.formats import make_format
+        from policy.generation import Sampling
+
+        return make_format(self.wire_format).decoding(self.limits, Sampling()).max_new_tokens
 
 
 def training_instances(config: TrainConfig) -> list[Instance]:
@@ -226,15 +244,12 @@ def run_rollouts(
 ) -> tuple[list[Any], list[dict[str, float]]]:
     """`count` rollouts of `instance`: the samples (one per chunk, rollout-major) and their terms;
     seconds by phase (generation, tools, scoring) are added to `timing` when given."""
-    from policy.curator import Limits
     from training.environment import Episode
 
     samples, terms = [], []
     weights = RewardWeights(**config.weights)
     for _ in range(count):
-        with Episode(
-            instance, wire_format=config.wire_format, limits=Limits(max_calls=config.max_calls, max_steps=1)
-        ) as episode:
+        with Episode(instance, wire_format=config.wire_format, limits=config.limits) as episode:
             while not episode.done:
                 started = time.perf_counter()
                 sample = generator.sample(episode.prompt(), episode.completions())
@@ -298,7 +313,7 @@ def make_rollout_func(
     def rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
         model = trainer.accelerator.unwrap_model(trainer.model)
         generator = TransformersGenerator(
-            model, tokenizer, max_new_tokens=config.max_new_tokens, temperature=config.temperature
+            model, tokenizer, max_new_tokens=config.new_tokens, temperature=config.temperature
         )
         # seconds of this step's rollouts by phase, logged by TRL as time/<phase> (the rest of
         # step_time is TRL's forward and backward passes and the optimizer)
@@ -419,7 +434,7 @@ def grpo_args(config: TrainConfig) -> Any:
         num_iterations=1,
         scale_rewards="group",
         reward_weights=[config.weights[name] for name in TERMS],
-        max_completion_length=config.max_new_tokens,
+        max_completion_length=config.new_tokens,
         temperature=config.temperature,
         logging_steps=1,
         save_strategy="steps" if config.save_steps else "no",
