@@ -141,9 +141,11 @@ def test_f16_logits_and_greedy_tokens_match_transformers(sharp_qwen3: tuple[Any,
     logits, tokens = llama_run(tmp_path / "sharp.gguf", ids, 16)
     assert np.abs(logits - expected_logits).max() < 0.1  # F16 rounding only
     assert (logits.argmax(-1) == expected_logits.argmax(-1)).all()
-    # The same greedy continuation, except that a near tie (lead under F16's error) may flip.
+    # The same greedy continuation, except that a near tie (lead under F16's error) may flip; where
+    # that happens does not depend on the export (a tie at step 3 was seen with a portable llama.cpp
+    # build), so only the tie itself is required. The prompt-wide checks above carry the rest.
     agree = next((i for i, (a, b) in enumerate(zip(tokens, expected_tokens, strict=True)) if a != b), 16)
-    assert agree == 16 or (agree >= 4 and leads[agree] < 0.1), (agree, leads)
+    assert agree == 16 or leads[agree] < 0.1, (agree, leads)
 
 
 def test_with_llamas_rope_permutation_the_same_check_fails(
