@@ -10,6 +10,8 @@ import importlib.util
 import ipaddress
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -413,6 +415,17 @@ def eval_retrieval(locomo: Path, methods: str, ks: str, limit: int | None, outpu
         output.write_text(report + "\n")
 
 
+@contextmanager
+def _refusals_as_errors() -> Iterator[None]:
+    """A refusal from the memory (a MemalphaError) as click's one-line error, not a traceback."""
+    from mcp_memalpha.errors import MemalphaError
+
+    try:
+        yield
+    except MemalphaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.group()
 def hooks() -> None:
     """Agent hooks: the memory at session start, the conversation into memory at its end."""
@@ -443,17 +456,14 @@ def _claude_settings_file(user: bool) -> Path:
 )
 def hooks_install(agent: str, user: bool, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
     """Add SessionStart, PreCompact and SessionEnd hooks to Claude Code's settings."""
-    from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.hooks import hook_command, install
 
     settings = _settings(data_dir=data_dir, namespace=namespace)
     # The hooks act on the memory named here, whatever the environment Claude Code runs them in.
     options = ["--data-dir", str(settings.data_dir.resolve()), "--namespace", settings.namespace]
     options += ["--memorize"] if memorize else []
-    try:
+    with _refusals_as_errors():
         click.echo(install(settings, _claude_settings_file(user), hook_command(launch_command(), options)))
-    except MemalphaError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @hooks.command("uninstall")
@@ -462,13 +472,10 @@ def hooks_install(agent: str, user: bool, data_dir: Path | None, namespace: str 
 @data_dir_option
 def hooks_uninstall(agent: str, user: bool, data_dir: Path | None) -> None:
     """Remove exactly the hook entries `hooks install` added."""
-    from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.hooks import uninstall
 
-    try:
+    with _refusals_as_errors():
         click.echo(uninstall(_settings(data_dir=data_dir), _claude_settings_file(user)))
-    except MemalphaError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @hooks.command("run")
@@ -483,14 +490,11 @@ def hooks_uninstall(agent: str, user: bool, data_dir: Path | None) -> None:
 )
 def hooks_run(agent: str, data_dir: Path | None, namespace: str | None, memorize: bool) -> None:
     """What an installed hook runs: reads the hook's JSON payload on stdin."""
-    from mcp_memalpha.errors import MemalphaError
     from mcp_memalpha.hooks import run_hook
 
     settings = _settings(data_dir=data_dir, namespace=namespace)
-    try:
+    with _refusals_as_errors():
         output, note = run_hook(settings, sys.stdin.read(), memorize or settings.policy_on)
-    except MemalphaError as exc:
-        raise click.ClickException(str(exc)) from None
     if output:
         click.echo(output)
     if note:
