@@ -139,11 +139,15 @@ async def test_a_spawned_server_serves_the_exported_file_as_its_policy(
 def sharp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """A tiny Llama whose weights are scaled x10: at the default init its attention is nearly
     uniform and its greedy output one repeated token, which would hide a wrong rope layout."""
-    import torch
-
     from training.tiny import build_tiny_model
 
-    folder = build_tiny_model(tmp_path_factory.mktemp("sharp") / "tiny")
+    return sharpened(build_tiny_model(tmp_path_factory.mktemp("sharp") / "tiny"))
+
+
+def sharpened(folder: Path) -> tuple[Any, Any]:
+    """The checkpoint in `folder` with every weight but the norms scaled x10, and its tokenizer."""
+    import torch
+
     model, tokenizer = export.load_checkpoint(folder)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -152,9 +156,9 @@ def sharp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def prompt_ids(tokenizer: Any) -> list[int]:
+def prompt_ids(tokenizer: Any, **template: Any) -> list[int]:
     messages = [{"role": "user", "content": "Caroline: I moved to Zurich on 12 May 2023. Melanie likes painting."}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **template)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -25,7 +25,8 @@ from mcp_memalpha.tools import TOOLS_BY_NAME
 from policy import Limits, ToolDef, load_curator
 from policy.model import ModelInfo, render_chat
 from tests.conftest import call, connect, policy_params, shared_data_missing
-from tests.test_training_export import llama_run, transformers_run
+from tests.test_training_export import llama_run, sharpened, transformers_run
+from tests.test_training_export import prompt_ids as shared_prompt_ids
 from training import export
 from training.export import ExportError, write_and_quantize
 
@@ -109,23 +110,13 @@ def test_the_tiny_models_template_is_the_one_the_golden_prompts_were_rendered_wi
 def sharp_qwen3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """A tiny Qwen3 with weights scaled x10 (norms aside), so attention is sharp and the greedy
     continuation varied: a wrong rope layout, norm or head size then shows in the logits."""
-    import torch
-
     from training.tiny import build_tiny_qwen3
 
-    folder = build_tiny_qwen3(tmp_path_factory.mktemp("sharp") / "qwen3", tied=request.param)
-    model, tokenizer = export.load_checkpoint(folder)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" not in name:
-                parameter.mul_(10)
-    return model, tokenizer
+    return sharpened(build_tiny_qwen3(tmp_path_factory.mktemp("sharp") / "qwen3", tied=request.param))
 
 
 def prompt_ids(tokenizer: Any) -> list[int]:
-    messages = [{"role": "user", "content": "Caroline: I moved to Zurich on 12 May 2023. Melanie likes painting."}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return shared_prompt_ids(tokenizer, enable_thinking=False)
 
 
 def test_f16_logits_and_greedy_tokens_match_transformers(sharp_qwen3: tuple[Any, Any], tmp_path: Path) -> None:
