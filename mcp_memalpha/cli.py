@@ -104,9 +104,10 @@ def main() -> None:
 @click.option(
     "--policy",
     default=None,
-    metavar="default|PATH|off",
-    help="Curator model behind the memorize tools: 'default' (embedded SmolLM2), a GGUF file, or 'off' "
-    "(no memorize tools) [env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
+    metavar="default|untrained|PATH|off",
+    help="Curator model behind the memorize tools: 'default' (embedded SmolLM2 with its trained adapter), "
+    "'untrained' (SmolLM2 alone), a GGUF model or LoRA adapter file, or 'off' (no memorize tools) "
+    "[env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
 )
 @click.option(
     "--policy-format",

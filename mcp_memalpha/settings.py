@@ -174,7 +174,8 @@ class Settings(BaseSettings):
     policy: str = Field(
         "off",
         description="The curator model behind the memorize tools: 'off' (no memorize tools), 'default' (the "
-        "embedded SmolLM2 model) or the path of a GGUF model file. Needs the 'policy' extra (llama.cpp).",
+        "embedded SmolLM2 model with its GRPO-trained adapter), 'untrained' (the embedded model alone) or the "
+        "path of a GGUF model or LoRA adapter file. Needs the 'policy' extra (llama.cpp).",
     )
     policy_format: str | None = Field(
         None, description="Wire format of the model's tool calls; omit to let the curator pick it for the model."
@@ -260,11 +261,13 @@ class Settings(BaseSettings):
     @classmethod
     def _policy_choice(cls, value: str) -> str:
         choice = value.strip()
-        if choice.lower() in ("off", "default"):
+        if choice.lower() in ("off", "default", "untrained"):
             return choice.lower()
         path = Path(choice).expanduser()
         if not path.is_file():
-            raise ValueError(f"{value!r} is not 'off', 'default' or the path of an existing GGUF model file")
+            raise ValueError(
+                f"{value!r} is not 'off', 'default', 'untrained' or the path of an existing GGUF model or adapter file"
+            )
         try:
             with path.open("rb") as file:
                 magic = file.read(4)

@@ -27,7 +27,7 @@ from policy.formats import (
 )
 from policy.generation import Generator, Sampling
 from policy.memalpha import PromptTexts
-from policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_model
+from policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_policy
 from policy.prompt import ChunkContext
 
 if TYPE_CHECKING:
@@ -271,12 +271,16 @@ def load_curator(
     threads: int | None = None,
     texts: PromptTexts | None = None,
 ) -> Curator:
-    """Load `model` ('default' = the embedded SmolLM2-135M-Instruct, or a GGUF path); `texts` are
+    """Load `model` ('default' = the embedded SmolLM2-135M-Instruct with its trained adapter,
+    'untrained' = without, or a GGUF model or adapter path); `texts` are
     the memalpha format's instruction texts (default: ours)."""
     limits = limits or Limits()
     # room for the instructions, the memory shown, the chunk and the answer: all steps' answers, or
     # the memalpha format's one answer of up to 2048 tokens
     answers = max(limits.max_steps * limits.max_new_tokens, TRAINED_NEW_TOKENS)
     n_ctx = min(32768, 2048 + 2 * limits.max_chunk_tokens + answers)
-    llm = load_llama(resolve_model(model), n_ctx=n_ctx, threads=threads)
+    files = resolve_policy(model)
+    if files.adapter:
+        log.info("curator model %s with the LoRA adapter %s", files.model.name, files.adapter)
+    llm = load_llama(files, n_ctx=n_ctx, threads=threads)
     return Curator(llm, tools, wire_format=wire_format, limits=limits, sampling=sampling, texts=texts)

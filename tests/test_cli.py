@@ -73,9 +73,12 @@ def test_a_bad_policy_is_refused_at_startup(tmp_path: Path, monkeypatch: pytest.
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_bytes(b"PK\x03\x04 a zip file")
     cases = [
-        (["--policy", str(tmp_path / "missing.gguf")], "is not 'off', 'default' or the path of an existing GGUF"),
+        (
+            ["--policy", str(tmp_path / "missing.gguf")],
+            "is not 'off', 'default', 'untrained' or the path of an existing GGUF",
+        ),
         (["--policy", str(not_gguf)], "is not a GGUF model file"),
-        (["--policy", "sometimes"], "is not 'off', 'default'"),
+        (["--policy", "sometimes"], "is not 'off', 'default', 'untrained'"),
     ]
     for args, reason in cases:
         result = CliRunner().invoke(main, ["serve", "--data-dir", str(tmp_path / "d"), *args])

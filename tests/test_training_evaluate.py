@@ -156,8 +156,8 @@ def test_paired_difference_of_two_policies_per_window_and_category() -> None:
         paired(result, "scripted", "flat")
 
 
-def test_conversations_used_for_training_are_refused(tmp_path: Path) -> None:
-    from training.evaluate import refuse_trained, trained_conversations
+def test_conversations_used_for_training_are_refused_or_dropped(tmp_path: Path) -> None:
+    from training.evaluate import held_out, refuse_trained, trained_conversations
 
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)
@@ -169,10 +169,11 @@ def test_conversations_used_for_training_are_refused(tmp_path: Path) -> None:
     refuse_trained([unseen], {"conv-30", "conv-41"})
     with pytest.raises(ValueError, match="conv-30 were used for training"):
         refuse_trained([unseen, seen], {"conv-30", "conv-41"})
+    assert held_out([unseen, seen], {"conv-30", "conv-41"}) == [unseen]
 
 
 @pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
-def test_eval_command_refuses_training_conversations_unless_forced(tmp_path: Path) -> None:
+def test_eval_command_refuses_training_conversations_unless_forced_or_held_out(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"trained_on": ["conv-26"]}))
@@ -183,3 +184,9 @@ def test_eval_command_refuses_training_conversations_unless_forced(tmp_path: Pat
     forced = CliRunner().invoke(main, [*args, "--force"])
     assert forced.exit_code == 0, forced.output
     assert "| long-context |" in forced.output
+    # --held-out drops the trained conversation's windows instead: the first 20 two-session
+    # windows are conv-26's 10 and conv-30's 10
+    args[args.index("--limit") + 1] = "20"
+    held_out = CliRunner().invoke(main, [*args, "--held-out"])
+    assert held_out.exit_code == 0, held_out.output
+    assert "'instances': 10," in held_out.output and "| long-context |" in held_out.output

@@ -258,3 +258,86 @@ def test_the_cli_reports_export_errors_without_a_traceback(tmp_path: Path) -> No
     assert result.exit_code == 1 and "not a transformers checkpoint" in result.output
     result = CliRunner().invoke(main, ["export-gguf", str(tmp_path), "-o", "x.gguf", "--quant", "q3_x"])
     assert result.exit_code == 2 and "q3_x" in result.output
+
+
+# ---- LoRA adapters --------------------------------------------------------------------------
+
+
+def lora_over(model: Any, folder: Path, tokenizer: Any) -> Any:
+    """`model` saved to `folder` as a base, with a rank-4 LoRA on every linear layer whose B is
+    random and large (peft starts B at 0, which would make any export look right)."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    # a copy: get_peft_model wraps the module in place, and `sharp` is shared by the module's tests
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return peft_model
+
+
+def llama_adapter_run(base: Path, adapter: Path, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int]]:
+    """Prompt logits of base + adapter, and the greedy continuation as the server loads them."""
+    from llama_cpp import Llama
+
+    from policy.model import PolicyFiles
+
+    llm = Llama(str(base), n_ctx=512, n_threads=2, logits_all=True, lora_path=str(adapter), verbose=False)
+    llm.eval(ids)
+    logits = np.array(llm.scores[: len(ids)])
+    llm.close()
+    served = load_llama(PolicyFiles(base, adapter), n_ctx=512, threads=2)
+    tokens = []
+    for token in served.generate(ids, temp=0.0, top_k=1):
+        tokens.append(token)
+        if len(tokens) == new_tokens:
+            break
+    served.close()
+    return logits, tokens
+
+
+def test_a_lora_adapter_exports_to_a_gguf_adapter_llama_cpp_applies_like_peft(
+    sharp: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """Base GGUF + exported adapter in llama.cpp = the peft model in transformers (logits and
+    greedy tokens), and the adapter matters: the base alone answers differently."""
+    from policy.model import PolicyFiles, default_model_path, is_adapter, resolve_policy
+
+    model, tokenizer = sharp
+    ids = prompt_ids(tokenizer)
+    base_logits, base_tokens, _ = transformers_run(model, ids, 16)
+    write_and_quantize(model, tokenizer, tmp_path / "base.gguf", quant="f32")
+    peft_model = lora_over(model, tmp_path / "base", tokenizer)
+    expected_logits, expected_tokens, leads = transformers_run(peft_model, ids, 16)
+    assert np.abs(expected_logits - base_logits).max() > 1.0 and expected_tokens != base_tokens
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    result = export.export_adapter(tmp_path / "adapter", tmp_path / "adapter.gguf", wire_format="json")
+    assert result.bytes < (tmp_path / "base.gguf").stat().st_size / 5
+    assert is_adapter(tmp_path / "adapter.gguf") and not is_adapter(tmp_path / "base.gguf")
+    logits, tokens = llama_adapter_run(tmp_path / "base.gguf", tmp_path / "adapter.gguf", ids, 16)
+    assert np.abs(logits - expected_logits).max() < 0.1  # F16 adapter rounding only
+    assert (logits.argmax(-1) == expected_logits.argmax(-1)).all()
+    agree = next((i for i, (a, b) in enumerate(zip(tokens, expected_tokens, strict=True)) if a != b), 16)
+    assert agree == 16 or (agree >= 4 and leads[agree] < 0.1), (agree, leads)
+    # `--policy FILE`: an adapter goes over the embedded base, a model file alone
+    assert resolve_policy(tmp_path / "adapter.gguf") == PolicyFiles(default_model_path(), tmp_path / "adapter.gguf")
+    assert resolve_policy(tmp_path / "base.gguf") == PolicyFiles(tmp_path / "base.gguf")
+    assert resolve_policy("untrained") == PolicyFiles(default_model_path())
+
+
+def test_adapters_llama_cpp_cannot_express_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "dora"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "use_dora": true}')
+    with pytest.raises(ExportError, match="only plain LoRA"):
+        export.export_adapter(folder, tmp_path / "out.gguf")
+    with pytest.raises(ExportError, match="not a LoRA adapter folder"):
+        export.export_adapter(tmp_path, tmp_path / "out.gguf")

@@ -318,6 +318,47 @@ def test_lora_trains_adapters_only_and_final_is_a_merged_checkpoint(tmp_path: Pa
     assert not all(torch.equal(start[key], final[key]) for key in start)  # type: ignore[arg-type]
     generator = TransformersGenerator.load(tmp_path / "lora" / "final", greedy=True, max_new_tokens=4)
     assert isinstance(generator([{"role": "user", "content": "hello"}]), str)
+    _adapter_round_trip(tmp_path / "lora")
+
+
+def _adapter_round_trip(run: Path) -> None:
+    """train -> `export-gguf --adapter` -> llama.cpp (start GGUF + adapter) gives what transformers
+    gives with the merged `final/`: the same greedy tokens, and the same change of the logits that
+    the training made (start vs trained), which a wrong export would not reproduce."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+
+    from training.evaluate import policy_trained_on, trained_conversations
+    from training.export import export_adapter, load_checkpoint, write_and_quantize
+
+    start, tokenizer = load_checkpoint(run / "tiny-start")
+    final, _ = load_checkpoint(run / "final")
+    write_and_quantize(start, tokenizer, run / "start.gguf", quant="f32")
+    export_adapter(run / "final-adapter", run / "adapter.gguf", wire_format="json")
+    assert policy_trained_on(str(run / "adapter.gguf")) == trained_conversations(run) != set()
+    ids = tokenizer("Caroline: I moved to Zurich on 12 May 2023. Melanie likes painting.")["input_ids"]
+
+    def llama_logits(adapter: Path | None) -> tuple[np.ndarray, list[int]]:
+        llm = Llama(
+            str(run / "start.gguf"), n_ctx=256, logits_all=True, lora_path=adapter and str(adapter), verbose=False
+        )
+        llm.eval(ids)
+        logits = np.array(llm.scores[: len(ids)])
+        llm.reset()
+        tokens = [t for t, _ in zip(llm.generate(ids, temp=0.0, top_k=1), range(8), strict=False)]
+        llm.close()
+        return logits, tokens
+
+    with torch.no_grad():
+        expected = final(torch.tensor([ids])).logits[0].numpy()
+        before = start(torch.tensor([ids])).logits[0].numpy()
+        greedy = final.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)[0, len(ids) :].tolist()
+    trained, tokens = llama_logits(run / "adapter.gguf")
+    untrained, _ = llama_logits(None)
+    assert np.abs(expected - before).max() > 1e-3  # the step moved the logits
+    assert np.corrcoef((trained - untrained).ravel(), (expected - before).ravel())[0, 1] > 0.95
+    assert tokens == greedy
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -79,6 +79,12 @@ if TYPE_CHECKING:
     "policies are checked by themselves; repeatable.",
 )
 @click.option("--force", is_flag=True, help="Evaluate even on conversations a policy was trained on.")
+@click.option(
+    "--held-out",
+    "only_held_out",
+    is_flag=True,
+    help="Drop the windows of every conversation a policy (or --trained-on run) was trained on, instead of refusing.",
+)
 @click.option("--resamples", type=int, default=2000, show_default=True, help="Bootstrap resamples of the windows.")
 def eval_command(
     data: Path | None,
@@ -97,6 +103,7 @@ def eval_command(
     output: Path | None,
     trained_on: tuple[Path, ...],
     force: bool,
+    only_held_out: bool,
     resamples: int,
 ) -> None:
     """Evaluate curators against the baselines (score and memory tokens per data source); with two
@@ -106,8 +113,10 @@ def eval_command(
     from training.evaluate import (
         EvalConfig,
         evaluate,
+        held_out,
         paired,
         plot,
+        policy_trained_on,
         refuse_trained,
         render_markdown,
         render_paired,
@@ -117,9 +126,11 @@ def eval_command(
     instances = load_instances(data or default_locomo_path(), limit=limit, sessions_per_instance=sessions_per_instance)
     instances = [truncate(i, max_chunks=max_chunks, max_questions=max_questions) for i in instances]
     instances = [i for i in instances if i.questions]
+    trained = set().union(set(), *(trained_conversations(path) for path in trained_on))
+    trained |= set().union(set(), *(policy_trained_on(p) for p in policies))
+    if only_held_out:
+        instances = held_out(instances, trained)
     click.echo(f"data: {describe(instances)}", err=True)
-    sources = [*trained_on, *(Path(p) for p in policies if p != "default" and Path(p).is_dir())]
-    trained = set().union(*(trained_conversations(path) for path in sources)) if sources else set()
     try:
         refuse_trained(instances, trained)
     except ValueError as exc:
@@ -239,6 +250,13 @@ def train_command(
     help="general.base_model.N.name, repeatable [default: the model its training started from, if any].",
 )
 @click.option("--threads", type=int, default=None, help="llama.cpp quantization threads.")
+@click.option(
+    "--adapter",
+    "as_adapter",
+    is_flag=True,
+    help="CHECKPOINT is a LoRA adapter folder (<run>/final-adapter): write a GGUF LoRA adapter (F16, a few MB) "
+    "that llama.cpp applies over the base GGUF it was trained from, instead of a merged model.",
+)
 def export_gguf_command(
     checkpoint: Path,
     output: Path,
@@ -247,23 +265,27 @@ def export_gguf_command(
     name: str | None,
     base_models: tuple[str, ...],
     threads: int | None,
+    as_adapter: bool,
 ) -> None:
     """Export a trained checkpoint (full or LoRA; Llama or Qwen3) to a GGUF the server loads with
     `mcp-memalpha serve --policy OUT.gguf`."""
     try:
-        from training.export import ExportError, export_gguf
+        from training.export import ExportError, export_adapter, export_gguf
     except ImportError as exc:
         raise click.ClickException(f"export needs the train extra: pip install 'mcp-memalpha[train]' ({exc})") from None
     try:
-        result = export_gguf(
-            checkpoint,
-            output,
-            quant=quant,
-            wire_format=wire_format,
-            name=name,
-            base_models=base_models,
-            threads=threads,
-        )
+        if as_adapter:
+            result = export_adapter(checkpoint, output, wire_format=wire_format, name=name)
+        else:
+            result = export_gguf(
+                checkpoint,
+                output,
+                quant=quant,
+                wire_format=wire_format,
+                name=name,
+                base_models=base_models,
+                threads=threads,
+            )
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {result.path} ({result.quant}, {result.bytes / 1e6:.1f} MB) in {result.seconds:.1f} s", err=True)

@@ -107,6 +107,27 @@ def trained_conversations(path: Path) -> set[str]:
     return set()
 
 
+def policy_trained_on(spec: str) -> set[str]:
+    """The conversations the policy `spec` of `--policy` was trained on: a checkpoint's record, or
+    the `memalpha.trained_on` key of a GGUF adapter (the shipped one behind 'default' included)."""
+    from policy.model import TRAINED_ON_KEY, gguf_string, resolve_policy
+
+    if spec != "default" and Path(spec).is_dir():
+        return trained_conversations(Path(spec))
+    try:
+        files = resolve_policy(spec)
+    except ValueError:
+        return set()  # not a model file: load_curator reports it with its own message
+    if files.adapter is None:
+        return set()
+    return {name for name in (gguf_string(files.adapter, TRAINED_ON_KEY) or "").split(",") if name}
+
+
+def held_out(instances: Sequence[Instance], trained: set[str]) -> list[Instance]:
+    """The instances of conversations not in `trained`."""
+    return [i for i in instances if conversation_of(i) not in trained]
+
+
 def refuse_trained(instances: Sequence[Instance], trained: set[str]) -> None:
     """Raise if any instance comes from a conversation used for training (unless the caller forces)."""
     seen = sorted({conversation_of(i) for i in instances} & trained)

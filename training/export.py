@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from policy.formats import make_format
-from policy.model import WIRE_FORMAT_KEY
+from policy.model import TRAINED_ON_KEY, WIRE_FORMAT_KEY
 
 # --quant name -> llama.cpp file type (names of llama_cpp constants, resolved when quantizing)
 QUANT_TYPES = {
@@ -123,6 +123,81 @@ def export_gguf(
         model, tokenizer, output, quant=quant, wire_format=wire_format, identity=identity, threads=threads
     )
     return ExportResult(output, quant, output.stat().st_size, time.perf_counter() - started)
+
+
+def export_adapter(
+    folder: Path, output: Path, *, wire_format: str | None = None, name: str | None = None
+) -> ExportResult:
+    """A peft LoRA adapter folder (`<run>/final-adapter`) -> a GGUF LoRA adapter that llama.cpp applies
+    over the base GGUF it was trained from (`serve --policy OUT.gguf`), in F16: a few MB, and the
+    base stays the very file whose dequantized weights the adapters were trained on."""
+    import gguf
+    from transformers import AutoConfig
+
+    from training.evaluate import trained_conversations
+
+    started = time.perf_counter()
+    spec = adapter_spec(folder)
+    try:
+        config = AutoConfig.from_pretrained(spec["base_model_name_or_path"])
+    except (OSError, ValueError) as exc:
+        raise ExportError(
+            f"{folder}: the adapter's base model {spec['base_model_name_or_path']!r} cannot be read ({exc})"
+        ) from None
+    arch = architecture(config, "adapter")
+    writer = gguf.GGUFWriter(str(output), gguf.MODEL_ARCH_NAMES[arch])
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(spec["lora_alpha"]))
+    writer.add_name(name or checkpoint_name(folder))
+    if wire_format:
+        writer.add_string(WIRE_FORMAT_KEY, wire_format)
+    trained_on = trained_conversations(Path(folder))
+    if trained_on:
+        writer.add_string(TRAINED_ON_KEY, ",".join(sorted(trained_on)))
+    for tensor_name, array in adapter_tensors(folder, config, arch):
+        writer.add_tensor(tensor_name, array.astype("float16"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return ExportResult(output, "f16", output.stat().st_size, time.perf_counter() - started)
+
+
+def adapter_spec(folder: Path) -> dict[str, Any]:
+    """The adapter's peft config, refusing what llama.cpp's LoRA cannot express."""
+    path = Path(folder) / "adapter_config.json"
+    if not path.is_file():
+        raise ExportError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
+    spec: dict[str, Any] = json.loads(path.read_text())
+    if spec.get("peft_type", "LORA") != "LORA" or spec.get("use_dora") or spec.get("modules_to_save"):
+        raise ExportError(f"{folder}: only plain LoRA adapters export (no DoRA, no modules_to_save)")
+    if spec.get("bias", "none") != "none":
+        raise ExportError(f"{folder}: adapters that train biases do not export (bias={spec['bias']!r})")
+    if spec.get("rank_pattern") or spec.get("alpha_pattern"):
+        raise ExportError(f"{folder}: per-module ranks or alphas do not export (llama.cpp takes one alpha)")
+    return spec
+
+
+def adapter_tensors(folder: Path, config: Any, arch: Any) -> Iterator[tuple[str, Any]]:
+    """(GGUF name, float32 array) per LoRA matrix: `<base tensor>.lora_a` is A (rank x in) and
+    `.lora_b` is B (out x rank), B's rows permuted like the base Q/K rows (llama.cpp's rope)."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
+    permute = ARCHITECTURES[config.model_type][1]
+    for key, array in sorted(load_file(str(Path(folder) / "adapter_model.safetensors")).items()):
+        module, _, part = key.removeprefix("base_model.model.").rpartition(".lora_")
+        name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+        if name is None or part not in ("A.weight", "B.weight"):
+            raise ExportError(f"no GGUF name for adapter tensor {key!r}")
+        array = array.astype("float32")
+        if part == "B.weight" and permute and module.endswith(("q_proj", "k_proj")):
+            heads = config.num_attention_heads if module.endswith("q_proj") else config.num_key_value_heads
+            array = permute_rope(array, heads)
+        yield name + (".lora_a" if part == "A.weight" else ".lora_b"), array
 
 
 def write_and_quantize(
