@@ -200,6 +200,11 @@ class SearchIndex:
         state = self._read_state()
         return str(state["generation"]) if state.get("complete") and "generation" in state else None
 
+    def applied_seq(self) -> int | None:
+        """The ledger sequence number the index reflects; None while no complete build exists."""
+        state = self._read_state()
+        return int(state.get("applied_seq", 0)) if state.get("complete") else None
+
     @contextmanager
     def held(self, ledger: Ledger) -> Iterator[int | None]:
         """Hold off every process's sync while the block runs (the operation log's compaction);
