@@ -1,10 +1,13 @@
 """`mcp-memalpha worker`: a server with curation off queues the memorize jobs and loads no model;
-worker loops (in process, with a scripted curator) claim them from the shared queue and apply each
-exactly once."""
+worker loops claim them from the shared queue and apply each exactly once: in process with a
+scripted curator, and for real, as spawned worker processes running the embedded SmolLM2
+(llama.cpp) beside a spawned HTTP server started with `--no-curation`."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import subprocess
 import time
 from functools import partial
 from pathlib import Path
@@ -16,10 +19,31 @@ from mcp import Client
 from mcp_memalpha import Settings
 from mcp_memalpha.curation import run_worker
 from mcp_memalpha.server import build_server
-from tests.conftest import call
+from tests.conftest import call, command, connect, http_server, server_env
 from tests.test_curation import SCRIPT, ScriptedCurator
+from tests.test_curation_e2e import CHUNKS
 
 pytestmark = pytest.mark.anyio
+
+WORKER_TIMEOUT_S = 600
+
+
+def worker(data: Path, *args: str) -> subprocess.Popen[str]:
+    """A spawned `mcp-memalpha worker --once` on `data`'s queue (its log on stderr)."""
+    return subprocess.Popen(
+        [*command(), "worker", "--data-dir", str(data), "--policy", "default", "--once", *args],
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    """Wait for a worker to drain the queue and exit 0; its log."""
+    _, log = process.communicate(timeout=WORKER_TIMEOUT_S)
+    assert process.returncode == 0, log
+    return log
 
 
 def tagged_ops(data: Path) -> dict[str, list[str]]:
@@ -81,3 +105,41 @@ async def test_two_worker_loops_sharing_a_queue_run_each_job_once(tmp_path: Path
     assert sorted(curated) == sorted(chunks)
     ops = tagged_ops(settings.data_dir)
     assert all(ops[job] == ["insert", "insert"] for job in jobs)
+
+
+async def test_a_worker_process_applies_a_job_a_server_without_curation_queued(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with http_server(data, "--policy", "default", "--no-curation") as (url, server):
+        async with connect(url) as client:
+            chunk, date = CHUNKS[0]
+            job = await call(client, "memorize", chunk=chunk, timestamp=date)
+            queued = await call(client, "memorize_status", job_id=job["job_id"], wait_seconds=2)
+            assert queued["state"] == "queued"  # nobody in the server runs it
+            log = finish(worker(data))
+            status = await call(client, "memorize_status", job_id=job["job_id"])
+            assert status["state"] == "done" and status["attempts"] == 1, status
+            assert status["executed"] >= 1
+            written = []
+            for kind in ("episodic", "semantic"):
+                written += (await call(client, "memory_list", memory_type=kind))["memories"]
+            assert len(written) == status["executed"] and all(m["source"] == "policy" for m in written)
+        assert server.poll() is None
+    assert log.count(f"memorize job {job['job_id']} done") == 1
+    # every write the job made is one insert: no attempt was reverted and rerun
+    assert tagged_ops(data)[job["job_id"]] == ["insert"] * status["executed"]
+
+
+async def test_two_workers_on_one_queue_never_apply_a_job_twice(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with http_server(data, "--policy", "default", "--no-curation") as (url, _):
+        async with connect(url) as client:
+            halves = [("\n".join(c.splitlines()[i : i + 3]), d) for c, d in CHUNKS for i in (0, 3)]
+            jobs = [(await call(client, "memorize", chunk=c, timestamp=d))["job_id"] for c, d in halves]
+            logs = [finish(p) for p in [worker(data), worker(data)]]
+            statuses = [await call(client, "memorize_status", job_id=j) for j in jobs]
+    assert all(s["state"] == "done" and s["attempts"] == 1 for s in statuses), statuses
+    done = [re.findall(r"memorize job (\S+) done", log) for log in logs]
+    assert sorted(done[0] + done[1]) == sorted(jobs)  # each job finished by exactly one worker
+    ops = tagged_ops(data)
+    for job_id, status in zip(jobs, statuses, strict=True):
+        assert ops.get(job_id, []) == ["insert"] * status["executed"]
