@@ -24,5 +24,8 @@ ENV MEMALPHA_DATA_DIR=/data \
     MEMALPHA_PORT=8765
 VOLUME ["/data"]
 EXPOSE 8765
+# GET /healthz needs no token: 200 while the ledger answers a read, 503 otherwise (urlopen raises).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MEMALPHA_PORT', '8765') + '/healthz', timeout=4)"
 ENTRYPOINT ["mcp-memalpha"]
 CMD ["serve", "--transport", "http"]

@@ -66,6 +66,56 @@ def main() -> None:
     private_umask()  # what any command writes (the ledger's WAL, the index, export -o) is the user's only
 
 
+def policy_options(command: Any) -> Any:
+    """The curator's options, shared by `serve` and `worker`."""
+    options = [
+        click.option(
+            "--policy",
+            default=None,
+            metavar="default|untrained|PATH|off",
+            help="Curator model behind the memorize tools: 'default' (embedded SmolLM2 with its trained adapter "
+            "when one ships), 'untrained' (SmolLM2 alone), a GGUF model or LoRA adapter file, or 'off' (no "
+            "memorize tools) [env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
+        ),
+        click.option(
+            "--policy-format",
+            default=None,
+            help="Wire format of the curator model's tool calls [env MEMALPHA_POLICY_FORMAT; default: chosen "
+            "for the model].",
+        ),
+        click.option(
+            "--policy-prompt",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="JSON file with the memalpha format's instruction texts, e.g. the paper's (docs/curator.md) "
+            "[env MEMALPHA_POLICY_PROMPT; default: the project's own].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+log_level_option = click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default=None,
+    help="[default INFO]",
+)
+
+
+def _check_policy(settings: Settings, needs_llama: bool) -> None:
+    """Refuse a curator this process cannot run, before anything starts."""
+    if settings.policy_prompt is not None:
+        _check_policy_prompt(settings.policy_prompt)
+    if needs_llama and not policy_runtime_installed():
+        raise click.BadParameter(
+            f"{settings.policy!r} needs llama.cpp, which is not installed: pip install 'mcp-memalpha[policy]' "
+            "(or serve without --policy, or with --no-curation and a worker elsewhere)",
+            param_hint="--policy",
+        )
+
+
 @main.command()
 @data_dir_option
 @namespace_option
@@ -95,43 +145,41 @@ def main() -> None:
     "--rate-limit-per-minute", type=int, default=None, help="HTTP: requests per minute per token [default 600]."
 )
 @click.option("--core-capacity-tokens", type=int, default=None, help="Core memory capacity [default 512].")
+@log_level_option
+@policy_options
 @click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    "--curation/--no-curation",
     default=None,
-    help="[default INFO]",
+    help="With --policy: run the memorize jobs in this server (loading the model), or only queue them for "
+    "`mcp-memalpha worker` processes on the same data, needing no llama.cpp here [env MEMALPHA_CURATION; "
+    "default: run them].",
 )
 @click.option(
-    "--policy",
+    "--stateless",
+    "http_stateless",
+    flag_value=True,
     default=None,
-    metavar="default|untrained|PATH|off",
-    help="Curator model behind the memorize tools: 'default' (embedded SmolLM2 with its trained adapter), "
-    "'untrained' (SmolLM2 alone), a GGUF model or LoRA adapter file, or 'off' (no memorize tools) "
-    "[env MEMALPHA_POLICY; default off]. Needs the 'policy' extra.",
+    help="HTTP: keep no session between requests, so any server on the same data (a replica behind a load "
+    "balancer) answers any request [env MEMALPHA_HTTP_STATELESS].",
 )
 @click.option(
-    "--policy-format",
+    "--index-poll-seconds",
+    type=float,
     default=None,
-    help="Wire format of the curator model's tool calls [env MEMALPHA_POLICY_FORMAT; default: chosen for the model].",
+    help="Catch the search index up with other processes' writes this often, in the background (replicas) "
+    "[env MEMALPHA_INDEX_POLL_SECONDS; default: only after own writes and before searches].",
 )
 @click.option(
-    "--policy-prompt",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "--health-max-index-lag",
+    type=int,
     default=None,
-    help="JSON file with the memalpha format's instruction texts, e.g. the paper's (docs/curator.md) "
-    "[env MEMALPHA_POLICY_PROMPT; default: the project's own].",
+    help="HTTP: /healthz answers 503 when the search index is more than this many operations behind the "
+    "ledger [env MEMALPHA_HEALTH_MAX_INDEX_LAG; default: lag reported only].",
 )
 def serve(transport: str, host: str, port: int, **options: Any) -> None:
     """Run the MCP server (stdio by default)."""
     settings = _settings(**options)
-    if settings.policy_prompt is not None:
-        _check_policy_prompt(settings.policy_prompt)
-    if settings.policy_on and not policy_runtime_installed():
-        raise click.BadParameter(
-            f"{settings.policy!r} needs llama.cpp, which is not installed: pip install 'mcp-memalpha[policy]' "
-            "(or serve without --policy)",
-            param_hint="--policy",
-        )
+    _check_policy(settings, needs_llama=settings.curates_here)
     _logging(settings.log_level)
     access = _http_access(settings, host) if transport == "http" else None
     _check_data_dir(settings)
@@ -148,6 +196,58 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         server.run("stdio")
     else:
         _serve_http(server, settings, access, host, port)
+
+
+@main.command()
+@data_dir_option
+@policy_options
+@log_level_option
+@click.option(
+    "--once", is_flag=True, help="Run every job that is runnable now, then exit (instead of waiting for more)."
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.05, max=3600),
+    default=1.0,
+    show_default=True,
+    help="How often the queue is checked for new jobs (and for jobs left by a dead worker).",
+)
+def worker(once: bool, poll_seconds: float, **options: Any) -> None:
+    """Run the curator on the memorize jobs queued on the data (by servers started with --no-curation).
+
+    Any number of workers may share one queue: each job is claimed by one of them under a lease,
+    and applied exactly once (docs/architecture.md, "Memorize jobs").
+    """
+    settings = _settings(**options)
+    if not settings.policy_on:
+        raise click.BadParameter(
+            "a worker runs the curator: name its model, 'default' or a GGUF file", param_hint="--policy"
+        )
+    _check_policy(settings, needs_llama=True)
+    _logging(settings.log_level)
+    _check_data_dir(settings)
+    from mcp_memalpha.curation import run_worker
+
+    with _sigterm_as_interrupt():
+        error = run_worker(settings, poll_seconds=poll_seconds, until_idle=once)
+    if error is not None:
+        raise click.ClickException(f"the curator model {settings.policy!r} could not be loaded: {error}")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor stopping the process) ends the block as Ctrl-C does, so what is running
+    is handed back cleanly instead of waiting out its lease."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _existing_memory(data_dir: Path | None, **options: Any) -> Settings:

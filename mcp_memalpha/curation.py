@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -120,6 +121,9 @@ def make_execute(
 class CurationWorker:
     """Runs memorize jobs on a background thread: loads the curator, then claims and runs jobs.
 
+    The one job loop: a server's in-process curation and `mcp-memalpha worker` (in a process of
+    its own, sharing the ledger's queue with every other one) both run it.
+
     `load` builds the curator (in the thread, so a server answers `initialize` first);
     `on_write` is called after each write (the server wakes its index); `poll_seconds` is how
     often the queue is checked for jobs queued by other processes or left by dead workers
@@ -147,10 +151,18 @@ class CurationWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._current: Claim | None = None
+        self._until_idle = False
         self._thread = threading.Thread(target=self._run, name="memalpha-curator", daemon=True)
 
-    def start(self) -> None:
+    def start(self, *, until_idle: bool = False) -> None:
+        """Run the loop on the worker's thread; `until_idle` ends it once no job is runnable."""
+        self._until_idle = until_idle
         self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the loop to end (`until_idle`, or after `stop`); True if it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def notify(self) -> None:
         self._wake.set()
@@ -178,6 +190,8 @@ class CurationWorker:
                 log.exception("memorize worker: claiming or finishing a job failed")
                 ran = False
             if not ran:
+                if self._until_idle:
+                    return
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
 
@@ -260,3 +274,28 @@ class CurationWorker:
         finally:
             done.set()
             thread.join()
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    poll_seconds: float = 1.0,
+    until_idle: bool = False,
+    load: Callable[[], Curator] | None = None,
+) -> str | None:
+    """`mcp-memalpha worker`: the server's job loop (`CurationWorker`) in a process of its own, on the
+    queue of `settings.data_dir`, until interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt
+    by the caller) or, with `until_idle`, until no job is runnable. An interrupted job is handed
+    back. Returns why the curator could not be loaded, or None."""
+    with Memory(settings) as memory:
+        worker = CurationWorker(memory, load or partial(load_policy, settings), poll_seconds=poll_seconds)
+        worker.start(until_idle=until_idle)
+        log.info("memorize worker %s on %s", worker.name, settings.data_dir)
+        try:
+            while not worker.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            log.info("memorize worker %s stopping", worker.name)
+        finally:
+            worker.stop()
+        return worker.load_error

@@ -62,6 +62,10 @@ SESSION_IDLE_SECONDS = DEFAULT_SESSION_IDLE_TIMEOUT
 # Client addresses whose failed authentications are counted; past it, the refilled ones are dropped.
 MAX_TRACKED_ADDRESSES = 10_000
 
+# The load balancers' health check (server.health): answered to anyone, without a token, since a
+# balancer holds none; it reveals only whether this process can serve and how far its index lags.
+HEALTH_PATH = "/healthz"
+
 _request_namespace: ContextVar[str | None] = ContextVar("memalpha_request_namespace", default=None)
 _request_caller: ContextVar[str | None] = ContextVar("memalpha_request_caller", default=None)
 
@@ -93,6 +97,8 @@ def secure_app(server: MCPServer[Any], settings: Settings, access: AccessList | 
         transport_security=security,
         max_request_body_size=settings.max_request_bytes,
         session_idle_timeout=SESSION_IDLE_SECONDS,
+        # Stateless: a fresh transport per request, no session id, so any replica answers any request.
+        stateless_http=settings.http_stateless,
     )
     return HttpSecurity(app, settings, access)
 
@@ -212,6 +218,9 @@ class HttpSecurity:
             return
         if scope["type"] != "http":
             return  # a websocket: nothing here serves one, and the server refuses it (403)
+        if scope["path"] == HEALTH_PATH:
+            await self.app(scope, receive, send)
+            return
         headers = Headers(scope=scope)
         address = scope["client"][0] if scope.get("client") else ""
         session_id = headers.get(MCP_SESSION_ID_HEADER)

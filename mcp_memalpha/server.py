@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
 import anyio.to_thread
@@ -36,12 +36,16 @@ from mcp_memalpha import __version__
 from mcp_memalpha.context import CallContext
 from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
-from mcp_memalpha.http_security import request_caller, request_namespace
+from mcp_memalpha.http_security import HEALTH_PATH, request_caller, request_namespace
 from mcp_memalpha.memory import MAX_TOP_K, Memory
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.timeparse import human_date
 from mcp_memalpha.timewords import local_now, system_clock, zone_name
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +102,10 @@ class BackgroundIndexer:
     def _run(self) -> None:
         if self._stop.wait(WARMUP_DELAY_S):
             return
+        poll = self.memory.settings.index_poll_seconds
         while not self._stop.is_set():
-            self._wake.wait()
+            if not self._wake.wait(poll) and not self._behind():
+                continue  # polled (index_poll_seconds): nothing written elsewhere since
             if self._stop.wait(INDEX_DEBOUNCE_S):
                 return
             self._wake.clear()
@@ -107,6 +113,12 @@ class BackgroundIndexer:
                 self.memory.warm_up()
             except Exception:
                 log.exception("background index sync failed; searches will retry it")
+
+    def _behind(self) -> bool:
+        try:
+            return self.memory.index.is_behind(self.memory.ledger)
+        except Exception:  # unreadable state: the sync finds out, and rebuilds if it must
+            return True
 
 
 class CallLimits:
@@ -177,7 +189,7 @@ class ServerState:
         self._memory = memory
         self.indexer = BackgroundIndexer(memory)
         self.indexer.start()
-        if self.settings.policy_on:
+        if self.settings.curates_here:  # else `mcp-memalpha worker` processes run the queued jobs
             self.worker = CurationWorker(memory, self._load_curator, on_write=self.indexer.notify)
             self.worker.start()
 
@@ -231,7 +243,48 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
         tools=[_mcp_tool(spec, state) for spec in specs],
     )
     _add_resources_and_prompts(server, state)
+    _add_health_route(server, state)
     return server
+
+
+def health(state: ServerState) -> tuple[int, dict[str, Any]]:
+    """What `/healthz` answers a load balancer: 200 while the ledger answers a read (and, with
+    `health_max_index_lag` set, the index is at most that far behind it), else 503; the body says
+    why, and how far the index lags the ledger (operations it has not applied yet)."""
+    settings = state.settings
+    curation = "off" if not settings.policy_on else "in-process" if settings.curates_here else "workers"
+    try:
+        memory = state.memory  # refused while the server starts or stops
+        with memory.ledger.read() as tx:
+            head = tx.head()
+    except Exception as exc:  # any failure to read: this replica should get no traffic
+        detail = str(exc) if isinstance(exc, ToolError | MemalphaError) else f"{type(exc).__name__}: {exc}"
+        return 503, {"status": "unavailable", "ledger": {"reachable": False, "error": detail}, "curation": curation}
+    applied = memory.index.applied_seq()  # None: no complete build yet (it is being built)
+    lag = head - (applied or 0)
+    report: dict[str, Any] = {
+        "status": "ok",
+        "ledger": {"reachable": True, "head_seq": head},
+        "index": {"built": applied is not None, "applied_seq": applied, "lag": lag},
+        "curation": curation,
+    }
+    limit = settings.health_max_index_lag
+    if limit is not None and lag > limit:
+        report["status"] = "lagging"
+        report["index"]["error"] = f"{lag} operations behind the ledger (health_max_index_lag is {limit})"
+        return 503, report
+    return 200, report
+
+
+def _add_health_route(server: MCPServer[ServerState], state: ServerState) -> None:
+    """`GET /healthz` on the HTTP transport (answered without a token: `http_security.HEALTH_PATH`)."""
+
+    @server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)
+    async def healthz(_: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        status, body = await anyio.to_thread.run_sync(health, state)
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 class _Server(MCPServer[ServerState]):

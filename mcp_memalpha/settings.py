@@ -155,6 +155,27 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="HTTP transport: most open connections from one client address (the same rule over it).",
     )
+    http_stateless: bool = Field(
+        False,
+        description="HTTP transport: keep no MCP session between requests, so any server process on the same "
+        "data (a replica behind a load balancer) can answer any request; every request is authenticated on its "
+        "own. Server-to-client requests and notifications between calls are then unavailable.",
+    )
+    index_poll_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="Check the ledger this often for writes made by other processes (replicas, workers) and "
+        "catch the search index up in the background. Unset: the index catches up after this process's own "
+        "writes and before each search only (an idle stdio server then loads nothing).",
+    )
+    health_max_index_lag: int | None = Field(
+        None,
+        ge=0,
+        description="HTTP transport: /healthz answers 503 when this server's search index is more than this many "
+        "ledger operations behind (a replica whose index stopped following the log). Unset: lag is reported "
+        "only.",
+    )
     max_calls_per_token: int = Field(
         8,
         ge=1,
@@ -196,6 +217,12 @@ class Settings(BaseSettings):
     )
     policy_max_attempts: int = Field(
         3, ge=1, le=20, description="Attempts (failed or interrupted runs) before a memorize job is marked failed."
+    )
+    curation: bool = Field(
+        True,
+        description="Whether this server runs the memorize jobs itself (loading the curator model). Off, it only "
+        "queues them (the memorize tools are still served when `policy` is on) for `mcp-memalpha worker` "
+        "processes on the same data, so it needs no llama.cpp.",
     )
     policy_lease_seconds: float = Field(
         60.0,
@@ -280,6 +307,11 @@ class Settings(BaseSettings):
     @property
     def policy_on(self) -> bool:
         return self.policy != "off"
+
+    @property
+    def curates_here(self) -> bool:
+        """Whether this process loads the curator and runs memorize jobs (not only queues them)."""
+        return self.policy_on and self.curation
 
     @property
     def ledger_path(self) -> Path:

@@ -29,6 +29,11 @@ def test_the_image_runs_as_a_user_with_a_data_volume_over_http() -> None:
     assert "MEMALPHA_AUTH_FILE=/config/tokens.toml" in DOCKERFILE  # every address, so tokens
 
 
+def test_the_image_checks_its_health_at_healthz_without_a_token() -> None:
+    check = DOCKERFILE[DOCKERFILE.index("HEALTHCHECK") :].split("\n\n")[0]
+    assert "/healthz" in check and "Authorization" not in check
+
+
 def runtime() -> str:
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode != 0:

@@ -45,7 +45,12 @@ log = logging.getLogger(__name__)
 TABLE = "items"
 STATE_FILE = "state.json"
 # Bump when the table's columns or their meaning change: older indexes are rebuilt.
-INDEX_FORMAT = 2
+# 3: `id` is the table's (unenforced) primary key.
+INDEX_FORMAT = 3
+# Lance's field metadata declaring a column the table's primary key. Its merge-insert then records
+# the keys it inserts, so of two concurrent merge-inserts of one new id the second conflicts and
+# retries as an update; without it both commit and the id has two rows.
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
 BATCH = 5000
 # An incremental sync touching more items than this rebuilds the index in one pass instead.
 REBUILD_ABOVE = 5000
@@ -122,7 +127,7 @@ class SearchIndex:
 
         return pa.schema(
             [
-                ("id", pa.string()),
+                pa.field("id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
                 ("namespace", pa.string()),
                 ("memory_type", pa.string()),
                 ("content", pa.string()),
@@ -194,6 +199,11 @@ class SearchIndex:
         and is None while a build is under way (or there is no index)."""
         state = self._read_state()
         return str(state["generation"]) if state.get("complete") and "generation" in state else None
+
+    def applied_seq(self) -> int | None:
+        """The ledger sequence number the index reflects; None while no complete build exists."""
+        state = self._read_state()
+        return int(state.get("applied_seq", 0)) if state.get("complete") else None
 
     @contextmanager
     def held(self, ledger: Ledger) -> Iterator[int | None]:
