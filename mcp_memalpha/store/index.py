@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -274,13 +275,13 @@ class SearchIndex:
         for start in range(0, len(dead), BATCH):
             ids = [i for i in dead[start : start + BATCH] if is_valid_id(i)]
             if ids:
-                self._with_terms(lambda terms, ids=ids: terms.remove(ids))
+                self._with_terms(partial(TermStats.remove, ids=ids))
                 table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids) + ")")
                 commits += 1
         for start in range(0, len(live), BATCH):
             items = live[start : start + BATCH]
             docs = [(i.id, i.namespace, _search_text(i, previous)) for i in items]
-            self._with_terms(lambda terms, docs=docs: terms.write(docs))
+            self._with_terms(partial(TermStats.write, docs=docs))
             batch = self._rows(items, docs)
             if fresh:
                 table.add(batch)
@@ -577,10 +578,10 @@ def _fts_query(clauses: Sequence[Clause]) -> Any:
     """The clauses as LanceDB matches them: any of them (OR), scores summed."""
     from lancedb.query import BooleanQuery, MatchQuery, Occur
 
-    matches = [
-        MatchQuery(c.text, "search_text", boost=c.boost, fuzziness=c.fuzziness, prefix_length=c.prefix_length)
-        for c in clauses
+    options: list[dict[str, Any]] = [
+        {"boost": c.boost, "fuzziness": c.fuzziness, "prefix_length": c.prefix_length} for c in clauses
     ]
+    matches = [MatchQuery(c.text, "search_text", **o) for c, o in zip(clauses, options, strict=True)]
     return matches[0] if len(matches) == 1 else BooleanQuery([(Occur.SHOULD, match) for match in matches])
 
 

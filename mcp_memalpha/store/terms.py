@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The full-text index's tokenizer (LanceDB's defaults, spelled out): the index is built with
 # these options and `tokens()` splits text with them, so both see the same terms.
-TOKENIZER: dict[str, object] = {
+TOKENIZER: dict[str, Any] = {
     "base_tokenizer": "simple",
     "language": "English",
     "max_token_length": 40,
@@ -51,7 +52,7 @@ class Clause:
 def tokens(text: str) -> list[str]:
     import lancedb
 
-    return [token.text for token in lancedb.tokenize(text, **TOKENIZER)]  # type: ignore[arg-type]
+    return [token.text for token in lancedb.tokenize(text, **TOKENIZER)]
 
 
 class TermStats:
@@ -109,8 +110,8 @@ class TermStats:
 
     def _apply(self, delta: dict[tuple[str, str], int]) -> None:
         """Add term-count changes; ('', namespace) and ('#', namespace) keys carry the totals."""
-        totals = {}
-        terms = []
+        totals: dict[str, list[int]] = {}
+        terms: list[tuple[str, str, int]] = []
         for (namespace, term), change in delta.items():
             if term in ("", "#"):
                 totals.setdefault(namespace, [0, 0])[term == "#"] += change
