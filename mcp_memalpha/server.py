@@ -346,18 +346,26 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
         name=spec.name,
         title=spec.title,
         description=spec.description,
-        annotations=ToolAnnotations(
-            title=spec.title,
-            read_only_hint=spec.read_only,
-            destructive_hint=spec.destructive,
-            idempotent_hint=spec.idempotent,
-            open_world_hint=False,
-        ),
+        annotations=_annotations(spec),
         structured_output=True,
     )
     tool.parameters = spec.input_schema()
+    tool.fn_metadata.output_schema = spec.output_schema()  # published; results are still checked by spec.result
     tool.fn_metadata.arg_model = _RawArguments
     return tool
+
+
+def _annotations(spec: ToolSpec[Any, Any]) -> ToolAnnotations:
+    """The spec's hints as the protocol reads them: read-only only when true (false is the default);
+    destructive and idempotent only for a tool that writes (they mean nothing for one that reads);
+    the title is the tool's own."""
+    writes = not spec.read_only
+    return ToolAnnotations(
+        read_only_hint=spec.read_only or None,
+        destructive_hint=spec.destructive if writes else None,
+        idempotent_hint=(spec.idempotent or None) if writes else None,
+        open_world_hint=False,
+    )
 
 
 def _caller() -> str:
