@@ -4,8 +4,11 @@ Spawns `mcp-memalpha serve` over a real pipe, as Claude Desktop does, sends `ini
 times the reply. For scale, a one-tool server on the bare MCP SDK is timed in the same run (the
 floor set by importing the SDK). Then, on a store of --items memories, times the first
 `search_memory` after the handshake (LanceDB import, embedding model load, index open).
+Last, the footprint a client window pays: the bytes of the `tools/list` result (all of it goes
+into the model's context) and the server's RSS when idle (initialized, tools listed, no call yet,
+--idle-seconds later) and after its first search.
 
-    python benchmarks/startup.py --runs 15
+    python benchmarks/startup.py --runs 15 --items 5000
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def send(process: subprocess.Popen[bytes], message: dict) -> None:
     process.stdin.flush()
 
 
-def receive(process: subprocess.Popen[bytes], want_id: int, timeout: float = 60.0) -> dict:
+def receive(process: subprocess.Popen[bytes], want_id: int, timeout: float = 180.0) -> dict:
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
@@ -85,6 +88,44 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process now (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def list_tools(process: subprocess.Popen[bytes]) -> int:
+    """The bytes of the server's tools/list result, as sent (compact JSON, UTF-8)."""
+    send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    listed = receive(process, 2)["result"]
+    return len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def listed_bytes(command: list[str], env: dict[str, str]) -> int:
+    process, _ = spawn(command, env)
+    try:
+        return list_tools(process)
+    finally:
+        stop(process)
+
+
+def footprint(command: list[str], env: dict[str, str], idle_seconds: float) -> tuple[int, float, float]:
+    """(tools/list result bytes, idle RSS MB, RSS MB after the first search) of one server."""
+    process, _ = spawn(command, env)
+    try:
+        size = list_tools(process)
+        time.sleep(idle_seconds)
+        idle = rss_mb(process.pid)
+        call = {"name": "search_memory", "arguments": {"query": "friend at the cafe"}}
+        send(process, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call})
+        receive(process, 3)
+        return size, idle, rss_mb(process.pid)
+    finally:
+        stop(process)
+
+
 def fill(data_dir: Path, items: int) -> None:
     from mcp_memalpha import CallContext, Memory, Settings
 
@@ -107,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--items", type=int, default=1000, help="memories in the store for the first-search figure")
+    parser.add_argument("--idle-seconds", type=float, default=5.0, help="wait after tools/list before the idle RSS")
     args = parser.parse_args()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMALPHA_")}
@@ -130,6 +172,9 @@ def main() -> None:
             first_search.append(time.perf_counter() - started)
             assert reply["result"]["structuredContent"]["results"], reply
             stop(process)
+        filled = [*launch_command(), "serve", "--data-dir", str(work / "filled")]
+        sizes = footprint(filled, env, args.idle_seconds)
+        with_policy = listed_bytes([*filled, "--policy", "default"], env) if _has_policy() else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -139,6 +184,18 @@ def main() -> None:
     print(summary("spawn -> initialize reply, bare MCP SDK server (floor)", bare))
     print(summary("spawn -> initialize reply, mcp-memalpha serve", ours))
     print(summary(f"first search_memory after initialize ({args.items} items)", first_search))
+    ratio = statistics.median(ours) / statistics.median(bare)
+    print(f"\nspawn -> initialize, medians: mcp-memalpha / bare SDK = {ratio:.2f}x")
+    print(f"tools/list result: {sizes[0]:,} bytes" + (f" ({with_policy:,} with --policy)" if with_policy else ""))
+    print(f"RSS idle ({args.idle_seconds:g} s after tools/list): {sizes[1]:.0f} MB")
+    print(f"RSS after the first search ({args.items} items): {sizes[2]:.0f} MB")
+
+
+def _has_policy() -> bool:
+    """Whether the curator extra is installed (the memorize tools are listed only with a policy)."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ The public Python API is the memory service; the MCP server, the curator policy 
 training package are all built on it.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from mcp_memalpha.context import CallContext
 from mcp_memalpha.errors import (
     CapacityExceeded,
@@ -16,7 +18,10 @@ from mcp_memalpha.errors import (
 from mcp_memalpha.memory import Memory
 from mcp_memalpha.settings import Settings
 
-__version__ = "0.1.0"
+try:  # one version, pyproject's: what `mcp-memalpha --version` and the MCP handshake report
+    __version__ = version("mcp-memalpha")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CallContext",

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from mcp_memalpha import schemas
 from mcp_memalpha.context import CallContext
 from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.excerpt import render_hit
@@ -51,31 +52,30 @@ def _no_core(value: Any) -> Any:
 ItemTypeArg = Annotated[
     Literal["episodic", "semantic", "episodic_memory", "semantic_memory"],
     BeforeValidator(_no_core),
-    Field(description="'episodic' for dated events, 'semantic' for facts (the '_memory' suffix is optional)."),
+    Field(description="'episodic' (dated events) or 'semantic' (facts)."),
 ]
 AnyTypeArg = Annotated[
     Literal["core", "episodic", "semantic", "core_memory", "episodic_memory", "semantic_memory"],
     BeforeValidator(memory_type_name),
-    Field(
-        description="'core' (the one paragraph about the user), 'episodic' (dated events) or 'semantic' "
-        "(facts); the '_memory' suffix is optional."
-    ),
+    Field(description="'core': the paragraph about the user."),
 ]
 TimestampArg = Annotated[
     str | None,
     Field(
-        description="When the event happened (episodic) or since when the fact holds (semantic): ISO-8601 "
-        "('2023-05-08T13:56'), a common form ('1:56 pm on 8 May, 2023') or words read against the server's "
-        "clock in the user's zone ('yesterday', 'two days ago', 'this morning', 'last Tuesday'). Optional.",
+        description="When it happened (episodic) or holds since (semantic): ISO-8601, a date with its year "
+        "('8 May 2023 1:56 pm') or words ('yesterday').",
     ),
 ]
 ExpectedVersionArg = Annotated[
     int | None,
     Field(
         ge=0,
-        description="Optimistic concurrency: the version you read. If the memory changed since, the call is "
-        "refused with its current version and content instead of overwriting someone else's change.",
+        description="The version you read: refused, with the current one, if it has changed.",
     ),
+]
+MemoryIdArg = Annotated[
+    str | None,
+    Field(description="Needed for episodic/semantic (an existing id of that type); omit for core."),
 ]
 
 
@@ -94,87 +94,69 @@ class _Args(BaseModel):
 
 class InsertArgs(_Args):
     memory_type: ItemTypeArg
-    content: Annotated[str, Field(description="The memory, as one self-contained sentence or short paragraph.")]
+    content: Annotated[
+        str, Field(description="One self-contained sentence or short paragraph; split long text into several.")
+    ]
     timestamp: TimestampArg = None
     on_duplicate: Annotated[
         Literal["insert", "skip"],
         BeforeValidator(_lower),
-        Field(
-            description="'insert' (default): insert, listing existing memories that say nearly the same in `similar`; "
-            "'skip': do not insert an exact or near duplicate, return the existing memory instead (nothing is merged)."
-        ),
+        Field(description="'skip': if a (near) duplicate exists, insert nothing and return it."),
     ] = "insert"
 
 
 class UpdateArgs(_Args):
     memory_type: AnyTypeArg
-    new_content: Annotated[
-        str,
-        Field(description="The full new text; for core memory, the whole new paragraph (it replaces the old)."),
-    ]
-    memory_id: Annotated[
-        str | None, Field(description="Id of the episodic/semantic memory to replace; omit for core memory.")
+    new_content: Annotated[str, Field(description="The whole new text.")]
+    memory_id: MemoryIdArg = None
+    timestamp: Annotated[
+        str | None, Field(description="A new event time (as new_memory_insert takes it); not for core.")
     ] = None
-    timestamp: TimestampArg = None
     expected_version: ExpectedVersionArg = None
 
 
 class DeleteArgs(_Args):
     memory_type: AnyTypeArg
-    memory_id: Annotated[
-        str | None,
-        Field(description="Id of the episodic/semantic memory to delete; omit for core (clears it)."),
-    ] = None
+    memory_id: MemoryIdArg = None
     expected_version: ExpectedVersionArg = None
 
 
 class SearchArgs(_Args):
-    query: Annotated[str, Field(description="What to look for, in natural language or keywords.")]
+    query: Annotated[str, Field(description="Words or a question (max 2000 characters by default).")]
     memory_type: Annotated[
         Literal["episodic", "semantic", "episodic_memory", "semantic_memory"] | None,
         BeforeValidator(_no_core),
-        Field(description="Search only 'episodic' or only 'semantic' memory; omit to search both."),
+        Field(description="Only 'episodic' or only 'semantic'; omit for both."),
     ] = None
     search_method: Annotated[
         Literal["hybrid", "bm25", "vector", "text-embedding"],
         BeforeValidator(search_method_name),
-        Field(
-            description="'hybrid' (default: keyword and meaning, fused), 'bm25' (keywords only) or 'vector' "
-            "(meaning only; 'text-embedding' is a synonym)."
-        ),
+        Field(description="hybrid: keywords + meaning; bm25: keywords; vector: meaning."),
     ] = "hybrid"
-    top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="How many memories to return at most.")] = 10
+    top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="Most results.")] = 10
     start_time: Annotated[
         str | None,
-        Field(
-            description="Only memories whose event time is at or after this time: a date/time, or words such as "
-            "'last week' (from its start), 'yesterday', 'in May', 'two days ago'."
-        ),
+        Field(description="Only memories at or after this event time ('last week': from its start)."),
     ] = None
     end_time: Annotated[
         str | None,
-        Field(
-            description="Only memories whose event time is at or before this time (a bare date: that whole day; "
-            "words such as 'last week': up to its end)."
-        ),
+        Field(description="Only memories at or before this (a date: through that day); not before start_time."),
     ] = None
     order: Annotated[
         Order,
         BeforeValidator(_lower),
-        Field(description="'relevance' (best first, default) or 'chronological' (oldest first)."),
+        Field(description="relevance (best first) or chronological (oldest first)."),
     ] = "relevance"
     max_tokens: Annotated[
         int | None,
-        Field(ge=1, le=100_000, description="Token budget: return only the best results whose text fits in it."),
+        Field(ge=1, le=100_000, description="Token budget for the results' text."),
     ] = None
     excerpt_tokens: Annotated[
         int | None,
         Field(
             ge=0,
             le=100_000,
-            description="Longest text per result, in tokens: a longer memory shows only its sentences most "
-            "relevant to the query, with '…' where text was left out (memory_get returns it whole). "
-            "0 shows every result whole; omit for the server's setting (40 by default).",
+            description="Longest text per result in tokens (0: whole; default 40).",
         ),
     ] = None
     min_score: Annotated[
@@ -182,8 +164,7 @@ class SearchArgs(_Args):
         Field(
             ge=0,
             le=1,
-            description="Leave out results whose match_score (0 to 1, the same scale for every query) is below "
-            f"this; {WEAK_AT} is where a 'weak' match starts, {STRONG_AT} a 'strong' one. Omit to keep all.",
+            description=f"Drop results whose match_score is below this ({WEAK_AT}: weak, {STRONG_AT}: strong).",
         ),
     ] = None
 
@@ -195,30 +176,26 @@ class GetArgs(_Args):
 class ListArgs(_Args):
     memory_type: ItemTypeArg
     limit: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="Page size.")] = 20
-    cursor: Annotated[
-        str | None, Field(description="The next_cursor of the previous page; omit for the first page.")
-    ] = None
-    newest_first: Annotated[bool, Field(description="List the newest memories first instead of the oldest.")] = False
-    deleted: Annotated[
-        bool, Field(description="List deleted memories instead (to find one to bring back with memory_restore).")
-    ] = False
+    cursor: Annotated[str | None, Field(description="The previous page's next_cursor.")] = None
+    newest_first: Annotated[bool, Field(description="Newest first.")] = False
+    deleted: Annotated[bool, Field(description="Deleted ones instead.")] = False
 
 
 class RestoreArgs(_Args):
     memory_type: ItemTypeArg
-    memory_id: Annotated[str, Field(description="Id of the deleted memory to bring back.")]
+    memory_id: Annotated[str, Field(description="Id of the deleted memory.")]
     expected_version: ExpectedVersionArg = None
 
 
 class HistoryArgs(_Args):
-    memory_id: Annotated[str, Field(description="Id of an episodic or semantic memory, live or deleted.")]
+    memory_id: Annotated[str, Field(description="Memory id.")]
 
 
 class NoArgs(_Args):
     pass
 
 
-JobIdArg = Annotated[str, Field(description="The job_id memorize returned (looks like 'j-7kq2mx3pd9').")]
+JobIdArg = Annotated[str, Field(description="The job_id memorize returned.")]
 MAX_WAIT_SECONDS = 300
 
 
@@ -226,16 +203,13 @@ class MemorizeArgs(_Args):
     chunk: Annotated[
         str,
         Field(
-            description="The text to remember: a piece of a conversation or a document, best with a dated header "
-            "such as '[Dialogue at 2024-01-03 10:00]'. At most policy_max_chunk_tokens tokens (2048 by default)."
+            description="Conversation or document text, best with a dated header ('[Dialogue at 2024-01-03 10:00]'); "
+            "at most policy_max_chunk_tokens tokens (2048 by default)."
         ),
     ]
     timestamp: Annotated[
         str | None,
-        Field(
-            description="When the chunk took place: ISO-8601 ('2024-01-03T10:00') or a common form ('10 am on 3 "
-            "January, 2024'); the curator dates the events it records with it. Optional."
-        ),
+        Field(description="When the chunk took place (a date/time with its year); dates the events recorded."),
     ] = None
 
 
@@ -246,8 +220,7 @@ class MemorizeStatusArgs(_Args):
         Field(
             ge=0,
             le=MAX_WAIT_SECONDS,
-            description="Wait up to this many seconds for the job to finish before answering (0, the default: "
-            "answer at once). Progress is reported meanwhile to clients that ask for it.",
+            description="Wait up to this long for the job to finish (0: answer at once).",
         ),
     ] = 0
 
@@ -719,7 +692,10 @@ class ToolSpec(Generic[A, R]):
     with_progress: Callable[[Memory, CallContext, A, Progress], R] | None = None
 
     def input_schema(self) -> dict[str, Any]:
-        return self.args.model_json_schema()
+        return schemas.input_schema(self.args.model_json_schema())
+
+    def output_schema(self) -> dict[str, Any]:
+        return schemas.output_schema(self.result.model_json_schema())
 
     def parse(self, arguments: dict[str, Any]) -> A:
         """Validate raw arguments; errors name each bad field and why."""
@@ -771,10 +747,9 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="new_memory_insert",
         title="Insert a memory",
         description=(
-            "Store a new episodic memory (a dated event: who did what, when) or semantic memory (a fact or "
-            "preference that stays true). Write one self-contained sentence per memory and give the event time "
-            "in `timestamp` when known. Returns the new memory with its id; use memory_update to change an "
-            "existing memory instead of inserting a near-duplicate. Core memory cannot be inserted."
+            "Store an episodic memory (a dated event; give `timestamp`) or a semantic one (a fact or preference); "
+            "core memory is set with memory_update. Returns it with its id, and in `similar` stored memories "
+            "saying nearly the same: update one instead."
         ),
         args=InsertArgs,
         result=InsertOut,
@@ -785,10 +760,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memory_update",
         title="Update a memory",
         description=(
-            "Replace the content of one memory. For memory_type='core', new_content becomes the whole core "
-            "paragraph (a short summary of the user, refused if over capacity; never truncated). For episodic "
-            "or semantic memory, pass the memory_id to replace. Pass expected_version (the version you read) "
-            "to be refused instead of overwriting a concurrent change. An unknown id is an error."
+            "Replace one memory's content. For core, new_content is the whole paragraph about the user, refused "
+            "(never cut) over its capacity, 512 tokens by default."
         ),
         args=UpdateArgs,
         result=UpdateOut,
@@ -800,8 +773,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memory_delete",
         title="Delete a memory",
         description=(
-            "Delete one episodic or semantic memory by memory_id, or clear core memory (memory_type='core', no "
-            "id). An unknown id is an error. The history of a deleted memory is kept."
+            "Delete an episodic/semantic memory by memory_id, or clear core memory; memory_restore brings a "
+            "memory back."
         ),
         args=DeleteArgs,
         result=DeleteOut,
@@ -813,13 +786,10 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="search_memory",
         title="Search memory",
         description=(
-            "Find the episodic and/or semantic memories most relevant to a query. Hybrid search (default) fuses "
-            "keyword (BM25) and meaning (embedding) rankings. Filter by event time with start_time/end_time, "
-            "order='chronological' to read events in time order, and max_tokens to fit a context budget. "
-            "Each result carries its id, event time, version, updated_at and text; a long memory's text shows its "
-            "sentences most relevant to the query (excerpt_tokens; memory_get returns it whole). `match` says how "
-            "good the best result is (strong, weak, none: with none, nothing stored answers the query); min_score "
-            "drops weak results. Times may be words ('last week'); a time named in the query ranks its memories first."
+            "Find the memories most relevant to a query. A result's text is '[date] content', of a long memory "
+            "its most relevant sentences (excerpt=true; memory_get has it whole); the newer updated_at wins. "
+            "`match` rates the best: strong, weak or none (nothing stored answers: say you don't know). A time "
+            "the query names ('last month') ranks its memories first."
         ),
         args=SearchArgs,
         result=SearchOut,
@@ -830,8 +800,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ),
     ToolSpec(
         name="memory_get",
-        title="Get memories by id",
-        description="Fetch memories by id (up to 100). Ids that match no live memory are listed in `missing`.",
+        title="Get memories",
+        description="Memories by id, whole; ids that match no live memory are listed in `missing`.",
         args=GetArgs,
         result=GetOut,
         handler=_get,
@@ -842,8 +812,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memory_list",
         title="List memories",
         description=(
-            "Page through all episodic or semantic memories in time order (event time, else creation time), "
-            "oldest first unless newest_first is set. Pass the returned next_cursor to get the next page."
+            "Page through episodic or semantic memories by event time, oldest first unless newest_first; pass "
+            "next_cursor back as cursor."
         ),
         args=ListArgs,
         result=ListOut,
@@ -853,10 +823,10 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ),
     ToolSpec(
         name="memory_restore",
-        title="Restore a deleted memory",
+        title="Restore a memory",
         description=(
-            "Bring back a deleted episodic or semantic memory by id, with the content it had when deleted, "
-            "as a new version. Find deleted ids with memory_list(deleted=true) or memory_history."
+            "Bring back a deleted memory (memory_list(deleted=true) lists them) as a new version; refused for "
+            "one not deleted."
         ),
         args=RestoreArgs,
         result=MemoryOut,
@@ -866,9 +836,8 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memory_history",
         title="History of a memory",
         description=(
-            "Every version of one episodic or semantic memory, oldest first: what each write changed, when, "
-            "and who wrote it. Works for deleted memories too. If the server keeps a bounded history "
-            "(history_versions), it starts at the oldest version kept."
+            "Every version of a memory, live or deleted, oldest first (from the oldest kept if history_versions "
+            "bounds it): content, when, by whom."
         ),
         args=HistoryArgs,
         result=HistoryOut,
@@ -879,7 +848,7 @@ TOOLS: tuple[ToolSpec[Any, Any], ...] = (
     ToolSpec(
         name="core_memory_read",
         title="Read core memory",
-        description="Read the core memory paragraph (what is always known about the user), its version and size.",
+        description="The core memory paragraph, its version and size.",
         args=NoArgs,
         result=CoreOut,
         handler=_core,
@@ -896,12 +865,9 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize",
         title="Memorize a chunk",
         description=(
-            "Hand a chunk of conversation (or any text) to the memory curator, a local model that decides what is "
-            "worth keeping: it rewrites core memory and inserts, updates or deletes episodic and semantic "
-            "memories through the memory tools. Returns at once with a job_id and the job's place in the queue; "
-            "jobs run in the background one at a time, namespaces taking turns. Follow one with memorize_status, "
-            "revert it with memorize_undo. Refused when the chunk is empty or too long, or when the namespace "
-            "already has policy_max_queue unfinished jobs."
+            "Hand a chunk of conversation to the curator, a local model that decides what to keep and writes it "
+            "with the memory tools. Returns at once a job_id and its place in the queue (jobs run one at a time). "
+            "Refused for an empty chunk or when policy_max_queue jobs (100 by default) are unfinished."
         ),
         args=MemorizeArgs,
         result=MemorizeOut,
@@ -911,9 +877,9 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_status",
         title="Status of a memorize job",
         description=(
-            "The state of a memorize job (queued, running, done, failed or undone), its place in the queue, its "
-            "attempts, every tool call the curator made with its result, and the error of a failed attempt. "
-            "With wait_seconds, waits until the job finishes or the time passes, reporting progress meanwhile."
+            "A memorize job's state (queued, running, done, failed: its writes reverted, or undone), place in "
+            "the queue, attempts, the curator's tool calls with their results, and any error. wait_seconds "
+            "waits for the end, reporting progress."
         ),
         args=MemorizeStatusArgs,
         result=MemorizeStatusOut,
@@ -926,11 +892,9 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_undo",
         title="Undo a memorize job",
         description=(
-            "Revert everything a done (or failed) memorize job wrote: memories it created are deleted, memories it "
-            "changed or deleted are put back as they were, and core memory too, each as a new version (memory_history "
-            "shows it). All or nothing: refused, naming the memories, if another writer changed one of them "
-            "after the job wrote it. Jobs can be undone until they are removed, undo_days (default 7) after "
-            "they finished."
+            "Revert what a done or failed memorize job wrote, each memory (and core) as a new version. All or "
+            "nothing: refused, naming them, if another writer changed one since. Possible for undo_days (7 by "
+            "default) after the job finished."
         ),
         args=MemorizeUndoArgs,
         result=MemorizeUndoOut,
@@ -941,9 +905,8 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_retry",
         title="Retry a failed memorize job",
         description=(
-            "Queue a failed memorize job again with its chunk (its writes were reverted when it failed). Refused, "
-            "naming them, if its failure left memories in place because another writer had changed them: running "
-            "the chunk again would apply it twice."
+            "Queue a failed memorize job again. Refused, naming them, if its failure left memories in place that "
+            "another writer had changed (a rerun would apply the chunk twice)."
         ),
         args=MemorizeRetryArgs,
         result=MemorizeOut,

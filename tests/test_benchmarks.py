@@ -34,10 +34,15 @@ def test_speed_benchmark_smoke(tmp_path: Path) -> None:
 
 def test_startup_benchmark_smoke() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--runs", "1", "--items", "20"],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "startup.py"),
+            *("--runs", "1", "--items", "20", "--idle-seconds", "0"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "spawn -> initialize reply, mcp-memalpha serve" in result.stdout
+    assert "tools/list result: " in result.stdout and "RSS after the first search (20 items)" in result.stdout

@@ -99,3 +99,16 @@ def test_eval_retrieval_shows_progress(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     # Not a terminal here: the bar shows its label once, then a line per conversation.
     assert "eval-retrieval" in result.output and "[1/1] tiny: 1 questions" in result.output
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    from click.testing import CliRunner
+
+    from mcp_memalpha import __version__
+    from mcp_memalpha.cli import main
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and version("mcp-memalpha") in result.output
+    assert __version__ == version("mcp-memalpha")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from mcp_memalpha import CallContext, InvalidArgument, Memory
+from mcp_memalpha import CallContext, InvalidArgument, MemalphaError, Memory
 from mcp_memalpha.tools import CURATION_TOOLS, MEMALPHA_TOOLS, TOOLS, TOOLS_BY_NAME, execute
 from mcp_memalpha.vocabulary import memory_type_name
 from training.rewards import HeuristicTypeJudge
@@ -100,3 +102,55 @@ def test_memory_type_spellings(memory: Memory) -> None:
     for spelling in ("episodic", "episodic_memory", "Episodic", " EPISODIC_MEMORY "):
         result = execute(memory, ctx, "new_memory_insert", {"memory_type": spelling, "content": f"as {spelling}"})
         assert result["memory_type"] == "episodic"
+
+
+def _published(name: str) -> str:
+    """What tools/list says about a tool: its description and input schema, as one text."""
+    tool = next(t for t in (*TOOLS, *CURATION_TOOLS) if t.name == name)
+    return tool.description + json.dumps(tool.input_schema(), separators=(",", ":"))
+
+
+LONG = "word " * 3000
+# Each rule a refusal enforces, as (tool, arguments that break it, words of the published text
+# that state it): the descriptions were shortened for the model's context, never past these.
+RULES = [
+    ("new_memory_insert", {"memory_type": "core", "content": "x"}, "core memory is set with memory_update"),
+    ("new_memory_insert", {"memory_type": "semantic", "content": "x" * 8001}, "split long text"),
+    ("new_memory_insert", {"memory_type": "episodic", "content": "x", "timestamp": "8 May"}, "with its year"),
+    ("new_memory_insert", {"memory_type": "semantic", "content": "x", "colour": 1}, '"additionalProperties":false'),
+    ("memory_update", {"memory_type": "core", "new_content": LONG}, "over its capacity"),
+    ("memory_update", {"memory_type": "semantic", "new_content": "x"}, "Needed for episodic/semantic"),
+    ("memory_update", {"memory_type": "core", "new_content": "x", "memory_id": "s-aaaaaa"}, "omit for core"),
+    ("memory_update", {"memory_type": "core", "new_content": "x", "timestamp": "2024-01-01"}, "not for core"),
+    ("memory_update", {"memory_type": "semantic", "new_content": "x", "memory_id": "s-zzzzzz"}, "existing id"),
+    ("memory_update", {"memory_type": "episodic", "new_content": "x", "memory_id": "{sid}"}, "of that type"),
+    (
+        "memory_update",
+        {"memory_type": "semantic", "new_content": "y", "memory_id": "{sid}", "expected_version": 7},
+        "version you read",
+    ),
+    ("memory_delete", {"memory_type": "semantic", "memory_id": "s-zzzzzz"}, "existing id"),
+    ("memory_restore", {"memory_type": "semantic", "memory_id": "{sid}"}, "refused for one not deleted"),
+    ("search_memory", {"query": "x" * 2001}, "max 2000 characters"),
+    ("search_memory", {"query": "x", "start_time": "2024-02-01", "end_time": "2024-01-01"}, "not before start_time"),
+    ("search_memory", {"query": "x", "top_k": 101}, '"maximum":100'),
+    ("search_memory", {"query": "x", "min_score": 2}, '"maximum":1'),
+    ("memory_get", {"memory_ids": [f"s-{i:06d}" for i in range(101)]}, '"maxItems":100'),
+    ("memory_list", {"memory_type": "semantic", "cursor": "nonsense"}, "next_cursor"),
+    ("memorize", {"chunk": LONG}, "policy_max_chunk_tokens"),
+    ("memorize", {"chunk": " "}, "empty chunk"),
+    ("memorize_retry", {"job_id": "{job}"}, "a failed memorize job"),
+    ("memorize_undo", {"job_id": "{job}"}, "a done or failed memorize job"),
+]
+
+
+@pytest.mark.parametrize(("name", "arguments", "words"), RULES, ids=[f"{r[0]}:{r[2]}" for r in RULES])
+def test_every_refusal_is_stated_in_the_published_tool(memory: Memory, name: str, arguments: dict, words: str) -> None:
+    ctx = CallContext()
+    stored = execute(memory, ctx, "new_memory_insert", {"memory_type": "semantic", "content": "Ana likes tea"})
+    job = CURATION_TOOLS[0].call(memory, ctx, {"chunk": "Ana: I moved to Lisbon."}).job_id  # stays queued
+    filled = {k: v.format(sid=stored["memory_id"], job=job) if isinstance(v, str) else v for k, v in arguments.items()}
+    tool = next(t for t in (*TOOLS, *CURATION_TOOLS) if t.name == name)
+    with pytest.raises(MemalphaError):
+        tool.call(memory, ctx, filled)
+    assert words in _published(name)

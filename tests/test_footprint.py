@@ -1,0 +1,41 @@
+"""What an idle server window holds: LanceDB and the embedding model load at the first call, not at start."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from benchmarks.startup import INITIALIZE, receive, send, stop  # the benchmark's own stdio client
+from tests.conftest import command, server_env
+
+
+def _loaded(pid: int, library: str) -> bool:
+    return library in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_lancedb_loads_at_the_first_call_not_at_start(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*command(), "serve", "--data-dir", str(tmp_path / "data")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=server_env(),
+    )
+    try:
+        send(process, INITIALIZE)
+        receive(process, 1)
+        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        receive(process, 2)
+        time.sleep(3)  # the old warm-up began at once and mapped LanceDB within this
+        assert not _loaded(process.pid, "_lancedb.abi3")
+        call = {"name": "core_memory_read", "arguments": {}}
+        send(process, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": call})
+        receive(process, 3)
+        deadline = time.monotonic() + 240
+        while not _loaded(process.pid, "_lancedb.abi3") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _loaded(process.pid, "_lancedb.abi3")  # the first call started the warm-up
+    finally:
+        stop(process)
