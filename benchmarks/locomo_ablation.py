@@ -95,7 +95,9 @@ def main() -> None:
     args = parser.parse_args()
     conversations = json.loads(args.locomo.read_text())
     names = args.only or list(SETTINGS)
-    results = {name: {"evidence": defaultdict(list), "answer": defaultdict(list), "words": []} for name in names}
+    results: dict[str, dict[str, Any]] = {
+        name: {"evidence": defaultdict(list), "answer": defaultdict(list), "words": []} for name in names
+    }
     for conversation in conversations:
         folder = args.work / conversation["sample_id"]
         ids_file = folder / "dia_of.json"
