@@ -176,6 +176,9 @@ class Memory:
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memalpha-search")
+        # Embeddings of the memories this process inserted, by id and content, so the duplicate
+        # check does not embed the not-yet-indexed ones again on every insert (bounded: FRESH_LIMIT).
+        self._fresh_vectors: dict[tuple[str, str], Any] = {}
 
     def open(self) -> Memory:
         self.ledger.open()
@@ -298,7 +301,11 @@ class Memory:
         similar = self.similar(ctx, kind, self._content(content, "content"))
         if on_duplicate == "skip" and similar and similar[0][1] >= DUPLICATE_COSINE:
             return InsertOutcome(similar[0][0], similar, skipped=True)
-        return InsertOutcome(self.insert(ctx, memory_type, content, timestamp), similar)
+        item = self.insert(ctx, memory_type, content, timestamp)
+        if len(self._fresh_vectors) >= FRESH_LIMIT:
+            self._fresh_vectors.pop(next(iter(self._fresh_vectors)))  # the oldest
+        self._fresh_vectors[(item.id, item.content)] = self.embedder.embed([item.content])[0]
+        return InsertOutcome(item, similar)
 
     def similar(self, ctx: CallContext, kind: str, text: str, limit: int = 3) -> list[tuple[ItemRow, float]]:
         """Live memories of `kind` whose embedding is within SIMILAR_COSINE of `text`, closest
@@ -316,7 +323,10 @@ class Memory:
         candidates = [row for row in candidates if row.memory_type == kind]
         if not candidates:
             return []
-        vectors = self.embedder.embed([row.content for row in candidates])
+        known = [self._fresh_vectors.get((row.id, row.content)) for row in candidates]
+        missing = [row.content for row, v in zip(candidates, known, strict=True) if v is None]
+        embedded = iter(self.embedder.embed(missing)) if missing else iter(())
+        vectors = [v if v is not None else next(embedded) for v in known]
         scored = [
             (row, 1.0 if row.content == text else round(float(v @ vector), 4))
             for row, v in zip(candidates, vectors, strict=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp_memalpha import CallContext, Memory
 from mcp_memalpha.tools import execute
 
@@ -38,3 +40,23 @@ def test_an_update_is_never_found_in_its_old_form(memory: Memory, ctx: CallConte
     hit = next(h for h in found["results"] if h["memory_id"] == old.id)
     assert hit["text"] == moved.content and hit["version"] == 2 and hit["updated_at"] == moved.updated_at
     assert hit["updated_at"] > hit["created_at"]
+
+
+def test_the_duplicate_check_does_not_embed_this_process_s_fresh_memories_again(
+    memory: Memory, ctx: CallContext
+) -> None:
+    """Memories inserted since the index last caught up are compared by the vectors computed at
+    their insert: an insert embeds its own text, not every fresh memory again (speed, issue 13)."""
+    for n in range(5):
+        memory.insert_checked(ctx, "semantic", f"Fresh memory number {n} about the garden.")
+    embedded: list[str] = []
+    real = memory.embedder.embed
+
+    def counting(texts: list[str]) -> Any:
+        embedded.extend(texts)
+        return real(texts)
+
+    memory.embedder.embed = counting  # type: ignore[method-assign]
+    outcome = memory.insert_checked(ctx, "semantic", "Fresh memory number 9 about the garden.")
+    assert outcome.similar  # the fresh memories were compared
+    assert all(text.endswith("9 about the garden.") for text in embedded), embedded

@@ -1,0 +1,78 @@
+"""The everyday suite: an invented person's facts and events, asked for as a user would ask.
+
+Everything goes through a spawned stdio server and a real MCP client: the memories are stored
+with `new_memory_insert` (events with times in words, "yesterday", "last week", "in March", read
+by the server against its clock, as the questions are), then each question of
+tests/data/everyday.json is a `search_memory` call with `top_k=5`. A question with an answer
+counts at rank 1 / in the top 5 when its memory is there; one with none counts (at both) when
+the result's `match` is `none`. The floors are the shares measured (docs/retrieval.md): the test
+keeps them from falling, it does not hold any single question.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import call, connect, stdio_params
+
+pytestmark = pytest.mark.anyio
+
+SUITE = Path(__file__).parent / "data" / "everyday.json"
+# (rank 1, top 5) shares as measured when the suite landed, per kind and overall (docs/retrieval.md).
+FLOORS = {
+    "paraphrase": (0.73, 0.86),
+    "synonym": (0.57, 0.85),
+    "typo": (0.85, 1.0),
+    "time": (0.72, 1.0),
+    "none": (1.0, 1.0),
+    "all": (0.76, 0.93),
+}
+
+
+def test_the_suite_is_big_enough() -> None:
+    data = json.loads(SUITE.read_text())
+    keys = [memory["key"] for memory in data["memories"]]
+    assert len(set(keys)) == len(keys) >= 25
+    assert len(data["questions"]) >= 40
+    assert {q["expect"] for q in data["questions"]} - {None} <= set(keys)
+    kinds = {q["kind"] for q in data["questions"]}
+    assert kinds == {"paraphrase", "synonym", "typo", "time", "none"}
+
+
+async def everyday_shares(data_dir: Path) -> dict[str, tuple[float, float]]:
+    """Share of the suite's questions answered at rank 1 and in the top 5, per kind and overall."""
+    data = json.loads(SUITE.read_text())
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    async with connect(stdio_params(data_dir)) as client:
+        key_of = {}
+        for memory in data["memories"]:
+            arguments = {"memory_type": memory["type"], "content": memory["content"]}
+            if "timestamp" in memory:
+                arguments["timestamp"] = memory["timestamp"]
+            key_of[(await call(client, "new_memory_insert", **arguments))["memory_id"]] = memory["key"]
+        for question in data["questions"]:
+            found = await call(client, "search_memory", query=question["query"], top_k=5)
+            keys = [key_of[hit["memory_id"]] for hit in found["results"]]
+            if question["expect"] is None:
+                first = top5 = found["match"] == "none"
+            else:
+                first, top5 = keys[:1] == [question["expect"]], question["expect"] in keys
+            print(f"{question['kind']:10} {int(first)}{int(top5)} {found['match']:6} {question['query']} -> {keys[:3]}")
+            for kind in (question["kind"], "all"):
+                counts[kind][0] += first
+                counts[kind][1] += top5
+                counts[kind][2] += 1
+    return {kind: (first / n, top5 / n) for kind, (first, top5, n) in counts.items()}
+
+
+async def test_everyday_questions_find_their_memory(tmp_path: Path) -> None:
+    shares = await everyday_shares(tmp_path / "data")
+    print({kind: (round(first, 3), round(top5, 3)) for kind, (first, top5) in sorted(shares.items())})
+    for kind, (first_floor, top5_floor) in FLOORS.items():
+        first, top5 = shares[kind]
+        assert first >= first_floor, f"{kind}: rank-1 share {first:.3f} below {first_floor}"
+        assert top5 >= top5_floor, f"{kind}: top-5 share {top5:.3f} below {top5_floor}"
