@@ -5,8 +5,8 @@ with `new_memory_insert` (events with times in words, "yesterday", "last week", 
 by the server against its clock, as the questions are), then each question of
 tests/data/everyday.json is a `search_memory` call with `top_k=5`. A question with an answer
 counts at rank 1 / in the top 5 when its memory is there; one with none counts (at both) when
-the result's `match` is `none`. The floors are the shares measured (docs/retrieval.md): the test
-keeps them from falling, it does not hold any single question.
+the result's `match` is `none`. The floors sit just below the shares measured (docs/retrieval.md): the
+test keeps them from falling, it does not hold any single question.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from tests.conftest import call, connect, stdio_params
 pytestmark = pytest.mark.anyio
 
 SUITE = Path(__file__).parent / "data" / "everyday.json"
-# (rank 1, top 5) shares as measured when the suite landed, per kind and overall (docs/retrieval.md).
+# (rank 1, top 5) shares, one question per kind below those measured when the suite landed
+# (docs/retrieval.md; two below overall): a relative date can move one question with the day the
+# suite runs on (on the 1st, "yesterday" is last month), and the floors are to catch a fall.
 FLOORS = {
-    "paraphrase": (0.73, 0.86),
-    "synonym": (0.57, 0.85),
-    "typo": (0.85, 1.0),
-    "time": (0.72, 1.0),
-    "none": (1.0, 1.0),
-    "all": (0.76, 0.93),
+    "paraphrase": (0.66, 0.80),
+    "synonym": (0.42, 0.71),
+    "typo": (0.71, 0.85),
+    "time": (0.63, 0.90),
+    "none": (0.85, 0.85),
+    "all": (0.72, 0.89),
 }
 
 
