@@ -18,8 +18,6 @@ from mcp_memalpha.store.migrations import POSTGRES_MIGRATIONS
 from mcp_memalpha.store.postgres import PostgresLedger
 from tests import postgres
 
-pytestmark = pytest.mark.timeout(120)
-
 
 @pytest.fixture
 def url(postgres_cluster: postgres.Cluster) -> Iterator[str]:
