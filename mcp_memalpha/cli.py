@@ -120,6 +120,12 @@ def _check_policy(settings: Settings, needs_llama: bool) -> None:
 @data_dir_option
 @namespace_option
 @click.option(
+    "--database-url",
+    default=None,
+    help="PostgreSQL ledger shared by several servers (postgresql://…; the 'postgres' extra) "
+    "[env MEMALPHA_DATABASE_URL; default: memory.db in the data folder].",
+)
+@click.option(
     "--transport",
     type=click.Choice(["stdio", "http"]),
     default="stdio",
@@ -254,7 +260,7 @@ def _existing_memory(data_dir: Path | None, **options: Any) -> Settings:
     """Settings for a command that works on a memory that must already exist (doctor, compact,
     export): one that does not is an error, never a new empty memory."""
     settings = _settings(data_dir=data_dir, **options)
-    if not settings.ledger_path.exists():
+    if settings.database_url is None and not settings.ledger_path.exists():
         raise click.ClickException(f"no memory at {settings.data_dir} (no memory.db)")
     _check_data_dir(settings)
     return settings
@@ -264,10 +270,10 @@ def _check_data_dir(settings: Settings) -> None:
     """Open the ledger once before serving: a data directory that cannot be created, read or
     written stops the command with one line saying why, not a traceback from inside the server."""
     from mcp_memalpha.errors import StorageError
-    from mcp_memalpha.store.ledger import Ledger
+    from mcp_memalpha.store import ledger_for
 
     try:
-        Ledger(settings.ledger_path, derived=[settings.index_path]).open().close()
+        ledger_for(settings).open().close()
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -474,11 +480,51 @@ def compact(data_dir: Path | None, history_versions: int | None, undo_days: floa
 
     settings = _existing_memory(data_dir)
     with Memory(settings) as memory:
-        size = settings.ledger_path.stat().st_size
+        on_file = settings.database_url is None
+        size = settings.ledger_path.stat().st_size if on_file else 0
         click.echo(memory.compact(history_versions, undo_days).render())
         if vacuum:
             memory.ledger.vacuum()
-            click.echo(f"memory.db: {size / 1e6:.1f} MB -> {settings.ledger_path.stat().st_size / 1e6:.1f} MB")
+            if on_file:
+                click.echo(f"memory.db: {size / 1e6:.1f} MB -> {settings.ledger_path.stat().st_size / 1e6:.1f} MB")
+
+
+@main.command()
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Data folder whose SQLite ledger (memory.db) to copy.",
+)
+@click.option("--to", "target", required=True, help="PostgreSQL URL of an empty database (postgresql://…).")
+def migrate(source: Path, target: str) -> None:
+    """Copy a SQLite memory into PostgreSQL, losslessly (versions, history, jobs, the ledger's identity)."""
+    from mcp_memalpha.errors import InvalidArgument, StorageError
+    from mcp_memalpha.store import ledger_for
+    from mcp_memalpha.store.copy import copy_ledger
+
+    origin = _settings(data_dir=source).model_copy(update={"database_url": None})  # the file, whatever the env says
+    if not origin.ledger_path.exists():
+        raise click.ClickException(f"no memory at {source} (no memory.db)")
+    destination = _settings(data_dir=source, database_url=target)
+    try:
+        with _opened(ledger_for(origin)) as sqlite, _opened(ledger_for(destination)) as postgres:
+            click.echo(copy_ledger(sqlite, postgres).render())
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc).removeprefix("to: "), param_hint="--to") from None
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"serve it with --database-url (or MEMALPHA_DATABASE_URL); {source}/index stays valid for it")
+
+
+@contextmanager
+def _opened(ledger: Any) -> Iterator[Any]:
+    ledger.open()
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 @main.command()

@@ -25,8 +25,6 @@ from datetime import UTC, datetime, timedelta
 from mcp_memalpha.jobs import revert_reads
 from mcp_memalpha.store.ledger import Ledger, Tx
 
-_ENTITY = "COALESCE(item_id, 'core:' || namespace)"
-
 
 @dataclass(frozen=True)
 class Compaction:
@@ -60,34 +58,12 @@ def compact(
     horizon = ((now or datetime.now(UTC)) - timedelta(days=undo_days)).isoformat(timespec="microseconds")
     horizon = horizon.replace("+00:00", "Z")
     with ledger.write() as tx:
-        (before,) = tx.sql("SELECT COUNT(*) FROM ops").fetchone()
-        jobs_removed = tx.sql(
-            "DELETE FROM jobs WHERE state IN ('done', 'failed', 'undone') AND finished_at < ?", (horizon,)
-        ).rowcount
+        before = tx.count_ops()
+        jobs_removed = tx.delete_finished_jobs(horizon)
         removed = 0 if history_versions is None else _trim_log(tx, history_versions, index_applied)
     return Compaction(before, removed, jobs_removed, history_versions, horizon)
 
 
 def _trim_log(tx: Tx, versions: int, index_applied: int | None) -> int:
-    tx.sql("CREATE TEMP TABLE IF NOT EXISTS compaction_keep (seq INTEGER PRIMARY KEY)")
-    tx.sql("DELETE FROM compaction_keep")
-    keep = "INSERT OR IGNORE INTO compaction_keep (seq) "
-    tx.sql(
-        keep + f"SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER (PARTITION BY {_ENTITY} ORDER BY seq DESC) AS age "
-        "FROM ops) WHERE age <= ?",
-        (versions,),
-    )
-    if index_applied is not None:
-        tx.sql(keep + "SELECT seq FROM ops WHERE seq >= ?", (index_applied,))
-        tx.sql(
-            keep + "SELECT MAX(seq) FROM ops WHERE seq <= ? AND item_id IN "
-            "(SELECT item_id FROM ops WHERE seq > ? AND item_id IS NOT NULL) GROUP BY item_id",
-            (index_applied, index_applied),
-        )
-    undoable = tx.sql("SELECT id, base_seq FROM jobs WHERE state IN ('queued', 'running', 'done', 'failed')").fetchall()
-    for job_id, base_seq in undoable:
-        for seq in revert_reads(tx, job_id, base_seq):
-            tx.sql(keep + "VALUES (?)", (seq,))
-    removed = tx.sql("DELETE FROM ops WHERE seq NOT IN (SELECT seq FROM compaction_keep)").rowcount
-    tx.sql("DELETE FROM compaction_keep")
-    return int(removed)
+    undo_reads = {seq for job_id, base_seq in tx.undoable_jobs() for seq in revert_reads(tx, job_id, base_seq)}
+    return tx.trim_log(versions, index_applied, sorted(undo_reads))

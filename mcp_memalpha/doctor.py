@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mcp_memalpha.memory import Memory
 from mcp_memalpha.store.index import STATE_FILE, TABLE
 from mcp_memalpha.store.ledger import OP_DIGEST_COLUMNS, op_digest
-from mcp_memalpha.store.migrations import MIGRATIONS
+from mcp_memalpha.store.migrations import MIGRATIONS, POSTGRES_MIGRATIONS
+
+Run = Callable[..., Any]  # runs one statement: sqlite3's Connection.execute, or the ledger's Tx.sql
 
 _RESTORE = "restore memory.db from a backup or an export (doctor --repair rebuilds only the search index)"
 
@@ -45,6 +49,10 @@ class Report:
 
 
 def check_ledger(memory: Memory, report: Report) -> None:
+    if memory.ledger.backend == "postgres":  # the server guards its own files; the rows are checked below
+        with memory.ledger.read() as tx:
+            check_rows(tx.sql, report, [name for name, _ in POSTGRES_MIGRATIONS])
+        return
     conn = sqlite3.connect(f"file:{memory.settings.ledger_path}?mode=ro", uri=True)
     try:
         result = conn.execute("PRAGMA integrity_check").fetchone()[0]
@@ -52,47 +60,52 @@ def check_ledger(memory: Memory, report: Report) -> None:
             report.facts.append("the SQLite ledger passes its integrity check")
         else:
             report.ledger_problem(f"the SQLite ledger is damaged ({result}); {_RESTORE}")
-        applied = [row[0] for row in conn.execute("SELECT name FROM migrations ORDER BY name")]
-        expected = [name for name, _ in MIGRATIONS]
-        if applied == expected:
-            report.facts.append(f"the schema is current ({expected[-1]})")
-        else:
-            report.ledger_problem(f"schema migrations are {applied}, expected {expected}")
-        # Every item must be what its latest logged operation says it became.
-        drift = conn.execute(
-            "SELECT COUNT(*) FROM items i JOIN ops o ON o.seq = (SELECT MAX(seq) FROM ops WHERE item_id = i.id) "
-            "WHERE o.version != i.version OR (i.deleted_at IS NULL AND o.content IS NOT i.content)"
-        ).fetchone()[0]
-        unlogged = conn.execute(
-            "SELECT COUNT(*) FROM items i WHERE NOT EXISTS (SELECT 1 FROM ops WHERE item_id = i.id)"
-        ).fetchone()[0]
-        items = conn.execute("SELECT COUNT(*), SUM(deleted_at IS NULL) FROM items").fetchone()
-        if drift or unlogged:
-            report.ledger_problem(
-                f"{drift} items differ from their operation log and {unlogged} have no log entry; {_RESTORE}"
-            )
-        else:
-            report.facts.append(f"all {items[0]} items ({items[1] or 0} live) match their operation log")
-        check_history(conn, report)
-        check_jobs(conn, report)
+        check_rows(conn.execute, report, [name for name, _ in MIGRATIONS])
     finally:
         conn.close()
 
 
-def check_history(conn: sqlite3.Connection, report: Report) -> None:
+def check_rows(run: Run, report: Report, expected: list[str]) -> None:
+    """The schema's migrations, every item against its latest logged operation, the whole log and
+    the jobs, in SQL both backends read (`run` executes one statement with '?' placeholders)."""
+    applied = [row[0] for row in run("SELECT name FROM migrations ORDER BY name")]
+    if applied == expected:
+        report.facts.append(f"the schema is current ({expected[-1]})")
+    else:
+        report.ledger_problem(f"schema migrations are {applied}, expected {expected}")
+    # Every item must be what its latest logged operation says it became.
+    drift = run(
+        "SELECT COUNT(*) FROM items i JOIN ops o ON o.seq = (SELECT MAX(seq) FROM ops WHERE item_id = i.id) "
+        "WHERE o.version != i.version OR (i.deleted_at IS NULL AND (o.content IS NULL OR o.content != i.content))"
+    ).fetchone()[0]
+    unlogged = run("SELECT COUNT(*) FROM items i WHERE NOT EXISTS (SELECT 1 FROM ops WHERE item_id = i.id)").fetchone()[
+        0
+    ]
+    items = run("SELECT COUNT(*), SUM(CASE WHEN deleted_at IS NULL THEN 1 ELSE 0 END) FROM items").fetchone()
+    if drift or unlogged:
+        report.ledger_problem(
+            f"{drift} items differ from their operation log and {unlogged} have no log entry; {_RESTORE}"
+        )
+    else:
+        report.facts.append(f"all {items[0]} items ({items[1] or 0} live) match their operation log")
+    check_history(run, report)
+    check_jobs(run, report)
+
+
+def check_history(run: Run, report: Report) -> None:
     """Every operation of the log, not only each item's newest: its checksum (from when it was
     written) and its version, which only goes up along a memory's history."""
     damaged: list[int] = []
     unchecked = total = 0
-    for *values, seq, digest in conn.execute(f"SELECT {OP_DIGEST_COLUMNS}, seq, digest FROM ops ORDER BY seq"):
+    for *values, seq, digest in run(f"SELECT {OP_DIGEST_COLUMNS}, seq, digest FROM ops ORDER BY seq"):
         total += 1
         if digest is None:
             unchecked += 1  # logged before checksums existed (migration 0004_op_digests)
         elif digest != op_digest(values):
             damaged.append(seq)
-    (backwards,) = conn.execute(
+    (backwards,) = run(
         "SELECT COUNT(*) FROM (SELECT version, LAG(version) OVER "
-        "(PARTITION BY COALESCE(item_id, 'core:' || namespace) ORDER BY seq) AS before FROM ops) "
+        "(PARTITION BY COALESCE(item_id, 'core:' || namespace) ORDER BY seq) AS before FROM ops) AS steps "
         "WHERE version <= before"
     ).fetchone()
     if damaged:
@@ -113,15 +126,13 @@ def check_history(conn: sqlite3.Connection, report: Report) -> None:
         report.facts.append(f"all {total} logged operations are intact ({checked})")
 
 
-def check_jobs(conn: sqlite3.Connection, report: Report) -> None:
+def check_jobs(run: Run, report: Report) -> None:
     """The memorize queue in plain words; a running job whose lease ran out is stuck until a server
     with a policy takes it over (that is not damage, but a user waiting on it should know)."""
-    counts = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+    counts = dict(run("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
     if not counts:
         return
-    (stuck,) = conn.execute(
-        "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_until < ?", (time.time(),)
-    ).fetchone()
+    (stuck,) = run("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_until < ?", (time.time(),)).fetchone()
     states = ", ".join(f"{counts[s]} {s}" for s in ("queued", "running", "done", "failed", "undone") if counts.get(s))
     report.facts.append(f"memorize jobs: {states}")
     if stuck:

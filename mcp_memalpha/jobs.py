@@ -2,7 +2,7 @@
 
 A job is one chunk of text for the curator to write into memory. The queue is a table of the
 ledger, so every server process on a data directory shares it: a worker claims the next runnable
-job (namespaces take turns, each its oldest job first) with a lease (under BEGIN IMMEDIATE, so two
+job (namespaces take turns, each its oldest job first) with a lease (under the ledger's write lock, so two
 workers never claim the same job), renews the lease while it works and marks the job done after
 its last write. Every write made
 for a job is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert:
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -24,7 +23,7 @@ from mcp_memalpha import ids
 from mcp_memalpha.context import CallContext, clean_text, now_iso
 from mcp_memalpha.errors import CapacityExceeded, InvalidArgument, JobConflict, LeaseLost, QueueFull
 from mcp_memalpha.settings import Settings
-from mcp_memalpha.store.ledger import CoreRow, Ledger, OpRow, Tx
+from mcp_memalpha.store.ledger import CoreRow, IdTaken, JobRow, Ledger, OpRow, Tx
 from mcp_memalpha.timeparse import from_stored, parse_time
 from mcp_memalpha.tokens import count_tokens
 
@@ -34,11 +33,6 @@ UNFINISHED = ("queued", "running")
 MAX_CHARS_PER_TOKEN = 50
 WAIT_POLL_S = 0.25
 
-_COLUMNS = (
-    "id, namespace, chunk, timestamp, state, attempts, base_seq, lease_owner, lease_until, created_at, "
-    "started_at, finished_at, result, error"
-)
-_RUNNABLE = "(state = 'queued' OR (state = 'running' AND lease_until < ?))"
 _NOT_UNDOABLE = {
     "queued": "is queued; wait for it to finish (memorize_status with wait_seconds), then undo it",
     "running": "is running; wait for it to finish (memorize_status with wait_seconds), then undo it",
@@ -64,10 +58,10 @@ class Job:
     error: str | None
 
     @classmethod
-    def of(cls, row: tuple[Any, ...]) -> Job:
-        values = list(row)
-        values[12] = json.loads(values[12]) if values[12] else None
-        return cls(*values)
+    def of(cls, row: JobRow) -> Job:
+        values = asdict(row)
+        values["result"] = json.loads(row.result) if row.result else None
+        return cls(**values)
 
     @property
     def finished(self) -> bool:
@@ -116,9 +110,7 @@ class JobQueue:
             parse_time(timestamp, "timestamp")  # refused now rather than when the job runs
             timestamp = timestamp.strip()
         with self.ledger.write() as tx:
-            (unfinished,) = tx.sql(
-                "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND namespace = ?", (ctx.namespace,)
-            ).fetchone()
+            unfinished = tx.count_unfinished_jobs(ctx.namespace)
             if unfinished >= self.settings.policy_max_queue:
                 raise QueueFull(ctx.namespace, self.settings.policy_max_queue)
             job_id = _insert_job(tx, ctx.namespace, text, timestamp)
@@ -173,10 +165,7 @@ class JobQueue:
                 raise InvalidArgument("job_id", f"job '{job.id}' {_NOT_UNDOABLE[job.state]}")
             reverted = revert_job(tx, CallContext(job.namespace, ctx.source, job.id), job.base_seq)
             undo = {"at": now_iso(), "reverted": [asdict(r) for r in reverted]}
-            tx.sql(
-                "UPDATE jobs SET state = 'undone', result = ? WHERE id = ?",
-                (json.dumps({**(job.result or {}), "undo": undo}), job.id),
-            )
+            tx.update_job(job.id, {"state": "undone", "result": json.dumps({**(job.result or {}), "undo": undo})})
         return reverted
 
     def retry(self, ctx: CallContext, job_id: str) -> tuple[Job, int]:
@@ -196,10 +185,8 @@ class JobQueue:
                     "them); running it again would apply the chunk twice. Fix them by hand (memory_history), "
                     "then memorize what is missing",
                 )
-            tx.sql(
-                "UPDATE jobs SET state = 'queued', attempts = 0, base_seq = ?, finished_at = NULL, result = NULL "
-                "WHERE id = ?",
-                (tx.head(), job.id),
+            tx.update_job(
+                job.id, {"state": "queued", "attempts": 0, "base_seq": tx.head(), "finished_at": None, "result": None}
             )
             return _job(tx, job.id), _position(tx, job.id)
 
@@ -235,17 +222,17 @@ class JobQueue:
                         kept,
                     )
                     continue
-                tx.sql(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, base_seq = ?, lease_owner = ?, "
-                    "lease_until = ?, started_at = ?, result = ? WHERE id = ?",
-                    (
-                        tx.head(),
-                        token,
-                        now + self.settings.policy_lease_seconds,
-                        now_iso(),
-                        json.dumps({"calls": []}),
-                        job.id,
-                    ),
+                tx.update_job(
+                    job.id,
+                    {
+                        "state": "running",
+                        "base_seq": tx.head(),
+                        "lease_owner": token,
+                        "lease_until": now + self.settings.policy_lease_seconds,
+                        "started_at": now_iso(),
+                        "result": json.dumps({"calls": []}),
+                    },
+                    add_attempts=1,
                 )
                 return Claim(_job(tx, job.id), token, reverted)
         return None
@@ -255,37 +242,25 @@ class JobQueue:
 
         The namespace whose last claim is oldest (never: first) goes next, so one namespace's full
         queue delays another's job by at most one job, not by its whole queue."""
-        row = tx.sql(
-            f"WITH last AS (SELECT namespace, MAX(started_at) AS at FROM jobs GROUP BY namespace) "
-            f"SELECT {_COLUMNS} FROM jobs JOIN last USING (namespace) "
-            f"WHERE {_RUNNABLE} ORDER BY last.at, seq LIMIT 1",
-            (now,),
-        ).fetchone()
+        row = tx.next_runnable_job(now)
         return Job.of(row) if row else None
 
     def renew(self, job_id: str, owner: str) -> bool:
         """Extend the lease; False if `owner` no longer holds the job."""
         with self.ledger.write() as tx:
-            return _owned_update(
-                tx, job_id, owner, "lease_until = ?", (self.clock() + self.settings.policy_lease_seconds,)
-            )
+            return tx.update_job(job_id, {"lease_until": self.clock() + self.settings.policy_lease_seconds}, owner)
 
     def record(self, job_id: str, owner: str, calls: list[dict[str, Any]]) -> bool:
         """Save the calls made so far, so status shows progress; False if the lease was lost."""
         with self.ledger.write() as tx:
-            return _owned_update(tx, job_id, owner, "result = ?", (json.dumps({"calls": calls}),))
+            return tx.update_job(job_id, {"result": json.dumps({"calls": calls})}, owner)
 
     def finish(self, job_id: str, owner: str, result: dict[str, Any]) -> bool:
         """Mark the job done (after its last write); False if the lease was lost, in which case
         whoever holds the job now reverts this attempt's writes and runs it again."""
         with self.ledger.write() as tx:
-            return _owned_update(
-                tx,
-                job_id,
-                owner,
-                "state = 'done', result = ?, error = NULL, finished_at = ?, lease_owner = NULL, lease_until = NULL",
-                (json.dumps(result), now_iso()),
-            )
+            done = {"state": "done", "result": json.dumps(result), "error": None, "finished_at": now_iso()}
+            return tx.update_job(job_id, {**done, "lease_owner": None, "lease_until": None}, owner)
 
     def fail(self, job_id: str, owner: str, error: str, retry: bool = True) -> JobState | None:
         """An attempt raised: queue the job again, or after policy_max_attempts attempts (or at once
@@ -298,9 +273,14 @@ class JobQueue:
             if not retry or job.attempts >= self.settings.policy_max_attempts:
                 self._give_up(tx, job, error)
                 return "failed"
-            tx.sql(
-                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL, error = ? WHERE id = ?",
-                (f"attempt {job.attempts} failed: {error}", job_id),
+            tx.update_job(
+                job_id,
+                {
+                    "state": "queued",
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "error": f"attempt {job.attempts} failed: {error}",
+                },
             )
             return "queued"
 
@@ -308,18 +288,15 @@ class JobQueue:
         """Hand a job back unfinished (the server is stopping): queued again, and this attempt is not
         counted; what it wrote is reverted when the job is claimed next."""
         with self.ledger.write() as tx:
-            return _owned_update(
-                tx, job_id, owner, "state = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_until = NULL"
+            return tx.update_job(
+                job_id, {"state": "queued", "lease_owner": None, "lease_until": None}, owner, add_attempts=-1
             )
 
     def fence(self, job_id: str, owner: str) -> Callable[[Tx], None]:
         """A check for `Ledger.fenced`: a write made for the job commits only while `owner` holds it."""
 
         def check(tx: Tx) -> None:
-            held = tx.sql(
-                "SELECT 1 FROM jobs WHERE id = ? AND lease_owner = ? AND state = 'running'", (job_id, owner)
-            ).fetchone()
-            if held is None:
+            if not tx.holds_lease(job_id, owner):
                 raise LeaseLost(job_id)
 
         return check
@@ -488,18 +465,18 @@ def _insert_job(tx: Tx, namespace: str, chunk: str, timestamp: str | None) -> st
     for _ in range(20):
         job_id = ids.new_job_id()
         try:
-            tx.sql(
-                "INSERT INTO jobs (id, namespace, chunk, timestamp, state, created_at) VALUES (?,?,?,?,'queued',?)",
-                (job_id, namespace, chunk, timestamp, now_iso()),
-            )
+            tx.insert_job(job_id, namespace, chunk, timestamp, now_iso())
             return job_id
-        except sqlite3.IntegrityError:  # the id was taken: draw another
+        except IdTaken:  # the id was taken: draw another
             continue
     raise RuntimeError("could not draw an unused job id in 20 tries")
 
 
 def _job(tx: Tx, job_id: str) -> Job:
-    return Job.of(tx.sql(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+    row = tx.job(job_id)
+    if row is None:
+        raise KeyError(job_id)
+    return Job.of(row)
 
 
 def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
@@ -507,7 +484,7 @@ def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
     job_id = ids.normalize_id(str(raw_id))
     if not ids.is_valid_job_id(job_id):
         raise InvalidArgument("job_id", f"{raw_id!r} is not a job id (job ids look like 'j-7kq2mx3pd9')")
-    row = tx.sql(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND namespace = ?", (job_id, ctx.namespace)).fetchone()
+    row = tx.job(job_id, ctx.namespace)
     if row is None:
         raise InvalidArgument("job_id", f"no memorize job '{job_id}' in namespace '{ctx.namespace}'")
     return Job.of(row)
@@ -516,19 +493,14 @@ def _visible_job(tx: Tx, ctx: CallContext, raw_id: str) -> Job:
 def _position(tx: Tx, job_id: str) -> int:
     """Unfinished jobs ahead of this one, in every namespace: the jobs being run, then those the
     namespaces' turns (`JobQueue._next_runnable`) give out before it if nobody queues more."""
-    (namespace, seq, state) = tx.sql("SELECT namespace, seq, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    (running,) = tx.sql("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND id != ?", (job_id,)).fetchone()
+    namespace, seq, state = tx.job_place(job_id)
+    running = tx.count_running_jobs(other_than=job_id)
     if state == "running":
         return int(running)
-    (turn,) = tx.sql(  # this job is its namespace's turn-th queued job
-        "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND namespace = ? AND seq <= ?", (namespace, seq)
-    ).fetchone()
-    rotation = tx.sql(  # namespaces with queued jobs, in the order their turns come
-        "SELECT q.namespace, COUNT(*), (SELECT MAX(started_at) FROM jobs AS s WHERE s.namespace = q.namespace) AS at "
-        "FROM jobs AS q WHERE q.state = 'queued' GROUP BY q.namespace ORDER BY at IS NOT NULL, at, MIN(q.seq)"
-    ).fetchall()
+    turn = tx.count_queued_jobs(namespace, seq)  # this job is its namespace's turn-th queued job
+    rotation = tx.queued_rotation()  # namespaces with queued jobs, in the order their turns come
     ahead, before = running + turn - 1, True
-    for other, queued, _ in rotation:
+    for other, queued in rotation:
         if other == namespace:
             before = False
             continue
@@ -536,20 +508,9 @@ def _position(tx: Tx, job_id: str) -> int:
     return int(ahead)
 
 
-def _owned_update(tx: Tx, job_id: str, owner: str, assignments: str, params: tuple[object, ...] = ()) -> bool:
-    cursor = tx.sql(
-        f"UPDATE jobs SET {assignments} WHERE id = ? AND lease_owner = ? AND state = 'running'",
-        (*params, job_id, owner),
-    )
-    return cursor.rowcount == 1
-
-
 def _set_failed(tx: Tx, job: Job, error: str, reverted: list[Reverted], kept: list[str]) -> None:
     """A terminal state with the chunk kept; `result` keeps the last attempt's calls, what the
     failure reverted and what it left in place (what undo and retry then work on)."""
     result = {**(job.result or {}), "reverted": [asdict(r) for r in reverted], "kept": kept}
-    tx.sql(
-        "UPDATE jobs SET state = 'failed', error = ?, result = ?, finished_at = ?, lease_owner = NULL, "
-        "lease_until = NULL WHERE id = ?",
-        (error, json.dumps(result), now_iso(), job.id),
-    )
+    failed = {"state": "failed", "error": error, "result": json.dumps(result), "finished_at": now_iso()}
+    tx.update_job(job.id, {**failed, "lease_owner": None, "lease_until": None})

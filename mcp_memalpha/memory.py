@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +35,9 @@ from mcp_memalpha.match import MatchLevel, coverage, match_level, match_score
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
+from mcp_memalpha.store import ledger_for
 from mcp_memalpha.store.index import Filter, SearchIndex
-from mcp_memalpha.store.ledger import CoreRow, ItemRow, Ledger, OpRow, Tx
+from mcp_memalpha.store.ledger import CoreRow, IdTaken, ItemRow, OpRow, Tx
 from mcp_memalpha.timeparse import EventTime
 from mcp_memalpha.timewords import Clock, Span, find_in_query, local_now, read_when, system_clock
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
@@ -87,7 +87,6 @@ MAX_TOP_K = 100  # most results, ids or page items one call may ask for
 SIMILAR_COSINE = 0.8
 DUPLICATE_COSINE = 0.95
 FRESH_LIMIT = 500  # most not-yet-indexed memories an insert compares itself with
-_ID_CLASH = "UNIQUE constraint failed: items.id"
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ class Memory:
         self.settings = settings
         self.clock = clock or system_clock
         self.zone = settings.zone
-        self.ledger = Ledger(settings.ledger_path, derived=[settings.index_path])
+        self.ledger = ledger_for(settings)
         self.embedder = embedder or Embedder()
         self.index = SearchIndex(settings.index_path, self.embedder)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memalpha-search")
@@ -360,9 +359,9 @@ class Memory:
                 try:
                     tx.insert_item(item)
                     break
-                except sqlite3.IntegrityError as exc:  # the id was taken: draw another
+                except IdTaken:  # the id was taken: draw another
                     attempts += 1
-                    if _ID_CLASH not in str(exc) or attempts >= 20:
+                    if attempts >= 20:
                         raise
             tx.log("insert", item, now)
         return item

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         default_factory=default_data_dir,
         description="Folder holding the SQLite ledger (memory.db) and the LanceDB index (index/).",
     )
+    database_url: str | None = Field(
+        None,
+        description="PostgreSQL ledger shared by several server processes and hosts (postgresql://user:pass@host/db; "
+        "needs the 'postgres' extra). The data directory then holds only this process's search index. "
+        "Unset: the SQLite ledger memory.db in the data directory.",
+    )
     namespace: str = Field(
         "default",
         description="Namespace this process reads and writes; each namespace is a separate memory.",
@@ -239,6 +245,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be 1-64 characters of letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
             )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL, postgresql://user:password@host:port/database")
         return value
 
     @field_validator("time_zone")

@@ -16,6 +16,13 @@ from mcp import Client, StdioServerParameters
 
 from mcp_memalpha import CallContext, Memory, Settings
 from mcp_memalpha.cli import launch_command
+from tests import postgres
+
+# The ledger backends. A test module runs on both with `pytestmark = BOTH_BACKENDS`; its
+# `settings`, `memory` and `database` fixtures then point at SQLite, then at a fresh PostgreSQL
+# database of the session's throwaway cluster (`tests/postgres.py`).
+BACKENDS = ("sqlite", "postgres")
+BOTH_BACKENDS = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 
 
 @pytest.fixture
@@ -23,9 +30,49 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The ledger backend of this test: SQLite unless the module opts in to BOTH_BACKENDS."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres.Cluster]:
+    with postgres.cluster() as running:
+        yield running
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def database(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings naming this test's ledger: {} for SQLite (memory.db in the data directory), else
+    {"database_url": ...} of a fresh PostgreSQL database. `env(database)` gives them as variables."""
+    if backend == "sqlite":
+        yield {}
+        return
+    cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
+    with cluster.database() as url:
+        yield {"database_url": url}
+
+
+@pytest.fixture
+def other_database(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """A second ledger like `database` (a test moving memories from one to another)."""
+    if backend == "sqlite":
+        yield {}
+        return
+    cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
+    with cluster.database() as url:
+        yield {"database_url": url}
+
+
+def env(database: dict[str, str]) -> dict[str, str]:
+    """`database` as MEMALPHA_* variables, for a spawned server or command."""
+    return {f"MEMALPHA_{key.upper()}": value for key, value in database.items()}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: dict[str, str]) -> Settings:
+    return Settings(data_dir=tmp_path / "data", **database)
 
 
 @pytest.fixture

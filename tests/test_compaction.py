@@ -14,13 +14,13 @@ from mcp_memalpha.doctor import Report, check_ledger, diagnose
 from mcp_memalpha.errors import NamespaceFull
 from mcp_memalpha.jobs import JobQueue
 from mcp_memalpha.transfer import export_jsonl, import_jsonl
-from tests.conftest import command, server_env
+from tests.conftest import BOTH_BACKENDS, command, server_env
 from tests.test_jobs import client_memory, run_job_script, snapshot
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", compact_every=0)
+def settings(tmp_path: Path, database: dict[str, str]) -> Settings:
+    return Settings(data_dir=tmp_path / "data", compact_every=0, **database)
 
 
 @pytest.fixture
@@ -40,6 +40,7 @@ def assert_consistent(memory: Memory) -> None:
     assert report.healthy, report.render()
 
 
+@BOTH_BACKENDS
 def test_compaction_keeps_the_newest_versions_and_every_current_state(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "semantic", "Ana has one cat.")
     for n in range(2, 8):
@@ -64,6 +65,7 @@ def test_compaction_keeps_the_newest_versions_and_every_current_state(memory: Me
     assert "removed 7 of 13 operations" in result.render()
 
 
+@BOTH_BACKENDS
 def test_without_a_version_bound_compaction_keeps_the_whole_log(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "semantic", "Ana has one cat.")
     memory.update(ctx, "semantic", item.id, "Ana has two cats.")
@@ -71,6 +73,7 @@ def test_without_a_version_bound_compaction_keeps_the_whole_log(memory: Memory, 
     assert len(memory.history(ctx, item.id)) == 2
 
 
+@BOTH_BACKENDS
 def test_the_index_catches_up_across_a_compaction(memory: Memory, ctx: CallContext) -> None:
     """Operations the index has not applied, and the state before them, survive compaction."""
     first = memory.insert(ctx, "episodic", "Ana adopted a grey cat.", "2024-05-01")
@@ -78,7 +81,8 @@ def test_the_index_catches_up_across_a_compaction(memory: Memory, ctx: CallConte
     for n in range(3):
         memory.update(ctx, "episodic", first.id, f"Ana adopted a grey cat, note {n}.")
     memory.sync_index()
-    applied = memory.ledger.conn.execute("SELECT MAX(seq) FROM ops").fetchone()[0]
+    with memory.ledger.read() as tx:
+        applied = tx.head()
     # changed after the index's last sync: moved to another day, one deleted
     memory.update(ctx, "episodic", first.id, "Ana adopted a striped kitten.", timestamp="2024-06-02")
     memory.delete(ctx, "episodic", second.id)
@@ -97,6 +101,7 @@ def test_the_index_catches_up_across_a_compaction(memory: Memory, ctx: CallConte
     assert diagnose(memory, repair=False).healthy
 
 
+@BOTH_BACKENDS
 def test_an_undoable_job_is_still_undone_exactly_after_compaction(
     memory: Memory, settings: Settings, ctx: CallContext
 ) -> None:
@@ -124,6 +129,7 @@ def test_an_undoable_job_is_still_undone_exactly_after_compaction(
     assert_consistent(memory)
 
 
+@BOTH_BACKENDS
 def test_finished_jobs_past_the_undo_horizon_are_deleted(memory: Memory, settings: Settings, ctx: CallContext) -> None:
     queue = JobQueue(memory.ledger, settings)
     done, _ = queue.enqueue(ctx, "User: I like tea.")
@@ -140,8 +146,11 @@ def test_finished_jobs_past_the_undo_horizon_are_deleted(memory: Memory, setting
     assert queue.status(ctx, waiting.id)[0].state == "queued"  # unfinished jobs are never touched
 
 
-def test_the_log_stays_bounded_with_automatic_compaction(tmp_path: Path, ctx: CallContext) -> None:
-    settings = Settings(data_dir=tmp_path / "data", history_versions=3, compact_every=100)
+@BOTH_BACKENDS
+def test_the_log_stays_bounded_with_automatic_compaction(
+    tmp_path: Path, ctx: CallContext, database: dict[str, str]
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", history_versions=3, compact_every=100, **database)
     with Memory(settings) as memory:
         items = [memory.insert(ctx, "semantic", f"Fact number {n}.") for n in range(5)]
         for round_ in range(100):
@@ -160,9 +169,12 @@ def test_the_log_stays_bounded_with_automatic_compaction(tmp_path: Path, ctx: Ca
 # ---- the namespace limit ---------------------------------------------------------------------
 
 
-def test_a_full_namespace_refuses_inserts_and_restores_but_not_other_namespaces(tmp_path: Path) -> None:
+@BOTH_BACKENDS
+def test_a_full_namespace_refuses_inserts_and_restores_but_not_other_namespaces(
+    tmp_path: Path, database: dict[str, str]
+) -> None:
     ctx, other = CallContext(), CallContext(namespace="work")
-    with Memory(Settings(data_dir=tmp_path / "data", max_items_per_namespace=2)) as memory:
+    with Memory(Settings(data_dir=tmp_path / "data", max_items_per_namespace=2, **database)) as memory:
         first = memory.insert(ctx, "semantic", "Ana has a cat.")
         memory.insert(ctx, "episodic", "Ana moved.", "2024-01-01")
         with pytest.raises(NamespaceFull, match=r"^content: not stored; namespace 'default' would hold 3 memories"):
@@ -175,14 +187,17 @@ def test_a_full_namespace_refuses_inserts_and_restores_but_not_other_namespaces(
         assert memory.list_items(ctx, "semantic").total == 1
 
 
-def test_an_import_over_the_namespace_limit_writes_nothing(tmp_path: Path, ctx: CallContext) -> None:
-    with Memory(Settings(data_dir=tmp_path / "source")) as source:
+@BOTH_BACKENDS
+def test_an_import_over_the_namespace_limit_writes_nothing(
+    tmp_path: Path, ctx: CallContext, database: dict[str, str], other_database: dict[str, str]
+) -> None:
+    with Memory(Settings(data_dir=tmp_path / "source", **other_database)) as source:
         for n in range(3):
             source.insert(ctx, "semantic", f"Imported fact {n}.")
         out = io.StringIO()
         export_jsonl(source, out)
         lines = out.getvalue().splitlines()
-    with Memory(Settings(data_dir=tmp_path / "data", max_items_per_namespace=3)) as memory:
+    with Memory(Settings(data_dir=tmp_path / "data", max_items_per_namespace=3, **database)) as memory:
         memory.insert(ctx, "semantic", "Already here.")
         with pytest.raises(NamespaceFull, match=r"^namespace: .* would hold 4 memories, over the limit of 3"):
             import_jsonl(memory, lines)
@@ -218,13 +233,16 @@ def test_the_compact_command_reports_and_vacuums(tmp_path: Path, ctx: CallContex
     assert missing.returncode == 1 and "no memory at" in missing.stderr
 
 
-def test_compaction_racing_writers_on_other_connections_loses_nothing(tmp_path: Path, ctx: CallContext) -> None:
+@BOTH_BACKENDS
+def test_compaction_racing_writers_on_other_connections_loses_nothing(
+    tmp_path: Path, ctx: CallContext, database: dict[str, str]
+) -> None:
     """Two writers (each its own Memory: its own SQLite connection and index handle, as two servers
     have) update and search while a third compacts over and over; every acknowledged write is what
     the memory holds at the end, the ledger matches its log and the index holds exactly the live items."""
     import threading
 
-    settings = Settings(data_dir=tmp_path / "data", compact_every=0)
+    settings = Settings(data_dir=tmp_path / "data", compact_every=0, **database)
     with Memory(settings) as setup:
         ids = [setup.insert(ctx, "semantic", f"Fact {n} about the garden.").id for n in range(6)]
     last: dict[str, str] = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from tests.conftest import call, call_error, command, connect, http_server, server_env, stdio_params
+from tests.conftest import BOTH_BACKENDS, call, call_error, command, connect, env, http_server, server_env, stdio_params
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, BOTH_BACKENDS]
 
 TOOL_NAMES = {
     "new_memory_insert",
@@ -157,27 +157,27 @@ async def scenario(client: Client) -> None:
     assert (await call(client, "memory_list", memory_type="semantic"))["total"] == 1
 
 
-async def test_stdio(tmp_path: Path) -> None:
-    async with connect(stdio_params(tmp_path / "data")) as client:
+async def test_stdio(tmp_path: Path, database: dict[str, str]) -> None:
+    async with connect(stdio_params(tmp_path / "data", **env(database))) as client:
         await scenario(client)
 
 
-async def test_http(tmp_path: Path) -> None:
-    with http_server(tmp_path / "data") as (url, _process):
+async def test_http(tmp_path: Path, database: dict[str, str]) -> None:
+    with http_server(tmp_path / "data", **env(database)) as (url, _process):
         async with connect(url) as client:
             await scenario(client)
 
 
-async def test_legacy_handshake_as_claude_desktop(tmp_path: Path) -> None:
+async def test_legacy_handshake_as_claude_desktop(tmp_path: Path, database: dict[str, str]) -> None:
     """Clients that speak the initialize handshake (Claude Desktop, the Inspector) get served too."""
-    async with connect(stdio_params(tmp_path / "data"), mode="legacy") as client:
+    async with connect(stdio_params(tmp_path / "data", **env(database)), mode="legacy") as client:
         assert client.server_info is not None and client.server_info.name == "mcp-memalpha"
         inserted = await call(client, "new_memory_insert", memory_type="semantic", content="Legacy clients work.")
         found = await call(client, "search_memory", query="legacy clients")
         assert found["results"][0]["memory_id"] == inserted["memory_id"]
 
 
-def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
+def test_stdout_carries_only_protocol(tmp_path: Path, database: dict[str, str]) -> None:
     """Every line the stdio server prints is a JSON-RPC message, even while it loads models."""
     requests = [
         {
@@ -210,7 +210,7 @@ def test_stdout_carries_only_protocol(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=server_env(),
+        env=server_env(**env(database)),
     )
     assert process.stdin and process.stdout and process.stderr
     messages = []
@@ -239,9 +239,11 @@ async def snapshot(client: Client) -> dict:
     return state
 
 
-async def test_export_import_round_trip_through_mcp(tmp_path: Path) -> None:
+async def test_export_import_round_trip_through_mcp(
+    tmp_path: Path, database: dict[str, str], other_database: dict[str, str]
+) -> None:
     source, target = tmp_path / "source", tmp_path / "target"
-    async with connect(stdio_params(source)) as client:
+    async with connect(stdio_params(source, **env(database))) as client:
         await call(client, "memory_update", memory_type="core", new_content="Ines is a marine biologist.")
         kept = await call(
             client, "new_memory_insert", memory_type="episodic", content="Ines dove at Sagres", timestamp="2024-08-01"
@@ -255,14 +257,18 @@ async def test_export_import_round_trip_through_mcp(tmp_path: Path) -> None:
         before = await snapshot(client)
     dump = tmp_path / "dump.jsonl"
     exported = subprocess.run(
-        [*command(), "export", "--data-dir", str(source), "-o", str(dump)], env=server_env(), capture_output=True
+        [*command(), "export", "--data-dir", str(source), "-o", str(dump)],
+        env=server_env(**env(database)),
+        capture_output=True,
     )
     assert exported.returncode == 0, exported.stderr
     imported = subprocess.run(
-        [*command(), "import", str(dump), "--data-dir", str(target)], env=server_env(), capture_output=True
+        [*command(), "import", str(dump), "--data-dir", str(target)],
+        env=server_env(**env(other_database)),
+        capture_output=True,
     )
     assert imported.returncode == 0, imported.stderr
-    async with connect(stdio_params(target)) as client:
+    async with connect(stdio_params(target, **env(other_database))) as client:
         assert await snapshot(client) == before
         found = await call(client, "search_memory", query="dove Sagres")
         assert found["results"][0]["memory_id"] == kept["memory_id"] and found["results"][0]["version"] == 2

@@ -13,9 +13,11 @@ from mcp_memalpha import CallContext, InvalidArgument, Memory, Settings
 from mcp_memalpha.doctor import Report, check_ledger
 from mcp_memalpha.errors import CapacityExceeded, JobConflict, LeaseLost, QueueFull
 from mcp_memalpha.jobs import Claim, JobQueue
-from mcp_memalpha.store.ledger import Ledger
+from mcp_memalpha.store import ledger_for
 from mcp_memalpha.tools import execute
+from tests.conftest import BOTH_BACKENDS
 
+pytestmark = BOTH_BACKENDS
 LEASE = 30.0
 
 
@@ -30,8 +32,9 @@ class Clock:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database: dict[str, str]) -> Settings:
     return Settings(
+        **database,
         data_dir=tmp_path / "data",
         policy_max_queue=3,
         policy_max_attempts=2,
@@ -209,13 +212,13 @@ def test_a_worker_that_lost_its_lease_cannot_write(
 
 
 def test_two_connections_never_claim_the_same_job(settings: Settings, queue: JobQueue, ctx: CallContext) -> None:
-    """Two ledgers (two SQLite connections, as two server processes have) claim at once."""
+    """Two ledgers (two connections, as two server processes have) claim at once."""
     jobs = {queue.enqueue(CallContext(namespace=f"n{i}"), f"chunk {i}")[0].id for i in range(40)}
     claimed: dict[str, list[str]] = {"a": [], "b": []}
     start = threading.Barrier(2)
 
     def claim_all(name: str) -> None:
-        ledger = Ledger(settings.ledger_path).open()
+        ledger = ledger_for(settings).open()
         try:
             mine = JobQueue(ledger, settings)
             start.wait()

@@ -13,12 +13,14 @@ from mcp_memalpha.ids import ID_PATTERN
 from mcp_memalpha.ranking import hybrid_fusion
 from mcp_memalpha.store.migrations import MIGRATIONS
 from mcp_memalpha.tokens import count_tokens
+from tests.conftest import BOTH_BACKENDS
 
 
 def live_ids(memory: Memory) -> set[str]:
     return {item.id for item in memory.iter_items(None)}
 
 
+@BOTH_BACKENDS
 def test_insert_assigns_short_unique_ids_and_records_everything(memory: Memory, ctx: CallContext) -> None:
     items = [memory.insert(ctx, "episodic", f"event {i}", f"2024-01-{i % 28 + 1:02d}") for i in range(500)]
     assert len({item.id for item in items}) == 500
@@ -35,6 +37,7 @@ def test_insert_assigns_short_unique_ids_and_records_everything(memory: Memory, 
         assert [op.op for op in tx.history(first.id)] == ["insert"]
 
 
+@BOTH_BACKENDS
 def test_update_delete_versions_and_history(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "semantic", "Ana likes tea")
     updated = memory.update(ctx, "semantic_memory", item.id, "Ana likes green tea", expected_version=1)
@@ -54,6 +57,7 @@ def test_update_delete_versions_and_history(memory: Memory, ctx: CallContext) ->
     ]
 
 
+@BOTH_BACKENDS
 def test_unknown_and_mistyped_ids_are_errors(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "episodic", "went swimming")
     with pytest.raises(NotFound, match="memory_id"):
@@ -68,6 +72,7 @@ def test_unknown_and_mistyped_ids_are_errors(memory: Memory, ctx: CallContext) -
     assert memory.update(ctx, "episodic", f" [{item.id.upper()}] ", "went swimming twice").version == 2
 
 
+@BOTH_BACKENDS
 def test_content_limits(memory: Memory, ctx: CallContext, settings: Settings) -> None:
     with pytest.raises(InvalidArgument, match="content: is empty"):
         memory.insert(ctx, "semantic", " \n ")
@@ -80,8 +85,9 @@ def test_content_limits(memory: Memory, ctx: CallContext, settings: Settings) ->
     assert live_ids(memory) == set()  # nothing was half-written
 
 
-def test_core_capacity_is_refused_not_truncated(tmp_path) -> None:
-    settings = Settings(data_dir=tmp_path, core_capacity_tokens=20)
+@BOTH_BACKENDS
+def test_core_capacity_is_refused_not_truncated(tmp_path, database: dict[str, str]) -> None:
+    settings = Settings(data_dir=tmp_path, core_capacity_tokens=20, **database)
     with Memory(settings) as memory:
         ctx = CallContext()
         memory.set_core(ctx, "Sam is a nurse in Leeds.")
@@ -94,6 +100,7 @@ def test_core_capacity_is_refused_not_truncated(tmp_path) -> None:
         assert (cleared.content, cleared.version) == ("", 2)
 
 
+@BOTH_BACKENDS
 def test_namespaces_are_separate(memory: Memory) -> None:
     work, home = CallContext(namespace="work"), CallContext(namespace="home")
     item = memory.insert(work, "semantic", "The quarterly report is due Friday")
@@ -106,6 +113,7 @@ def test_namespaces_are_separate(memory: Memory) -> None:
     assert memory.core(work).content == ""
 
 
+@BOTH_BACKENDS
 def test_search_methods_filters_and_budget(memory: Memory, ctx: CallContext) -> None:
     hike = memory.insert(ctx, "episodic", "Went hiking in the Alps with Jonas", "2023-07-01")
     memory.insert(ctx, "episodic", "Cooked pasta for dinner", "2023-07-02")
@@ -126,6 +134,7 @@ def test_search_methods_filters_and_budget(memory: Memory, ctx: CallContext) -> 
         memory.search(ctx, "  ")
 
 
+@BOTH_BACKENDS
 def test_search_is_deterministic(memory: Memory, ctx: CallContext) -> None:
     for i in range(40):
         memory.insert(ctx, "semantic", f"Note {i % 4} about the garden")
@@ -133,6 +142,7 @@ def test_search_is_deterministic(memory: Memory, ctx: CallContext) -> None:
     assert all([h.item.id for h in memory.search(ctx, "garden note").hits] == first for _ in range(3))
 
 
+@BOTH_BACKENDS
 def test_deleted_items_never_returned_even_if_index_is_stale(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "semantic", "The spare key is under the blue flowerpot")
     memory.sync_index()
@@ -151,6 +161,7 @@ def memory_filter(ctx: CallContext):
     return Filter(ctx.namespace, ("episodic", "semantic"))
 
 
+@BOTH_BACKENDS
 def test_index_rebuilt_when_folder_deleted_or_corrupted(memory: Memory, ctx: CallContext, settings: Settings) -> None:
     items = [memory.insert(ctx, "semantic", f"Fact number {i} about llamas") for i in range(30)]
     memory.delete(ctx, "semantic", items[0].id)
@@ -170,6 +181,7 @@ def test_index_rebuilt_when_folder_deleted_or_corrupted(memory: Memory, ctx: Cal
     assert memory.index.ids() == live_ids(memory)
 
 
+@BOTH_BACKENDS
 def test_index_catches_up_after_another_process_wrote(settings: Settings, ctx: CallContext) -> None:
     with Memory(settings) as first, Memory(settings) as second:
         first.sync_index()
@@ -179,6 +191,7 @@ def test_index_catches_up_after_another_process_wrote(settings: Settings, ctx: C
         assert {h.item.id for h in hits} == {w.id for w in written}
 
 
+@BOTH_BACKENDS
 def test_listing_pages_never_overlap_or_skip(memory: Memory, ctx: CallContext) -> None:
     expected = []
     for i in range(23):
@@ -199,6 +212,7 @@ def test_listing_pages_never_overlap_or_skip(memory: Memory, ctx: CallContext) -
         memory.list_items(ctx, "episodic", cursor="garbage")
 
 
+@BOTH_BACKENDS
 def test_ledger_is_all_or_nothing(memory: Memory, ctx: CallContext) -> None:
     """A failure inside a write transaction leaves no trace."""
     with pytest.raises(RuntimeError), memory.ledger.write() as tx:
@@ -283,6 +297,7 @@ def test_index_rebuilds_when_the_ledger_is_restored_from_a_backup(tmp_path) -> N
         assert memory.index.ids() == {i.id for i in memory.iter_items(None)}
 
 
+@BOTH_BACKENDS
 def test_first_build_interrupted_never_duplicates_rows(memory: Memory, ctx: CallContext, settings: Settings) -> None:
     for i in range(3):
         memory.insert(ctx, "semantic", f"Fact {i} about otters")
@@ -293,6 +308,7 @@ def test_first_build_interrupted_never_duplicates_rows(memory: Memory, ctx: Call
     assert len(hits) == 3 and len(memory.index._table.to_arrow()) == 3
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_out_of_range_times_are_argument_errors(memory: Memory, ctx: CallContext, value: str) -> None:
     with pytest.raises(InvalidArgument, match=r"timestamp: .*out of the supported range"):
@@ -301,6 +317,7 @@ def test_out_of_range_times_are_argument_errors(memory: Memory, ctx: CallContext
         memory.search(ctx, "x", start_time=value)
 
 
+@BOTH_BACKENDS
 def test_an_explicit_midnight_end_time_is_not_the_whole_day(memory: Memory, ctx: CallContext) -> None:
     memory.insert(ctx, "episodic", "Lunch with Bo", "2024-01-01T12:00:00Z")
     assert memory.search(ctx, "lunch", end_time="2024-01-01T00:00:00Z").hits == []
@@ -308,6 +325,7 @@ def test_an_explicit_midnight_end_time_is_not_the_whole_day(memory: Memory, ctx:
     assert len(memory.search(ctx, "lunch", end_time="1 January 2024").hits) == 1
 
 
+@BOTH_BACKENDS
 def test_invalid_unicode_and_bad_contexts_are_refused(memory: Memory, ctx: CallContext) -> None:
     with pytest.raises(InvalidArgument, match="content: contains invalid Unicode"):
         memory.insert(ctx, "semantic", "bad \ud800 text")
@@ -323,11 +341,13 @@ def test_invalid_unicode_and_bad_contexts_are_refused(memory: Memory, ctx: CallC
         memory.list_items(ctx, "semantic", cursor="nan|a|b")
 
 
+@BOTH_BACKENDS
 def test_transactions_do_not_nest(memory: Memory) -> None:
     with memory.ledger.write(), pytest.raises(RuntimeError, match="nesting"), memory.ledger.read():
         pass
 
 
+@BOTH_BACKENDS
 def test_fragments_are_found_through_their_event_context(memory: Memory, ctx: CallContext) -> None:
     """A reply like "Yes, loved it" is found by the question it answers, and follows edits to it."""
     when = "2:00 pm on 3 June 2023"
@@ -343,6 +363,7 @@ def test_fragments_are_found_through_their_event_context(memory: Memory, ctx: Ca
     assert [h.item.id for h in memory.search(ctx, "yoga", method="bm25").hits] == []
 
 
+@BOTH_BACKENDS
 def test_hits_read_with_dates_and_resolved_relative_dates(memory: Memory, ctx: CallContext) -> None:
     memory.insert(ctx, "episodic", "Caroline: I went to the support group yesterday.", "1:56 pm on 8 May, 2023")
     hit = memory.search(ctx, "support group").hits[0]
@@ -351,6 +372,7 @@ def test_hits_read_with_dates_and_resolved_relative_dates(memory: Memory, ctx: C
     )
 
 
+@BOTH_BACKENDS
 def test_a_write_rewrites_only_itself_and_its_successor_in_the_index(memory: Memory, ctx: CallContext) -> None:
     """Event context costs O(1) index rows per write, however many memories share the event time."""
     items = []
@@ -372,6 +394,7 @@ def search_texts(memory: Memory) -> dict[str, str]:
     return dict(zip(data.column("id").to_pylist(), data.column("search_text").to_pylist(), strict=True))
 
 
+@BOTH_BACKENDS
 def test_moving_a_memory_to_another_event_rewrites_its_old_neighbour(memory: Memory, ctx: CallContext) -> None:
     a = memory.insert(ctx, "episodic", "alpha turn one", "2024-01-01T10:00")
     b = memory.insert(ctx, "episodic", "bravo zebra turn two", "2024-01-01T10:00")
@@ -409,6 +432,7 @@ def test_a_restored_ledger_with_new_writes_is_reindexed(tmp_path) -> None:
         assert memory.index.ids() == {i.id for i in memory.iter_items(None)}
 
 
+@BOTH_BACKENDS
 def test_core_writes_do_not_leave_the_index_behind(memory: Memory, ctx: CallContext) -> None:
     memory.insert(ctx, "semantic", "a fact")
     memory.search(ctx, "fact")
@@ -417,6 +441,7 @@ def test_core_writes_do_not_leave_the_index_behind(memory: Memory, ctx: CallCont
     assert not memory.index.is_behind(memory.ledger)
 
 
+@BOTH_BACKENDS
 def test_relative_dates_at_the_edge_of_time_do_not_break_search(memory: Memory, ctx: CallContext) -> None:
     memory.insert(ctx, "episodic", "I moved here yesterday", "0001-01-01")
     memory.insert(ctx, "episodic", "meeting next month", "9999-12-20")
@@ -424,6 +449,7 @@ def test_relative_dates_at_the_edge_of_time_do_not_break_search(memory: Memory, 
     assert sorted(texts) == ["[1 January 1] I moved here yesterday", "[20 December 9999] meeting next month"]
 
 
+@BOTH_BACKENDS
 def test_deleted_memories_can_be_listed_and_restored(memory: Memory, ctx: CallContext) -> None:
     item = memory.insert(ctx, "semantic", "The spare key is with Ada")
     memory.delete(ctx, "semantic", item.id)
@@ -443,6 +469,7 @@ def test_deleted_memories_can_be_listed_and_restored(memory: Memory, ctx: CallCo
         memory.restore(CallContext(namespace="other"), "semantic", item.id)
 
 
+@BOTH_BACKENDS
 def test_long_hits_are_excerpted_for_the_query_and_whole_on_request(memory: Memory, ctx: CallContext) -> None:
     long = (
         "Melanie: The kids are back at school and the house is quiet again. "
@@ -471,6 +498,7 @@ def test_long_hits_are_excerpted_for_the_query_and_whole_on_request(memory: Memo
         memory.search(ctx, "Melanie", excerpt_tokens=-1)
 
 
+@BOTH_BACKENDS
 def test_a_question_about_two_people_finds_each_of_them(memory: Memory, ctx: CallContext) -> None:
     for i in range(6):
         memory.insert(ctx, "semantic", f"Jon likes to destress by dancing, way {i}.")

@@ -9,6 +9,7 @@ import pytest
 from mcp_memalpha import CallContext, InvalidArgument, MemalphaError, Memory
 from mcp_memalpha.tools import CURATION_TOOLS, MEMALPHA_TOOLS, TOOLS, TOOLS_BY_NAME, execute
 from mcp_memalpha.vocabulary import memory_type_name
+from tests.conftest import BOTH_BACKENDS
 from training.rewards import HeuristicTypeJudge
 
 
@@ -38,6 +39,7 @@ def test_every_tool_has_description_and_schemas() -> None:
         assert tool.result.model_json_schema()["type"] == "object"
 
 
+@BOTH_BACKENDS
 def test_execute_runs_a_memalpha_transcript(memory: Memory) -> None:
     """A transcript as Memalpha-4B emits it (suffixes, core update, search) runs unchanged."""
     policy = CallContext(source="policy", job_id="job-1")
@@ -57,6 +59,7 @@ def test_execute_runs_a_memalpha_transcript(memory: Memory) -> None:
     assert (item.source, item.job_id) == ("policy", "job-1")
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(
     ("name", "arguments", "field", "reason"),
     [
@@ -83,6 +86,7 @@ def test_bad_arguments_name_the_field(memory: Memory, name: str, arguments: dict
     assert reason in str(error.value)
 
 
+@BOTH_BACKENDS
 def test_every_spelling_the_service_accepts_a_tool_call_accepts(memory: Memory) -> None:
     """One synonym map (`vocabulary`) for the tools, `Memory` and the training judge: the tools take
     every search method spelling `Memory` took, and report the canonical name."""
@@ -97,6 +101,7 @@ def test_every_spelling_the_service_accepts_a_tool_call_accepts(memory: Memory) 
     assert HeuristicTypeJudge().fits("Semantic_Memory", "Ana is a chef in Porto", {})
 
 
+@BOTH_BACKENDS
 def test_memory_type_spellings(memory: Memory) -> None:
     ctx = CallContext()
     for spelling in ("episodic", "episodic_memory", "Episodic", " EPISODIC_MEMORY "):

@@ -12,6 +12,7 @@ from mcp_memalpha import CallContext, InvalidArgument, Memory, Settings
 from mcp_memalpha.errors import StorageError
 from mcp_memalpha.tools import execute
 from mcp_memalpha.transfer import MAX_VERSION, export_jsonl, import_jsonl
+from tests.conftest import BOTH_BACKENDS
 
 
 def fill(memory: Memory) -> None:
@@ -28,13 +29,14 @@ def records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()[1:]]
 
 
-def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
-    with Memory(Settings(data_dir=tmp_path / "a")) as source:
+@BOTH_BACKENDS
+def test_round_trip_keeps_every_field(tmp_path: Path, database: dict[str, str], other_database: dict[str, str]) -> None:
+    with Memory(Settings(data_dir=tmp_path / "a", **database)) as source:
         fill(source)
         first = io.StringIO()
         count = export_jsonl(source, first, include_deleted=True)
     assert count == 4
-    with Memory(Settings(data_dir=tmp_path / "b")) as target:
+    with Memory(Settings(data_dir=tmp_path / "b", **other_database)) as target:
         report = import_jsonl(target, io.StringIO(first.getvalue()))
         assert report.items_added == 3 and report.cores_written == 1
         second = io.StringIO()
@@ -49,8 +51,9 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
         assert (again.items_added, again.items_unchanged, again.cores_written) == (0, 3, 0)
 
 
-def test_bad_line_imports_nothing(tmp_path: Path) -> None:
-    with Memory(Settings(data_dir=tmp_path / "a")) as source:
+@BOTH_BACKENDS
+def test_bad_line_imports_nothing(tmp_path: Path, database: dict[str, str], other_database: dict[str, str]) -> None:
+    with Memory(Settings(data_dir=tmp_path / "a", **database)) as source:
         fill(source)
         buffer = io.StringIO()
         export_jsonl(source, buffer)
@@ -58,7 +61,7 @@ def test_bad_line_imports_nothing(tmp_path: Path) -> None:
     broken = json.loads(lines[-1])
     broken["memory_type"] = "dream"
     bad = "\n".join([*lines[:-1], json.dumps(broken)])
-    with Memory(Settings(data_dir=tmp_path / "b")) as target:
+    with Memory(Settings(data_dir=tmp_path / "b", **other_database)) as target:
         with pytest.raises(InvalidArgument, match=f"line {len(lines)}: memory_type"):
             import_jsonl(target, io.StringIO(bad))
         with pytest.raises(InvalidArgument, match=r"line 2: .*not JSON"):
@@ -69,13 +72,14 @@ def test_bad_line_imports_nothing(tmp_path: Path) -> None:
         assert target.cores(None) == []
 
 
-def test_conflicting_ids(tmp_path: Path) -> None:
-    with Memory(Settings(data_dir=tmp_path / "a")) as source:
+@BOTH_BACKENDS
+def test_conflicting_ids(tmp_path: Path, database: dict[str, str], other_database: dict[str, str]) -> None:
+    with Memory(Settings(data_dir=tmp_path / "a", **database)) as source:
         fill(source)
         buffer = io.StringIO()
         export_jsonl(source, buffer)
     changed = buffer.getvalue().replace("two concerts", "three concerts")
-    with Memory(Settings(data_dir=tmp_path / "b")) as target:
+    with Memory(Settings(data_dir=tmp_path / "b", **other_database)) as target:
         import_jsonl(target, io.StringIO(buffer.getvalue()))
         with pytest.raises(InvalidArgument, match="already exists"):
             import_jsonl(target, io.StringIO(changed))
@@ -84,8 +88,8 @@ def test_conflicting_ids(tmp_path: Path) -> None:
         assert any("three concerts" in item.content for item in target.iter_items(None))
 
 
-def _export(tmp_path: Path) -> list[dict]:
-    with Memory(Settings(data_dir=tmp_path / "src")) as source:
+def _export(tmp_path: Path, database: dict[str, str]) -> list[dict]:
+    with Memory(Settings(data_dir=tmp_path / "src", **database)) as source:
         fill(source)
         buffer = io.StringIO()
         export_jsonl(source, buffer)
@@ -96,6 +100,7 @@ def _dump(lines: list[dict]) -> io.StringIO:
     return io.StringIO("\n".join(json.dumps(line) for line in lines))
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -110,21 +115,26 @@ def _dump(lines: list[dict]) -> io.StringIO:
         ({"version": "3"}, "version"),
     ],
 )
-def test_import_refuses_records_that_break_invariants(tmp_path: Path, change: dict, message: str) -> None:
-    lines = _export(tmp_path)
+def test_import_refuses_records_that_break_invariants(
+    tmp_path: Path, change: dict, message: str, database: dict[str, str], other_database: dict[str, str]
+) -> None:
+    lines = _export(tmp_path, database)
     item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
     lines[item] = lines[item] | change
-    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+    with Memory(Settings(data_dir=tmp_path / "dst", **other_database)) as target:
         with pytest.raises(InvalidArgument, match=f"line {item + 1}") as error:
             import_jsonl(target, _dump(lines))
         assert message in str(error.value)
         assert list(target.iter_items(None, include_deleted=True)) == []
 
 
-def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_path: Path) -> None:
-    lines = _export(tmp_path)
+@BOTH_BACKENDS
+def test_import_refuses_duplicates_namespace_moves_and_version_regressions(
+    tmp_path: Path, database: dict[str, str], other_database: dict[str, str]
+) -> None:
+    lines = _export(tmp_path, database)
     item = next(i for i, line in enumerate(lines) if line.get("record") == "item")
-    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+    with Memory(Settings(data_dir=tmp_path / "dst", **other_database)) as target:
         with pytest.raises(InvalidArgument, match=f"line {len(lines) + 1}: id: repeats the record of line {item + 1}"):
             import_jsonl(target, _dump([*lines, lines[item]]))
         import_jsonl(target, _dump(lines))
@@ -139,6 +149,7 @@ def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_p
         assert current.content == "an older text" and current.version == lines[item]["version"] + 1
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize(
     ("created_at", "canonical"),
     [
@@ -147,23 +158,28 @@ def test_import_refuses_duplicates_namespace_moves_and_version_regressions(tmp_p
         ("2023-05-08T13:56:00.000000Z", "2023-05-08T13:56:00.000000Z"),  # as the tools write it: kept
     ],
 )
-def test_import_stores_times_in_the_form_the_tools_write(tmp_path: Path, created_at: str, canonical: str) -> None:
+def test_import_stores_times_in_the_form_the_tools_write(
+    tmp_path: Path, created_at: str, canonical: str, database: dict[str, str], other_database: dict[str, str]
+) -> None:
     """ISO forms SQLite cannot read made every memory_list of that type fail, bare."""
-    lines = _export(tmp_path)
+    lines = _export(tmp_path, database)
     item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
     lines[item] |= {"created_at": created_at, "updated_at": created_at}
-    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+    with Memory(Settings(data_dir=tmp_path / "dst", **other_database)) as target:
         import_jsonl(target, _dump(lines))
         listed = execute(target, CallContext(namespace="work"), "memory_list", {"memory_type": "semantic"})
         assert [entry["memory_id"] for entry in listed["memories"]] == [lines[item]["id"]]
         assert listed["memories"][0]["created_at"] == canonical
 
 
-def test_import_refuses_versions_that_later_updates_would_overflow(tmp_path: Path) -> None:
-    lines = _export(tmp_path)
+@BOTH_BACKENDS
+def test_import_refuses_versions_that_later_updates_would_overflow(
+    tmp_path: Path, database: dict[str, str], other_database: dict[str, str]
+) -> None:
+    lines = _export(tmp_path, database)
     item = next(i for i, line in enumerate(lines) if line.get("record") == "item" and line["memory_type"] == "semantic")
     lines[item]["version"] = 2**63 - 1  # was accepted; every later update then failed with an overflow
-    with Memory(Settings(data_dir=tmp_path / "dst")) as target:
+    with Memory(Settings(data_dir=tmp_path / "dst", **other_database)) as target:
         with pytest.raises(InvalidArgument, match=f"line {item + 1}: version: Input should be less than or equal"):
             import_jsonl(target, _dump(lines))
         lines[item]["version"] = MAX_VERSION
