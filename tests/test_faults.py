@@ -451,7 +451,8 @@ def test_servers_starting_at_once_create_one_ledger_never_a_partial_one(tmp_path
     """Creation links in a finished ledger: no process ever sees a 0-byte memory.db and refuses it."""
     data = tmp_path / "data"
     script = (
-        "import sys, pathlib; from mcp_memalpha.store.sqlite import SqliteLedger; SqliteLedger(pathlib.Path(sys.argv[1])).open()"
+        "import sys, pathlib; from mcp_memalpha.store.sqlite import SqliteLedger; "
+        "SqliteLedger(pathlib.Path(sys.argv[1])).open()"
     )
     starts = [
         subprocess.Popen(
