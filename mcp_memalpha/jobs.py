@@ -191,8 +191,9 @@ class JobQueue:
             if job.state not in ("done", "failed"):
                 raise InvalidArgument("job_id", f"job '{job.id}' {_NOT_UNDOABLE[job.state]}")
             job_ctx = CallContext(job.namespace, ctx.source, job.id)
+            kept: list[Kept] = []
             if job.state == "done":
-                reverted, kept = revert_job(tx, job_ctx, job.base_seq), []
+                reverted = revert_job(tx, job_ctx, job.base_seq)
             else:
                 reverted, kept = revert_unchanged(tx, job_ctx, job.base_seq)
                 if kept and not reverted:
