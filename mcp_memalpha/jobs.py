@@ -84,6 +84,20 @@ class Reverted:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """A memory a revert left as it is: another writer changed it after the job wrote it, and
+    reverting would discard that change. `reason` says who, to which version, and how to undo it
+    later (once it is back to what the job wrote, undo reverts it)."""
+
+    memory_type: str
+    memory_id: str | None  # None for core memory
+    reason: str
+
+    def describe(self) -> str:
+        return f"memory '{self.memory_id}'" if self.memory_id else "core memory"
+
+
+@dataclass(frozen=True)
 class Claim:
     job: Job
     owner: str  # this claim's lease token: a later claim of the same job gets another one
@@ -153,20 +167,33 @@ class JobQueue:
                 return job, position
             time.sleep(min(WAIT_POLL_S, left))
 
-    def undo(self, ctx: CallContext, job_id: str) -> list[Reverted]:
-        """Revert everything a done or failed job wrote (a failed one: what its failure left in
-        place), in one transaction, and mark it undone.
+    def undo(self, ctx: CallContext, job_id: str) -> tuple[list[Reverted], list[Kept]]:
+        """Revert what a done or failed job wrote, in one transaction; returns what was reverted and
+        what could not be yet.
 
-        Refused as a whole (JobConflict) when another writer changed one of those memories since.
+        A done job is undone as a whole, or refused as a whole (JobConflict) when another writer
+        changed one of its memories since. A failed job's other writes were reverted when it
+        failed; what it kept (changed by another writer since) is reverted now where it can be (the
+        change was put back, or the memory is already as the revert would leave it). The job is
+        undone when nothing is left, else it stays failed with the rest listed and their reasons;
+        refused (JobConflict) when none of them can be reverted yet.
         """
         with self.ledger.write() as tx:
             job = _visible_job(tx, ctx, job_id)
             if job.state not in ("done", "failed"):
                 raise InvalidArgument("job_id", f"job '{job.id}' {_NOT_UNDOABLE[job.state]}")
-            reverted = revert_job(tx, CallContext(job.namespace, ctx.source, job.id), job.base_seq)
+            job_ctx = CallContext(job.namespace, ctx.source, job.id)
+            kept: list[Kept] = []
+            if job.state == "done":
+                reverted = revert_job(tx, job_ctx, job.base_seq)
+            else:
+                reverted, kept = revert_unchanged(tx, job_ctx, job.base_seq)
+                if kept and not reverted:
+                    raise JobConflict(job.id, [k.describe() for k in kept])
             undo = {"at": now_iso(), "reverted": [asdict(r) for r in reverted]}
-            tx.update_job(job.id, {"state": "undone", "result": json.dumps({**(job.result or {}), "undo": undo})})
-        return reverted
+            result = {**(job.result or {}), "undo": undo, "kept": [asdict(k) for k in kept]}
+            tx.update_job(job.id, {"state": "failed" if kept else "undone", "result": json.dumps(result)})
+        return reverted, kept
 
     def retry(self, ctx: CallContext, job_id: str) -> tuple[Job, int]:
         """Queue a failed job again, with its chunk and a fresh count of attempts.
@@ -177,13 +204,13 @@ class JobQueue:
             job = _visible_job(tx, ctx, job_id)
             if job.state != "failed":
                 raise InvalidArgument("job_id", f"job '{job.id}' is {job.state}; only a failed job can be retried")
-            kept = (job.result or {}).get("kept") or []
+            kept = [Kept(**entry).describe() for entry in (job.result or {}).get("kept") or []]
             if kept:
                 raise InvalidArgument(
                     "job_id",
                     f"job '{job.id}' left {', '.join(kept)} in place when it failed (another writer had changed "
-                    "them); running it again would apply the chunk twice. Fix them by hand (memory_history), "
-                    "then memorize what is missing",
+                    "them); running it again would apply the chunk twice. Undo it first (memorize_undo reverts "
+                    "them once they are back to what the job wrote), or fix them by hand (memory_history)",
                 )
             tx.update_job(
                 job.id, {"state": "queued", "attempts": 0, "base_seq": tx.head(), "finished_at": None, "result": None}
@@ -215,7 +242,7 @@ class JobQueue:
                     _set_failed(
                         tx,
                         job,
-                        f"an earlier attempt was interrupted, and another writer has changed {', '.join(kept)} "
+                        f"an earlier attempt was interrupted, and another writer has changed {_names(kept)} "
                         "since it wrote them: those were left in place and the attempt's other writes were "
                         "reverted. The job was not run again: that would apply the chunk twice.",
                         reverted,
@@ -308,7 +335,7 @@ class JobQueue:
         error = f"gave up after {tries}; the last: {error}"
         reverted, kept = revert_unchanged(tx, _policy_context(job), job.base_seq)
         if kept:
-            error += f". Its writes were reverted except {', '.join(kept)}, which another writer changed since"
+            error += f". Its writes were reverted except {_names(kept)}, which another writer changed since"
         else:
             error += ". Its writes were reverted; memorize_retry runs the chunk again"
         _set_failed(tx, job, error, reverted, kept)
@@ -326,18 +353,19 @@ def revert_job(tx: Tx, ctx: CallContext, after: int, what: str = "undo") -> list
     before anything is written, when another writer wrote one of those memories after the job
     first did (JobConflict names them).
     """
-    first, histories, changed = _plan(tx, ctx, after)
-    if changed:
-        raise JobConflict(_job_id(ctx), [_describe(first[key]) for key in changed], what)
+    first, histories, blocked = _plan(tx, ctx, after)
+    if blocked:
+        raise JobConflict(_job_id(ctx), [kept.describe() for kept in blocked.values()], what)
     return _apply(tx, ctx, first, histories)
 
 
-def revert_unchanged(tx: Tx, ctx: CallContext, after: int) -> tuple[list[Reverted], list[str]]:
+def revert_unchanged(tx: Tx, ctx: CallContext, after: int) -> tuple[list[Reverted], list[Kept]]:
     """Like `revert_job`, but a memory another writer changed after the job wrote it is left in
-    place instead of refusing: returns what was reverted and the memories left (described)."""
-    first, histories, changed = _plan(tx, ctx, after)
-    kept = [_describe(first.pop(key)) for key in changed]
-    return _apply(tx, ctx, first, histories), kept
+    place instead of refusing: returns what was reverted and the memories left, with why."""
+    first, histories, blocked = _plan(tx, ctx, after)
+    for key in blocked:
+        del first[key]
+    return _apply(tx, ctx, first, histories), list(blocked.values())
 
 
 def _job_id(ctx: CallContext) -> str:
@@ -346,18 +374,50 @@ def _job_id(ctx: CallContext) -> str:
     return ctx.job_id
 
 
-def _plan(tx: Tx, ctx: CallContext, after: int) -> tuple[dict[str, OpRow], dict[str, list[OpRow]], list[str]]:
-    """The job's first write to each memory, each memory's history, and the memories another
-    writer wrote after the job first did."""
+def _plan(tx: Tx, ctx: CallContext, after: int) -> tuple[dict[str, OpRow], dict[str, list[OpRow]], dict[str, Kept]]:
+    """The job's first write to each memory, each memory's history, and the memories whose revert
+    would discard another writer's change (with why)."""
     job_id = _job_id(ctx)
     first = _first_writes(tx, job_id, after)
     histories = {key: _history(tx, op) for key, op in first.items()}
-    changed = [
-        key
-        for key, op in first.items()
-        if any(later.seq > op.seq and later.job_id != job_id for later in histories[key])
-    ]
-    return first, histories, changed
+    blocked = {}
+    for key, op in first.items():
+        kept = _blocked(op, histories[key], job_id)
+        if kept is not None:
+            blocked[key] = kept
+    return first, histories, blocked
+
+
+def _blocked(first: OpRow, history: list[OpRow], job_id: str) -> Kept | None:
+    """Why reverting this memory would discard another writer's change; None when it would not:
+    nobody else wrote it after the job did, or it is again as the job left it (the change was put
+    back), or it is already as the revert would leave it."""
+    since = [op for op in history if op.seq >= first.seq]
+    if all(op.job_id == job_id for op in since):
+        return None
+    own = [op for op in since if op.job_id == job_id][-1]
+    before = [op for op in history if op.seq < first.seq]
+    now = history[-1]
+    reverted = _state(before[-1]) if before else (None if first.item_id else "", None)
+    if _state(now) in (_state(own), reverted):
+        return None
+    writer = f"job '{now.job_id}'" if now.job_id else f"a {now.source} write"
+    reason = (
+        f"{writer} made it version {now.version} at {now.at}, after this job wrote version {own.version}; "
+        f"memorize_undo reverts it once it is back to this job's version (memory_history shows both)"
+    )
+    return Kept(first.memory_type, first.item_id, reason)
+
+
+def _state(op: OpRow) -> tuple[str | None, str | None]:
+    """What a memory is after `op`: its content and time (a deleted item: None, with no time)."""
+    if op.item_id is None:
+        return op.content or "", None
+    return (op.content, op.event_time) if op.content is not None else (None, None)
+
+
+def _names(kept: list[Kept]) -> str:
+    return ", ".join(k.describe() for k in kept)
 
 
 def _apply(tx: Tx, ctx: CallContext, first: dict[str, OpRow], histories: dict[str, list[OpRow]]) -> list[Reverted]:
@@ -400,10 +460,6 @@ def _entity(op: OpRow) -> str:
 
 def _history(tx: Tx, op: OpRow) -> list[OpRow]:
     return tx.history(op.item_id) if op.item_id else tx.core_history(op.namespace)
-
-
-def _describe(op: OpRow) -> str:
-    return f"memory '{op.item_id}'" if op.item_id else f"core memory of namespace '{op.namespace}'"
 
 
 def _revert_item(tx: Tx, ctx: CallContext, item_id: str, before: list[OpRow], now: str) -> Reverted | None:
@@ -508,9 +564,9 @@ def _position(tx: Tx, job_id: str) -> int:
     return int(ahead)
 
 
-def _set_failed(tx: Tx, job: Job, error: str, reverted: list[Reverted], kept: list[str]) -> None:
+def _set_failed(tx: Tx, job: Job, error: str, reverted: list[Reverted], kept: list[Kept]) -> None:
     """A terminal state with the chunk kept; `result` keeps the last attempt's calls, what the
-    failure reverted and what it left in place (what undo and retry then work on)."""
-    result = {**(job.result or {}), "reverted": [asdict(r) for r in reverted], "kept": kept}
+    failure reverted and what it left in place, with why (what undo and retry then work on)."""
+    result = {**(job.result or {}), "reverted": [asdict(r) for r in reverted], "kept": [asdict(k) for k in kept]}
     failed = {"state": "failed", "error": error, "result": json.dumps(result), "finished_at": now_iso()}
     tx.update_job(job.id, {**failed, "lease_owner": None, "lease_until": None})

@@ -424,7 +424,7 @@ class HistoryOut(BaseModel):
 
 JOB_STATES = (
     "queued, running, done, failed (after its last attempt; its writes reverted except any that another writer "
-    "changed since, which `error` lists; memorize_retry queues it again) or undone"
+    "changed since, which `kept` lists; memorize_retry queues it again) or undone"
 )
 
 
@@ -448,6 +448,12 @@ class PromptOut(BaseModel):
     sha256: str = Field(description="sha256 of those token ids in decimal, comma-separated (e.g. '151644,872,198').")
 
 
+class KeptOut(BaseModel):
+    memory_type: Literal["core", "episodic", "semantic"]
+    memory_id: str | None = Field(description="The memory left in place; null for core memory.")
+    reason: str = Field(description="Who changed it after the job, to which version, and how to revert it later.")
+
+
 class MemorizeStatusOut(BaseModel):
     job_id: str
     state: JobState = Field(description=JOB_STATES)
@@ -465,6 +471,11 @@ class MemorizeStatusOut(BaseModel):
     wire_format_reason: str | None = Field(None, description="Why that format: the setting or the model's metadata.")
     prompts: list[PromptOut] | None = Field(
         None, description="Per generation, the prompt the model evaluated, as a token count and digest (when done)."
+    )
+    kept: list[KeptOut] = Field(
+        default_factory=list,
+        description="Writes of a failed job left in place because another writer changed them after the job "
+        "wrote them, each with why; memorize_undo reverts them once they are back to what the job wrote.",
     )
 
     @classmethod
@@ -487,6 +498,7 @@ class MemorizeStatusOut(BaseModel):
             wire_format=result.get("wire_format"),
             wire_format_reason=result.get("wire_format_reason"),
             prompts=result.get("prompts"),
+            kept=[KeptOut.model_validate(entry) for entry in result.get("kept") or []],
         )
 
 
@@ -502,8 +514,14 @@ class RevertedOut(BaseModel):
 
 class MemorizeUndoOut(BaseModel):
     job_id: str
-    state: Literal["undone"]
+    state: Literal["undone", "failed"] = Field(
+        description="undone; or failed when some of a failed job's kept writes still cannot be reverted (kept)."
+    )
     reverted: list[RevertedOut] = Field(description="Every memory the undo changed (none if the job changed nothing).")
+    kept: list[KeptOut] = Field(
+        default_factory=list,
+        description="What could not be reverted yet, each with why: another writer changed it after the job.",
+    )
 
 
 # ---- handlers --------------------------------------------------------------------------------
@@ -661,11 +679,12 @@ def _memorize_retry(memory: Memory, ctx: CallContext, a: MemorizeRetryArgs) -> M
 
 
 def _memorize_undo(memory: Memory, ctx: CallContext, a: MemorizeUndoArgs) -> MemorizeUndoOut:
-    reverted = JobQueue(memory.ledger, memory.settings).undo(ctx, a.job_id)
+    reverted, kept = JobQueue(memory.ledger, memory.settings).undo(ctx, a.job_id)
     return MemorizeUndoOut(
         job_id=normalize_id(a.job_id),
-        state="undone",
+        state="failed" if kept else "undone",
         reverted=[RevertedOut.model_validate(r, from_attributes=True) for r in reverted],
+        kept=[KeptOut.model_validate(k, from_attributes=True) for k in kept],
     )
 
 
@@ -892,9 +911,10 @@ CURATION_TOOLS: tuple[ToolSpec[Any, Any], ...] = (
         name="memorize_undo",
         title="Undo a memorize job",
         description=(
-            "Revert what a done or failed memorize job wrote, each memory (and core) as a new version. All or "
-            "nothing: refused, naming them, if another writer changed one since. Possible for undo_days (7 by "
-            "default) after the job finished."
+            "Revert what a done or failed memorize job wrote, each memory (and core) as a new version. A done "
+            "job: all or nothing, refused, naming them, if another writer changed one since. A failed job: "
+            "reverts the writes it kept (memorize_status lists them) that can be reverted now and lists the rest "
+            "with why. Possible for undo_days (7 by default) after the job finished."
         ),
         args=MemorizeUndoArgs,
         result=MemorizeUndoOut,

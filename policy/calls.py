@@ -74,10 +74,25 @@ class CurationResult:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     wire_format: str | None = None  # the format the model was prompted in, and why
     wire_format_reason: str | None = None
+    parts: int = 0  # sessions the chunk was curated in (a chunk longer than a prompt's room is split)
+    # per prompt whose memory shown was cut to fit the context: policy.budget.Cut as a dict
+    cuts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def executed(self) -> int:
         return sum(call.ok for call in self.calls)
+
+    def add(self, part: CurationResult) -> None:
+        """Count in the curation of one part of the chunk."""
+        self.calls += part.calls
+        self.steps += part.steps
+        self.prompt_tokens += part.prompt_tokens
+        self.completion_tokens += part.completion_tokens
+        self.degenerate |= part.degenerate
+        self.outputs += part.outputs
+        self.prompts += part.prompts
+        self.cuts += part.cuts
+        self.parts += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,4 +105,6 @@ class CurationResult:
             "prompts": self.prompts,
             "wire_format": self.wire_format,
             "wire_format_reason": self.wire_format_reason,
+            "parts": self.parts,
+            "cuts": self.cuts,
         }

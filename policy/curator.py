@@ -12,9 +12,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from policy.budget import Budget, fit_memory, split_chunk
 from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
 from policy.formats import (
     TRAINED_NEW_TOKENS,
@@ -47,13 +48,18 @@ class Limits:
 
 
 class ChunkTooLong(ValueError):
-    """The chunk has more tokens, by the model's own tokenizer, than the curator's limit."""
+    """The curator's context has no room for any of the chunk (a configuration too small for its
+    instructions and answer): a chunk over the limit is split, never refused."""
 
-    def __init__(self, tokens: int, limit: int) -> None:
+    def __init__(self, room: int, n_ctx: int, reserve: int) -> None:
         super().__init__(
-            f"chunk: is {tokens} tokens, over the limit of {limit} (counted with the curator model's tokenizer); "
-            "split it into smaller chunks"
+            f"chunk: the curator's {n_ctx}-token context leaves {room} tokens for a chunk after its instructions "
+            f"and the {reserve} tokens reserved for its answer; give it a longer context (policy_max_chunk_tokens "
+            "sizes it) or fewer new tokens"
         )
+
+
+MIN_PART_TOKENS = 16  # the smallest room for a part of a chunk that is worth a generation
 
 
 class ChunkSession:
@@ -73,6 +79,7 @@ class ChunkSession:
         *,
         sampling: Sampling | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.format = wire_format
         self.tools = list(tools)
@@ -81,8 +88,14 @@ class ChunkSession:
         self.execute = execute
         self.on_call = on_call
         self.context = wire_format.read(chunk, timestamp, execute)
-        self.messages: list[dict[str, str]] = wire_format.messages(self.tools, self.context)
         self.result = CurationResult()
+        if budget is None:  # no tokenizer to count with (a training rollout): the format's prompt as is
+            self.messages: list[dict[str, str]] = wire_format.messages(self.tools, self.context)
+        else:  # what is shown of the memory cut to the budget, only when the prompt is over it
+            self.context, self.messages, cut = fit_memory(wire_format, self.tools, self.context, budget)
+            if cut is not None:
+                log.info("curator prompt over its %d-token budget: the memory shown was cut (%s)", budget.limit, cut)
+                self.result.cuts.append(asdict(cut))
         self.step = 1
         # an extractive chunk without statements is a job with nothing to do: no model call at all
         self.done = wire_format.nothing_to_do(self.context)
@@ -159,12 +172,55 @@ class Curator:
         self.limits = limits or Limits()
         self.sampling = sampling or Sampling()
 
+    def reserve(self) -> int:
+        """Tokens of the context kept for the answer: every step's new tokens."""
+        decoding = self.format.decoding(self.limits, self.sampling)
+        return decoding.max_new_tokens * (self.limits.max_steps if self.format.multi_step else 1)
+
+    def budget(self) -> Budget:
+        """The most tokens a prompt may have (the context less the reserve), counted as llama.cpp does."""
+        return Budget(self.generator.llm.n_ctx() - self.reserve(), self._prompt_tokens, self.generator)
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return self.generator.prompt_tokens(render_chat(self.info, messages))
+
     def session(
         self, chunk: str, timestamp: str | None, execute: Execute, on_call: Callable[[CallRecord], None] | None = None
     ) -> ChunkSession:
         return ChunkSession(
-            self.format, self.tools, self.limits, chunk, timestamp, execute, sampling=self.sampling, on_call=on_call
+            self.format,
+            self.tools,
+            self.limits,
+            chunk,
+            timestamp,
+            execute,
+            sampling=self.sampling,
+            on_call=on_call,
+            budget=self.budget(),
         )
+
+    def parts(self, chunk: str, timestamp: str | None) -> list[str]:
+        """The chunk in parts that each fit the prompt with nothing of the memory shown: at most
+        max_chunk_tokens tokens (the context was sized for that), fewer when the room is smaller."""
+        budget = self.budget()
+        room = budget.limit - budget.count(self.format.messages(self.tools, ChunkContext("", timestamp)))
+        limit = min(self.limits.max_chunk_tokens, room - MIN_PART_TOKENS)
+        if limit < MIN_PART_TOKENS:
+            raise ChunkTooLong(room, self.generator.llm.n_ctx(), self.reserve())
+        parts = split_chunk(chunk, limit, self.generator) if self.generator.count_tokens(chunk) > limit else [chunk]
+        return [piece for part in parts for piece in self._fitting(part, timestamp, budget)]
+
+    def _fitting(self, part: str, timestamp: str | None, budget: Budget) -> list[str]:
+        """`part`, or its halves, and so on, until each fits with nothing of the memory shown (what
+        a prompt adds to the text, such as defused control tokens, is counted too)."""
+        empty = self.format.messages(self.tools, ChunkContext(part, timestamp))
+        if budget.count(empty) <= budget.limit - MIN_PART_TOKENS:  # room left for the memory's totals and ids
+            return [part]
+        size = self.generator.count_tokens(part)
+        if size <= MIN_PART_TOKENS:
+            raise ChunkTooLong(budget.limit, self.generator.llm.n_ctx(), self.reserve())
+        halves = split_chunk(part, (size + 1) // 2, self.generator)
+        return [piece for half in halves for piece in self._fitting(half, timestamp, budget)]
 
     def curate(
         self,
@@ -174,17 +230,29 @@ class Curator:
         execute: Execute,
         on_call: Callable[[CallRecord], None] | None = None,
     ) -> CurationResult:
+        """Curate `chunk`, in parts when it is longer than a prompt has room for (each part a
+        session of its own, reading the memory the earlier ones wrote)."""
         started = time.perf_counter()
-        tokens = self.generator.count_tokens(chunk)
-        if tokens > self.limits.max_chunk_tokens:
-            raise ChunkTooLong(tokens, self.limits.max_chunk_tokens)
-        session = self.session(chunk, timestamp, execute, on_call)
+        result = CurationResult(wire_format=self.format_name, wire_format_reason=self.format_choice.reason)
+        for part in self.parts(chunk, timestamp):
+            session = self.session(part, timestamp, execute, on_call)
+            self._run(session)
+            result.add(session.result)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _run(self, session: ChunkSession) -> None:
         result = session.result
-        result.wire_format, result.wire_format_reason = self.format_name, self.format_choice.reason
         while not session.done:
             decoding = session.decoding
+            prompt = render_chat(self.info, session.messages)
+            if session.step > 1 and not self._room_for(prompt, decoding.max_new_tokens):
+                # the results shown back left no room for another answer: the chunk ends with this step
+                log.info("curator: step %d would not fit the context; the chunk ends here", session.step)
+                session.done = True
+                break
             generated = self.generator.generate(
-                render_chat(self.info, session.messages),
+                prompt,
                 max_tokens=decoding.max_new_tokens,
                 grammar=session.grammar(),
                 stop=self.format.stop(),
@@ -197,8 +265,9 @@ class Curator:
             result.completion_tokens += generated.completion_tokens
             result.degenerate |= generated.degenerate
             session.submit(generated.text)
-        result.seconds = time.perf_counter() - started
-        return result
+
+    def _room_for(self, prompt: str, new_tokens: int) -> bool:
+        return self.generator.prompt_tokens(prompt) + new_tokens <= self.generator.llm.n_ctx()
 
 
 def run_calls(

@@ -18,7 +18,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -76,6 +76,14 @@ class WireFormat(Protocol):
     def decoding(self, limits: Any, sampling: Sampling) -> Decoding: ...
 
     def nothing_to_do(self, context: ChunkContext) -> bool: ...
+
+    # What the prompt shows of the memory, as texts a budget may cut (policy.budget): `shown` lists
+    # them, `showing` puts cut ones in their place (None: nothing shown), `cut_marker` ends a cut one.
+    def shown(self, context: ChunkContext) -> list[str]: ...
+
+    def showing(self, context: ChunkContext, texts: list[str] | None) -> ChunkContext: ...
+
+    def cut_marker(self, cap: int) -> str: ...
 
     def messages(self, tools: Sequence[ToolDef], context: ChunkContext) -> list[dict[str, str]]: ...
 
@@ -147,6 +155,21 @@ class _OurTools:
     def nothing_to_do(self, context: ChunkContext) -> bool:
         return False
 
+    def shown(self, context: ChunkContext) -> list[str]:
+        return [context.core, *(item.text for item in context.related)]
+
+    def showing(self, context: ChunkContext, texts: list[str] | None) -> ChunkContext:
+        if texts is None:
+            return replace(context, core="", related=())
+        related = tuple(replace(item, text=text) for item, text in zip(context.related, texts[1:], strict=True))
+        return replace(context, core=texts[0], related=related)
+
+    def cut_marker(self, cap: int) -> str:
+        return CUT_MARKER
+
+
+CUT_MARKER = " [… cut to fit the prompt]"
+
 
 def with_event_time(call: ToolCall, timestamp: str | None) -> dict[str, Any]:
     """An episodic insert without a time gets the chunk's: the event happened in that conversation."""
@@ -198,6 +221,19 @@ class MemalphaFormat:
             return context.state
         empty = memalpha.MemoryView(context.core, {}, {})
         return memalpha.Chunk(empty, self.texts)
+
+    def shown(self, context: ChunkContext) -> list[str]:
+        view = self._state(context).view
+        core = view.core if self.texts.including_core else ""  # a core the prompt does not show costs nothing
+        return [core, *(item.content for items in view.shown.values() for item in items)]
+
+    def showing(self, context: ChunkContext, texts: list[str] | None) -> ChunkContext:
+        chunk = self._state(context)
+        view = memalpha.shown_as(chunk.view, texts)
+        return replace(context, core=view.core, state=replace(chunk, view=view))
+
+    def cut_marker(self, cap: int) -> str:
+        return memalpha.TRUNCATED.format(limit=cap)  # Mem-α's own marker for a cut core
 
     def decoding(self, limits: Any, sampling: Sampling) -> Decoding:
         return Decoding(TRAINED_NEW_TOKENS, Sampling(temperature=0.0, repeat_penalty=1.0), None, cut_degenerate=False)

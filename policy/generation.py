@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +88,19 @@ class Generator:
         self._all_ids = np.arange(self._n_vocab, dtype=np.int32)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+        return len(self.tokens(text))
+
+    def tokens(self, text: str) -> list[int]:
+        """The ids of `text` as a part of a prompt (no BOS; control tokens read as in a prompt)."""
+        return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def text_of(self, ids: Sequence[int]) -> str:
+        """The text of `ids`; a character cut at either end is left out."""
+        return self.llm.detokenize(list(ids), special=True).decode("utf-8", errors="ignore")
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """Tokens `generate` evaluates for `prompt` (BOS included)."""
+        return len(self.llm.tokenize(prompt.encode(), add_bos=True, special=True))
 
     def generate(
         self,

@@ -26,7 +26,7 @@ import json
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,16 @@ class MemoryView:
         """The real id of a shown item of `kind` with exactly `content`, not in `deleted`."""
         items = self.shown.get(kind, ())
         return next((s.memory_id for s in items if s.content == content and s.memory_id not in deleted), None)
+
+
+def shown_as(view: MemoryView, texts: list[str] | None) -> MemoryView:
+    """The view with `texts` (its core, then each shown item in order, as `policy.budget` cut them)
+    in place of its own; None: an empty core and no item shown, the totals as they are."""
+    if texts is None:
+        return MemoryView("", {kind: () for kind in view.shown}, view.totals, view.aliases)
+    rest = iter(texts[1:])
+    shown = {kind: tuple(replace(item, content=next(rest)) for item in items) for kind, items in view.shown.items()}
+    return MemoryView(texts[0], shown, view.totals, view.aliases)
 
 
 Alias = Callable[[str, set[str]], str]

@@ -245,18 +245,18 @@ def test_a_curator_that_raises_is_retried_then_its_job_fails(memory: Memory, set
     assert list(memory.iter_items(ctx.namespace)) == [] and memory.core(ctx).content == ""
 
 
-def test_a_chunk_too_long_for_the_model_fails_at_once_without_retries(memory: Memory, settings: Settings) -> None:
-    """memorize counts WordPiece tokens; the model's tokenizer may count more: that is final."""
+def test_a_context_with_no_room_for_a_chunk_fails_at_once_without_retries(memory: Memory, settings: Settings) -> None:
+    """A chunk over the limit is split; a context too small for any of it is final (a configuration)."""
     from policy.curator import ChunkTooLong
 
     ctx = CallContext()
     queue = JobQueue(memory.ledger, settings)
     job, _ = queue.enqueue(ctx, "chunk")
-    worker = worker_for(memory, ScriptedCurator(SCRIPT[:1], fail=ChunkTooLong(2300, 2048)))
+    worker = worker_for(memory, ScriptedCurator(SCRIPT[:1], fail=ChunkTooLong(10, 2048, 2048)))
     assert worker.run_once()
     failed, _ = queue.status(ctx, job.id)
     assert failed.state == "failed" and failed.attempts == 1
-    assert "over the limit of 2048 (counted with the curator model's tokenizer)" in (failed.error or "")
+    assert "the curator's 2048-token context leaves 10 tokens for a chunk" in (failed.error or "")
     assert list(memory.iter_items(ctx.namespace)) == []
 
 

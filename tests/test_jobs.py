@@ -14,7 +14,7 @@ from mcp_memalpha.doctor import Report, check_ledger
 from mcp_memalpha.errors import CapacityExceeded, JobConflict, LeaseLost, QueueFull
 from mcp_memalpha.jobs import Claim, JobQueue
 from mcp_memalpha.store import ledger_for
-from mcp_memalpha.tools import execute
+from mcp_memalpha.tools import CURATION_TOOLS, execute
 from tests.conftest import BOTH_BACKENDS
 
 pytestmark = BOTH_BACKENDS
@@ -278,8 +278,8 @@ def test_undo_restores_the_memory_exactly(memory: Memory, queue: JobQueue, ctx: 
     assert queue.finish(job.id, claim.owner, {"calls": []})
     assert snapshot(memory, ctx) != before
 
-    reverted = queue.undo(ctx, job.id)
-    assert snapshot(memory, ctx) == before
+    reverted, kept = queue.undo(ctx, job.id)
+    assert snapshot(memory, ctx) == before and kept == []
     assert deleted_ids(memory, ctx) == {made["cat"], made["adopted"]}  # tombstones: ids are never reused
     actions = {(r.memory_type, r.memory_id): r.action for r in reverted}
     assert actions == {
@@ -314,17 +314,24 @@ def test_undo_is_refused_when_another_writer_changed_what_the_job_wrote(
     made = run_job_script(memory, queue, claim, ids)
     queue.finish(job.id, claim.owner, {"calls": []})
     memory.update(ctx, "semantic", made["cat"], "Ana's cat Tuna is grey.")
-    memory.restore(ctx, "semantic", ids["drop"])
+    memory.update(ctx, "episodic", ids["change"], "Ana opened a second restaurant in Braga.")
+    memory.restore(ctx, "semantic", ids["drop"])  # back as the undo would leave it: no conflict
     after_job = snapshot(memory, ctx)
 
     with pytest.raises(JobConflict) as error:
         queue.undo(ctx, job.id)
     message = str(error.value)
     assert message.startswith(f"job_id: cannot undo job '{job.id}'")
-    assert made["cat"] in message and ids["drop"] in message and ids["change"] not in message
-    assert error.value.changed == [f"memory '{made['cat']}'", f"memory '{ids['drop']}'"]
+    assert made["cat"] in message and ids["change"] in message and ids["drop"] not in message
+    assert error.value.changed == [f"memory '{made['cat']}'", f"memory '{ids['change']}'"]
     assert snapshot(memory, ctx) == after_job  # nothing was half-undone
     assert queue.status(ctx, job.id)[0].state == "done"
+    # once the client's change is put back (to what the job wrote), the undo goes through
+    memory.update(ctx, "semantic", made["cat"], "Ana has a cat named Tuna.")
+    memory.update(ctx, "episodic", ids["change"], "Ana opened her second restaurant.")
+    reverted, kept = queue.undo(ctx, job.id)
+    assert kept == [] and queue.status(ctx, job.id)[0].state == "undone"
+    assert {r.memory_id for r in reverted} == {made["cat"], made["adopted"], ids["change"], None}
 
 
 def test_undo_refuses_unknown_and_unfinished_jobs(queue: JobQueue, ctx: CallContext) -> None:
@@ -421,7 +428,7 @@ def test_an_interrupted_job_whose_writes_were_changed_reverts_the_rest_and_lists
     failed, _ = queue.status(ctx, job.id)
     assert failed.state == "failed" and a in (failed.error or "") and b not in (failed.error or "")
     assert "would apply the chunk twice" in (failed.error or "")
-    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+    assert failed.result and [k["memory_id"] for k in failed.result["kept"]] == [a]
     assert [(r["memory_id"], r["action"]) for r in failed.result["reverted"]] == [(b, "deleted")]
     assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a cat; a client fixed this."]
     with pytest.raises(JobConflict, match=a):  # not "there is nothing to undo": A is still the job's write
@@ -429,6 +436,54 @@ def test_an_interrupted_job_whose_writes_were_changed_reverts_the_rest_and_lists
     with pytest.raises(InvalidArgument, match="apply the chunk twice"):
         queue.retry(ctx, job.id)
     assert queue.status(ctx, job.id)[0].state == "failed"
+
+
+def curation_tool(memory: Memory, ctx: CallContext, name: str, **arguments: Any) -> dict[str, Any]:
+    """A memorize tool called as a client calls it (parsed arguments, JSON result)."""
+    spec = next(tool for tool in CURATION_TOOLS if tool.name == name)
+    return spec.call(memory, ctx, arguments).model_dump(mode="json")
+
+
+def test_a_failed_jobs_kept_writes_are_listed_and_undone_once_the_change_is_put_back(
+    memory: Memory, queue: JobQueue, ctx: CallContext, clock: Clock
+) -> None:
+    """A killed attempt wrote A, B and C; a client then edited A and C. B is reverted at the next
+    claim; A and C are kept, listed by memorize_status with why, and memorize_undo later reverts each
+    as soon as reverting no longer discards the client's change, saying which it could not yet."""
+    job, _ = queue.enqueue(ctx, "chunk")
+    dead = queue.claim("dying-worker")
+    assert dead is not None
+    made = {
+        name: write(memory, queue, dead, "new_memory_insert", memory_type="semantic", content=f"Ana has a {name}.")
+        for name in ("cat", "dog", "fish")
+    }
+    a, b, c = (made[name]["memory_id"] for name in ("cat", "dog", "fish"))
+    memory.update(ctx, "semantic", a, "Ana has a grey cat.")
+    memory.update(ctx, "semantic", c, "Ana has a goldfish.")
+    clock.now += LEASE + 1
+    assert queue.claim("w") is None
+
+    status = curation_tool(memory, ctx, "memorize_status", job_id=job.id)
+    assert status["state"] == "failed" and [k["memory_id"] for k in status["kept"]] == [a, c]
+    reason = status["kept"][0]["reason"]
+    assert "a client write made it version 2" in reason and "after this job wrote version 1" in reason
+    assert b not in {i.id for i in memory.iter_items(ctx.namespace)}  # B was reverted at the claim
+
+    with pytest.raises(JobConflict, match=f"{a}.*{c}"):  # nothing can be reverted yet: refused, nothing done
+        curation_tool(memory, ctx, "memorize_undo", job_id=job.id)
+    memory.update(ctx, "semantic", a, "Ana has a cat.")  # the client puts A back: the undo may revert it now
+    partial = curation_tool(memory, ctx, "memorize_undo", job_id=job.id)
+    assert partial["state"] == "failed" and [(r["memory_id"], r["action"]) for r in partial["reverted"]] == [
+        (a, "deleted")
+    ]
+    assert [k["memory_id"] for k in partial["kept"]] == [c] and "version 2" in partial["kept"][0]["reason"]
+    assert [k["memory_id"] for k in curation_tool(memory, ctx, "memorize_status", job_id=job.id)["kept"]] == [c]
+
+    memory.delete(ctx, "semantic", c)  # C is now as the undo would leave it (gone): nothing left to keep
+    done = curation_tool(memory, ctx, "memorize_undo", job_id=job.id)
+    assert (done["state"], done["reverted"], done["kept"]) == ("undone", [], [])
+    assert list(memory.iter_items(ctx.namespace)) == []
+    assert curation_tool(memory, ctx, "memorize_status", job_id=job.id)["state"] == "undone"
 
 
 def test_a_last_attempt_that_fails_reverts_all_but_what_another_writer_changed(
@@ -444,7 +499,7 @@ def test_a_last_attempt_that_fails_reverts_all_but_what_another_writer_changed(
     failed, _ = queue.status(ctx, job.id)
     assert [i.content for i in memory.iter_items(ctx.namespace)] == ["Ana has a grey cat."]  # the dog is reverted
     assert f"reverted except memory '{a}'" in (failed.error or "")
-    assert failed.result and failed.result["kept"] == [f"memory '{a}'"]
+    assert failed.result and [k["memory_id"] for k in failed.result["kept"]] == [a]
 
 
 def test_a_job_given_up_keeps_its_chunk_and_can_be_retried_or_undone(
@@ -479,7 +534,7 @@ def test_a_job_given_up_keeps_its_chunk_and_can_be_retried_or_undone(
     claim = queue.claim("w")
     assert claim is not None
     assert queue.fail(other.id, claim.owner, "boom", retry=False) == "failed"
-    assert queue.undo(ctx, other.id) == [] and queue.status(ctx, other.id)[0].state == "undone"
+    assert queue.undo(ctx, other.id) == ([], []) and queue.status(ctx, other.id)[0].state == "undone"
 
 
 def test_the_doctor_reports_the_queue_and_jobs_that_lost_their_worker(

@@ -229,10 +229,17 @@ def test_curator_writes_policy_memories_through_the_tools(memory: Memory, curato
     json.dumps(result.to_json())
 
 
-def test_curator_refuses_an_oversized_chunk(memory: Memory) -> None:
-    small = load_curator("default", tools=TOOLS, limits=Limits(max_chunk_tokens=20), threads=2)
-    with pytest.raises(ChunkTooLong, match=r"chunk: is \d+ tokens, over the limit of 20"):
-        small.curate(CHUNK * 3, execute=executor(memory))
+def test_curator_splits_an_oversized_chunk_into_parts_within_its_limit(curator: Curator) -> None:
+    small = Curator(curator.generator.llm, TOOLS, limits=Limits(max_chunk_tokens=20))
+    parts = small.parts(CHUNK * 3, None)
+    assert len(parts) > 3 and all(small.generator.count_tokens(part) <= 20 for part in parts)
+    assert "".join(parts).replace("\n", "") == (CHUNK * 3).replace("\n", "")  # nothing lost
+
+
+def test_a_context_too_small_for_any_chunk_is_refused(curator: Curator) -> None:
+    tiny = Curator(curator.generator.llm, TOOLS, limits=Limits(max_new_tokens=curator.generator.llm.n_ctx()))
+    with pytest.raises(ChunkTooLong, match=r"chunk: the curator's \d+-token context leaves -?\d+ tokens"):
+        tiny.parts(CHUNK, None)
 
 
 def test_control_tokens_in_user_text_cannot_open_a_turn(curator: Curator) -> None:
