@@ -108,7 +108,10 @@ def gguf_string(path: Path, key: str) -> str | None:
     """A string field of a GGUF file's metadata (gguf-py memory-maps the file and reads its header)."""
     from gguf import GGUFReader
 
-    field = GGUFReader(path).get_field(key)
+    try:
+        field = GGUFReader(path).get_field(key)
+    except (ValueError, OSError, IndexError):  # a damaged header: llama.cpp says what is wrong when it loads
+        return None
     value = field.contents() if field is not None else None
     return value if isinstance(value, str) else None
 
