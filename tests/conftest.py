@@ -42,27 +42,26 @@ def postgres_cluster() -> Iterator[postgres.Cluster]:
         yield running
 
 
-@pytest.fixture
-def database(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """Settings naming this test's ledger: {} for SQLite (memory.db in the data directory), else
-    {"database_url": ...} of a fresh PostgreSQL database. `env(database)` gives them as variables."""
+def _ledger_settings(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if backend == "sqlite":
         yield {}
         return
     cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
     with cluster.database() as url:
         yield {"database_url": url}
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings naming this test's ledger: {} for SQLite (memory.db in the data directory), else
+    {"database_url": ...} of a fresh PostgreSQL database. `env(database)` gives them as variables."""
+    yield from _ledger_settings(backend, request)
 
 
 @pytest.fixture
 def other_database(backend: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """A second ledger like `database` (a test moving memories from one to another)."""
-    if backend == "sqlite":
-        yield {}
-        return
-    cluster: postgres.Cluster = request.getfixturevalue("postgres_cluster")
-    with cluster.database() as url:
-        yield {"database_url": url}
+    yield from _ledger_settings(backend, request)
 
 
 def env(database: dict[str, str]) -> dict[str, str]:

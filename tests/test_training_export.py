@@ -180,10 +180,12 @@ def transformers_run(model: Any, ids: list[int], new_tokens: int) -> tuple[np.nd
     return logits, output.sequences[0, len(ids) :].tolist(), leads
 
 
-def llama_run(path: Path, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int]]:
+def llama_run(path: Path, ids: list[int], new_tokens: int, adapter: Path | None = None) -> tuple[np.ndarray, list[int]]:
+    """Prompt logits and the greedy continuation in llama.cpp (with a LoRA adapter over the model)."""
     from llama_cpp import Llama
 
-    llm = Llama(str(path), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+    lora = str(adapter) if adapter else None
+    llm = Llama(str(path), n_ctx=512, n_threads=2, logits_all=True, lora_path=lora, verbose=False)
     llm.eval(ids)
     logits = np.array(llm.scores[: len(ids)])
     llm.reset()
@@ -283,26 +285,6 @@ def lora_over(model: Any, folder: Path, tokenizer: Any) -> Any:
     return peft_model
 
 
-def llama_adapter_run(base: Path, adapter: Path, ids: list[int], new_tokens: int) -> tuple[np.ndarray, list[int]]:
-    """Prompt logits of base + adapter, and the greedy continuation as the server loads them."""
-    from llama_cpp import Llama
-
-    from policy.model import PolicyFiles
-
-    llm = Llama(str(base), n_ctx=512, n_threads=2, logits_all=True, lora_path=str(adapter), verbose=False)
-    llm.eval(ids)
-    logits = np.array(llm.scores[: len(ids)])
-    llm.close()
-    served = load_llama(PolicyFiles(base, adapter), n_ctx=512, threads=2)
-    tokens = []
-    for token in served.generate(ids, temp=0.0, top_k=1):
-        tokens.append(token)
-        if len(tokens) == new_tokens:
-            break
-    served.close()
-    return logits, tokens
-
-
 def test_a_lora_adapter_exports_to_a_gguf_adapter_llama_cpp_applies_like_peft(
     sharp: tuple[Any, Any], tmp_path: Path
 ) -> None:
@@ -322,11 +304,14 @@ def test_a_lora_adapter_exports_to_a_gguf_adapter_llama_cpp_applies_like_peft(
     result = export.export_adapter(tmp_path / "adapter", tmp_path / "adapter.gguf", wire_format="json")
     assert result.bytes < (tmp_path / "base.gguf").stat().st_size / 5
     assert is_adapter(tmp_path / "adapter.gguf") and not is_adapter(tmp_path / "base.gguf")
-    logits, tokens = llama_adapter_run(tmp_path / "base.gguf", tmp_path / "adapter.gguf", ids, 16)
+    logits, tokens = llama_run(tmp_path / "base.gguf", ids, 16, adapter=tmp_path / "adapter.gguf")
     assert np.abs(logits - expected_logits).max() < 0.1  # F16 adapter rounding only
     assert (logits.argmax(-1) == expected_logits.argmax(-1)).all()
     agree = next((i for i, (a, b) in enumerate(zip(tokens, expected_tokens, strict=True)) if a != b), 16)
     assert agree == 16 or (agree >= 4 and leads[agree] < 0.1), (agree, leads)
+    served = load_llama(PolicyFiles(tmp_path / "base.gguf", tmp_path / "adapter.gguf"), n_ctx=512, threads=2)
+    assert [t for t, _ in zip(served.generate(ids, temp=0.0, top_k=1), range(16), strict=False)] == tokens
+    served.close()
     # `--policy FILE`: an adapter goes over the embedded base, a model file alone
     assert resolve_policy(tmp_path / "adapter.gguf") == PolicyFiles(default_model_path(), tmp_path / "adapter.gguf")
     assert resolve_policy(tmp_path / "base.gguf") == PolicyFiles(tmp_path / "base.gguf")
