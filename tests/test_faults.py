@@ -334,7 +334,9 @@ def old_ledger(path: Path, migrations: int) -> list[str]:
     for i in range(40):
         kind = "episodic" if i % 2 else "semantic"
         item_id, content = new_id(kind), f"old memory {i} kept tokold{i}"
-        event = ("2024-03-01T10:00:00", 1709287200.0) if kind == "episodic" else (None, None)
+        # each event at its own hour: events sharing a time are indexed with each other's words
+        hour = i // 2
+        event = (f"2024-03-01T{hour:02d}:00:00", 1709251200.0 + 3600 * hour) if kind == "episodic" else (None, None)
         deleted = at if i == 39 else None
         version = 2 if i in (5, 39) else 1
         row = (item_id, "default", kind, content, *event, at, at, version, "client", None, deleted)
