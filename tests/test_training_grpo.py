@@ -38,6 +38,17 @@ def test_config_from_toml_flattens_sections_and_refuses_unknown_options(tmp_path
     bad.write_text("[reward]\nweights = { qa = 1.0, fillers = -1.0 }\n")
     with pytest.raises(ValueError, match="fillers"):
         TrainConfig.from_toml(bad)
+    bad.write_text('[optim]\nscale_rewards = "std"\n')
+    with pytest.raises(ValueError, match=r"bad.toml: scale_rewards = 'std': it is one of group, batch, none"):
+        TrainConfig.from_toml(bad)
+
+
+def test_scale_rewards_reaches_trl_and_the_paper_scaling_is_the_default() -> None:
+    from training.grpo import grpo_args
+
+    assert grpo_args(TrainConfig()).scale_rewards == "group"
+    unscaled = TrainConfig.from_toml(SMOKE.with_name("smollm2_cpu_lora_unscaled.toml"))
+    assert unscaled.scale_rewards == "none" and grpo_args(unscaled).scale_rewards == "none"
 
 
 def test_rollouts_decode_as_the_format_unless_the_config_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

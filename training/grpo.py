@@ -38,6 +38,7 @@ from training.rewards import RewardWeights
 # with `weights` (0 switches a term off: the paper's reference configuration weights only the first four).
 TERMS = tuple(f.name for f in dataclasses.fields(RewardWeights))
 PAPER_TERMS = ("qa", "executed", "compression", "type_fit")
+SCALE_REWARDS = ("group", "batch", "none")
 
 
 @dataclass
@@ -83,6 +84,10 @@ class TrainConfig:
     learning_rate: float = 1e-6
     beta: float = 0.001
     epsilon: float = 0.2
+    # how a group's rewards become advantages (TRL): "group" divides by the group's std (the
+    # paper's GRPO), so a spread of 0.01 from a small shaping term moves the policy as far as a
+    # QA difference of 0.5; "none" keeps the raw differences (Dr. GRPO); "batch": the batch's std
+    scale_rewards: str = "group"
     seed: int = 0
     gradient_checkpointing: bool = False
     bf16: bool = False
@@ -93,6 +98,10 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: str | list[str] = "all-linear"
+
+    def __post_init__(self) -> None:
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"scale_rewards = {self.scale_rewards!r}: it is one of {', '.join(SCALE_REWARDS)}")
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> TrainConfig:
@@ -110,7 +119,10 @@ class TrainConfig:
             raise ValueError(
                 f"{path}: unknown option(s) {', '.join(unknown)}; the options are {', '.join(sorted(known))}"
             )
-        config = cls(**flat)
+        try:
+            config = cls(**flat)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         unknown = sorted(set(config.weights) - set(TERMS))
         if unknown:
             raise ValueError(f"{path}: unknown reward weight(s) {', '.join(unknown)}; the terms are {', '.join(TERMS)}")
@@ -432,7 +444,7 @@ def grpo_args(config: TrainConfig) -> Any:
         beta=config.beta,
         epsilon=config.epsilon,
         num_iterations=1,
-        scale_rewards="group",
+        scale_rewards=config.scale_rewards,
         reward_weights=[config.weights[name] for name in TERMS],
         max_completion_length=config.new_tokens,
         temperature=config.temperature,
