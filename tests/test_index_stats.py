@@ -1,0 +1,66 @@
+"""Full-text statistics per namespace (issue 16 #2): another namespace's writes cannot be seen
+in one's own BM25 scores; with one namespace the scores are LanceDB's own."""
+
+from __future__ import annotations
+
+from mcp_memalpha import CallContext, Memory
+from mcp_memalpha.expansion import Expansion
+from mcp_memalpha.store.index import Filter, _clauses, _fts_query
+
+MINE = [
+    "Ana keeps a quokka named Biscuit in the garden",
+    "Ana repaired the garden fence on Sunday",
+    "The quokka ate the lettuce Ana planted",
+    "Ana's brother visited and admired the fence",
+]
+QUERIES = ["quokka garden", "fence", "lettuce quokka brother"]
+
+
+def bm25(memory: Memory, namespace: str, query: str) -> list[tuple[str, float]]:
+    memory.index.sync(memory.ledger)
+    return memory.index.text_search(query, Filter(namespace, ("episodic", "semantic")), 50)
+
+
+def test_scores_do_not_change_when_another_namespace_writes_the_same_words(memory: Memory) -> None:
+    mine, theirs = CallContext(namespace="mine"), CallContext(namespace="theirs")
+    for text in MINE:
+        memory.insert(mine, "semantic", text)
+    memory.insert(theirs, "semantic", "an unrelated note about tax forms")
+    before = {query: bm25(memory, "mine", query) for query in QUERIES}
+    assert all(before.values())
+    for i in range(5):  # the other tenant writes the rare words, often
+        memory.insert(theirs, "semantic", f"quokka quokka garden fence lettuce brother note {i}")
+    after = {query: bm25(memory, "mine", query) for query in QUERIES}
+    assert after == before
+    assert bm25(memory, "theirs", "quokka")  # their memories are found in their namespace
+
+
+def test_scores_do_not_change_when_another_namespace_deletes(memory: Memory) -> None:
+    mine, theirs = CallContext(namespace="mine"), CallContext(namespace="theirs")
+    for text in MINE:
+        memory.insert(mine, "semantic", text)
+    other = [memory.insert(theirs, "semantic", f"quokka fence number {i}") for i in range(3)]
+    before = bm25(memory, "mine", "quokka fence")
+    for item in other:
+        memory.delete(theirs, "semantic", item.id)
+    assert bm25(memory, "mine", "quokka fence") == before
+
+
+def test_with_one_namespace_the_scores_are_lancedbs(memory: Memory) -> None:
+    ctx = CallContext()
+    for text in MINE:
+        memory.insert(ctx, "semantic", text)
+    memory.insert(ctx, "episodic", "Ana and her quokka went to the fence market", "2024-05-01")
+    expansion = Expansion(terms=(("yard", 0.3),), fuzzy=("quoka", "lettuse"))
+    memory.index.sync(memory.ledger)
+    for query, wider in [("quokka garden", None), ("fence market Ana", None), ("quoka in the yard", expansion)]:
+        clauses = _clauses(query, wider)
+        table = memory.index._table_for_query()
+        native = table.search(_fts_query(clauses), query_type="fts").limit(50).select(["id", "_score"]).to_list()
+        ours = dict(
+            bm25(memory, "default", query)
+            if wider is None
+            else memory.index.text_search(query, Filter("default", ("episodic", "semantic")), 50, wider)
+        )
+        assert native
+        assert {row["id"]: round(row["_score"], 4) for row in native} == {k: round(v, 4) for k, v in ours.items()}
