@@ -51,7 +51,10 @@ def test_with_one_namespace_the_scores_are_lancedbs(memory: Memory) -> None:
     for text in MINE:
         memory.insert(ctx, "semantic", text)
     memory.insert(ctx, "episodic", "Ana and her quokka went to the fence market", "2024-05-01")
-    expansion = Expansion(terms=(("yard", 0.3),), fuzzy=("quoka", "lettuse"))
+    memory.insert(ctx, "semantic", "Ana is learning Portuguese on the train")
+    # Fuzzy stems as the expansion makes them: "portuges" would stem again (to "portug", three
+    # edits from the index's "portugues"); "plnat" is two edits from "plant" (a swap counts two).
+    expansion = Expansion(terms=(("yard", 0.3),), fuzzy=("quoka", "lettuse", "plnat", "portuges"))
     memory.index.sync(memory.ledger)
     for query, wider in [("quokka garden", None), ("fence market Ana", None), ("quoka in the yard", expansion)]:
         clauses = _clauses(query, wider)

@@ -30,6 +30,17 @@ TOKENIZER: dict[str, Any] = {
     "remove_stop_words": True,
     "ascii_folding": True,
 }
+# How LanceDB splits a fuzzy clause (measured, lancedb 0.40): into the same words, but neither
+# lower-cased, stemmed, folded nor stripped of stop words. The expansion hands it stems, and
+# Snowball is not idempotent ("portuges" -> "portug"), so stemming them again would miss terms
+# the index matched ("portugues") and score a found memory 0.
+FUZZY_TOKENIZER: dict[str, Any] = {
+    **TOKENIZER,
+    "lower_case": False,
+    "stem": False,
+    "remove_stop_words": False,
+    "ascii_folding": False,
+}
 K1, B = 1.2, 0.75  # LanceDB's BM25 constants
 _SCHEMA = """
 CREATE TABLE docs (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, length INTEGER NOT NULL, terms TEXT NOT NULL);
@@ -49,10 +60,11 @@ class Clause:
     prefix_length: int = 0
 
 
-def tokens(text: str) -> list[str]:
+def tokens(text: str, fuzzy: bool = False) -> list[str]:
+    """The terms of `text` as the full-text index sees them (`fuzzy`: a fuzzy clause's words)."""
     import lancedb
 
-    return [token.text for token in lancedb.tokenize(text, **TOKENIZER)]
+    return [token.text for token in lancedb.tokenize(text, **(FUZZY_TOKENIZER if fuzzy else TOKENIZER))]
 
 
 class TermStats:
@@ -138,7 +150,7 @@ class TermStats:
         }
         row = self._db.execute("SELECT docs, tokens FROM totals WHERE namespace = ?", [namespace]).fetchone()
         count, length_sum = row if row else (0, 0)
-        query = [(clause, tokens(clause.text)) for clause in clauses]
+        query = [(clause, tokens(clause.text, fuzzy=clause.fuzziness > 0)) for clause in clauses]
         matched = {doc_id: _matches(query, terms) for doc_id, (_, terms) in docs.items()}
         df = self._df(namespace, {term for pairs in matched.values() for term, _ in pairs})
         average = length_sum / count if count else 1.0
@@ -201,16 +213,14 @@ def _idf(count: int, holding: int) -> float:
 
 
 def _within(a: str, b: str, limit: int) -> bool:
-    """Whether the edit distance (insert, delete, substitute, swap two neighbours) is <= limit."""
+    """Whether the Levenshtein distance (insert, delete, substitute) is <= limit: LanceDB's fuzzy
+    match, which counts two swapped neighbours as two edits ("dgo" is 2 from "dog")."""
     if abs(len(a) - len(b)) > limit:
         return False
-    before: list[int] = []
     row = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
+        current = [i]
         for j, cb in enumerate(b, 1):
-            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                current[j] = min(current[j], before[j - 2] + 1)
-        before, row = row, current
+            current.append(min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb)))
+        row = current
     return row[-1] <= limit
