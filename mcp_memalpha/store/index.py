@@ -13,6 +13,7 @@ A cross-process file lock (`index.lock`, beside the folder) lets one process syn
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,15 +40,17 @@ from mcp_memalpha.expansion import FUZZY_WEIGHT, Expansion
 from mcp_memalpha.ids import is_valid_id
 from mcp_memalpha.settings import NAMESPACE_PATTERN
 from mcp_memalpha.store.ledger import ItemRow, Ledger, Tx
+from mcp_memalpha.store.terms import TOKENIZER, Clause, TermStats
 from mcp_memalpha.timeparse import from_stored
 
 log = logging.getLogger(__name__)
 
 TABLE = "items"
 STATE_FILE = "state.json"
+TERMS_FILE = "terms.sqlite"  # full-text statistics per namespace (`terms.py`)
 # Bump when the table's columns or their meaning change: older indexes are rebuilt.
-# 3: `id` is the table's (unenforced) primary key.
-INDEX_FORMAT = 3
+# 3: `id` is the table's (unenforced) primary key; 4: full-text statistics per namespace (terms.py).
+INDEX_FORMAT = 4
 # Lance's field metadata declaring a column the table's primary key. Its merge-insert then records
 # the keys it inserts, so of two concurrent merge-inserts of one new id the second conflicts and
 # retries as an update; without it both commit and the id has two rows.
@@ -54,11 +58,14 @@ PRIMARY_KEY = {"lance-schema:unenforced-primary-key": "true"}
 BATCH = 5000
 # An incremental sync touching more items than this rebuilds the index in one pass instead.
 REBUILD_ABOVE = 5000
-# Compact fragments and fold new rows into the full-text index after this many index commits.
-OPTIMIZE_EVERY = 50
+# Compact fragments and fold new rows into the full-text index after this many index commits:
+# each single insert leaves a small fragment, and a search reads every one (benchmarks/fragments.py).
+OPTIMIZE_EVERY = 16
 # Old table versions stay readable this long, for readers in other processes.
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
 QUERY_ATTEMPTS = 6  # index queries per search, counting retries after a failure or a concurrent rebuild
+# Free file descriptors a rebuild needs at least: with fewer, the folder is not thrown away.
+REBUILD_DESCRIPTORS = 32
 T = TypeVar("T")
 
 
@@ -96,12 +103,20 @@ class SearchIndex:
         self._table: Any = None
         self._vector_cache: VectorCache | None = None
         self._vector_lock = threading.Lock()
+        self._terms: TermStats | None = None
+        self._terms_generation = ""
+        self._terms_lock = threading.Lock()
 
     # state -------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
+        """The state file, or {} (rebuild) when it is missing or garbled; raises when it could not
+        be read for lack of file descriptors, which says nothing about the index."""
         try:
             return dict(json.loads((self.path / STATE_FILE).read_text()))
-        except (OSError, ValueError, TypeError):
+        except OSError as exc:
+            _raise_if_out_of_files(exc)
+            return {}
+        except (ValueError, TypeError):
             return {}
 
     def _write_state(self, state: dict[str, Any]) -> None:
@@ -138,16 +153,24 @@ class SearchIndex:
         )
 
     def _reset(self, ledger_id: str) -> Any:
-        """Drop whatever is there and start an empty table (caller holds the file lock)."""
+        """Drop whatever is there and start an empty table (caller holds the file lock).
+
+        Never while file descriptors run out: the failure that led here was not damage, and the
+        new build could not be written either."""
+        _refuse_without_descriptors()
         self._db = None
         self._table = None
+        self._close_terms()
         shutil.rmtree(self.path, ignore_errors=True)
         table = self._connect().create_table(TABLE, schema=self._schema())
+        generation = uuid.uuid4().hex  # tells every process's vector copy and statistics to reload
+        with self._terms_lock:
+            self._terms, self._terms_generation = TermStats.create(self.path / TERMS_FILE), generation
         self._write_state(
             {
                 "format": INDEX_FORMAT,
                 "ledger_id": ledger_id,
-                "generation": uuid.uuid4().hex,  # tells every process's vector copy to reload
+                "generation": generation,
                 "applied_seq": 0,
                 "applied_mark": "",
                 "complete": False,
@@ -183,6 +206,7 @@ class SearchIndex:
             table.count_rows()
             return table
         except Exception as exc:  # any failure to read it: rebuild from the ledger
+            _raise_if_out_of_files(exc)
             log.warning("search index at %s is unreadable (%s); rebuilding it from the ledger", self.path, exc)
             return self._reset(ledger.ledger_id)
 
@@ -256,14 +280,20 @@ class SearchIndex:
             return len(live) + len(dead)
 
     def _apply(self, table: Any, live: list[ItemRow], dead: list[str], previous: dict[str, str], fresh: bool) -> int:
+        """Write the rows, each batch into the statistics first: a candidate the table returns
+        always has its statistics (and a crash in between only means the next sync repeats it)."""
         commits = 0
         for start in range(0, len(dead), BATCH):
             ids = [i for i in dead[start : start + BATCH] if is_valid_id(i)]
             if ids:
+                self._with_terms(partial(TermStats.remove, ids=ids))
                 table.delete("id IN (" + ", ".join(f"'{i}'" for i in ids) + ")")
                 commits += 1
         for start in range(0, len(live), BATCH):
-            batch = self._rows(live[start : start + BATCH], previous)
+            items = live[start : start + BATCH]
+            docs = [(i.id, i.namespace, _search_text(i, previous)) for i in items]
+            self._with_terms(partial(TermStats.write, docs=docs))
+            batch = self._rows(items, docs)
             if fresh:
                 table.add(batch)
             else:
@@ -278,12 +308,12 @@ class SearchIndex:
         """Full-text on the search text; scalar indexes so filters do not scan every row."""
         from lancedb.index import FTS, Bitmap, BTree
 
-        table.create_index("search_text", config=FTS(with_position=False), replace=True)
+        table.create_index("search_text", config=FTS(with_position=False, **TOKENIZER), replace=True)
         table.create_index("namespace", config=Bitmap(), replace=True)
         table.create_index("memory_type", config=Bitmap(), replace=True)
         table.create_index("event_ts", config=BTree(), replace=True)
 
-    def _rows(self, items: Sequence[ItemRow], previous: dict[str, str]) -> Any:
+    def _rows(self, items: Sequence[ItemRow], docs: Sequence[tuple[str, str, str]]) -> Any:
         import pyarrow as pa
 
         vectors = self.embedder.embed([item.content for item in items])
@@ -293,7 +323,7 @@ class SearchIndex:
                 "namespace": [i.namespace for i in items],
                 "memory_type": [i.memory_type for i in items],
                 "content": [i.content for i in items],
-                "search_text": [f"{previous[i.id]}\n{i.content}" if i.id in previous else i.content for i in items],
+                "search_text": [text for _, _, text in docs],
                 "event_ts": [i.event_ts for i in items],
                 "vector": list(vectors),
             },
@@ -329,6 +359,7 @@ class SearchIndex:
                 self.verify()
                 return False
             except Exception as exc:
+                _raise_if_out_of_files(exc)
                 log.warning("search index at %s is damaged (%s); rebuilding it from the ledger", self.path, exc)
                 self._reset(ledger.ledger_id)
         self.sync(ledger)
@@ -343,6 +374,7 @@ class SearchIndex:
         except MemalphaError:  # the ledger failed, not the index: rebuilding would not help
             raise
         except Exception as exc:
+            _raise_if_out_of_files(exc)
             return self._rebuild_after(ledger, exc)
 
     def _rebuild_after(self, ledger: Ledger, cause: Exception) -> int:
@@ -379,6 +411,7 @@ class SearchIndex:
             except MemalphaError:
                 raise
             except Exception as exc:
+                _raise_if_out_of_files(exc)
                 if self.generation() != build:  # rebuilt under the query: ask the new build
                     continue
                 if not recoveries:
@@ -407,6 +440,25 @@ class SearchIndex:
         """Drop cached handles, e.g. after another process rebuilt the folder under us."""
         self._table = None
         self._db = None
+        self._close_terms()
+
+    def _close_terms(self) -> None:
+        with self._terms_lock:
+            if self._terms is not None:
+                self._terms.close()
+            self._terms, self._terms_generation = None, ""
+
+    def _with_terms(self, use: Callable[[TermStats], T]) -> T:
+        """`use(statistics)` of the build on disk, reopened when another process rebuilt it."""
+        generation = str(self._read_state().get("generation", ""))
+        with self._terms_lock:
+            if self._terms is None or self._terms_generation != generation:
+                if self._terms is not None:
+                    self._terms.close()
+                self._terms = None
+                self._terms = TermStats.open(self.path / TERMS_FILE)
+                self._terms_generation = generation
+            return use(self._terms)
 
     def prewarm(self) -> None:
         """Load the whole full-text index into memory: otherwise each new query term pays a read."""
@@ -423,18 +475,21 @@ class SearchIndex:
     ) -> list[tuple[str, float]]:
         """BM25 over each memory with its event context (LanceDB native full-text: lower-cased,
         stemmed, stop words removed); an `expansion` adds weighted near-synonyms and fuzzy
-        matches of unknown words to the query (`mcp_memalpha.expansion`)."""
+        matches of unknown words to the query (`mcp_memalpha.expansion`). LanceDB finds the
+        candidates; their scores use the statistics of `where.namespace` alone (`terms.py`)."""
         table = self._table_for_query()
         if not self._has_fts(table):  # created with the first live row
             return []
+        clauses = _clauses(query, expansion)
         rows = (
-            table.search(_fts_query(query, expansion), query_type="fts")
+            table.search(_fts_query(clauses), query_type="fts")
             .where(where.where(), prefilter=True)
             .limit(limit)
-            .select(["id", "_score"])
+            .select(["id", "_score"])  # _score: else LanceDB warns on every query
             .to_list()
         )
-        return [(row["id"], float(row["_score"])) for row in rows]
+        scores = self._with_terms(lambda terms: terms.score(where.namespace, clauses, [row["id"] for row in rows]))
+        return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
 
     def vector_search(self, ledger: Ledger, vector: Any, where: Filter, limit: int) -> list[tuple[str, float]]:
         """Cosine similarity, exact, over the in-memory copy of the vectors (see `vectors.py`)."""
@@ -473,32 +528,77 @@ class SearchIndex:
         found = set(table.to_arrow().column("id").to_pylist())
         if found and not self._has_fts(table):
             raise RuntimeError("the full-text index is missing")
+        self._with_terms(lambda terms: terms.check())
         if found:
             self.text_search("probe", Filter("default", ("episodic", "semantic"), start_ts=-1e300), 1)
         return found
 
 
-def _fts_query(query: str, expansion: Expansion | None) -> Any:
-    """The query as LanceDB matches it: the words asked for at weight 1, each extra term with its
-    weight, the unknown words again fuzzily (edit distance 1 up to 5 letters, else 2)."""
-    from lancedb.query import BooleanQuery, Occur
+def _raise_if_out_of_files(exc: BaseException) -> None:
+    """A StorageError for this call when the process has run out of file descriptors: a passing
+    state (idle connections, a burst of work), so the index is left as it is and the next call
+    uses it again. SQLite says only "unable to open database file", hence the probe."""
+    cause: BaseException | None = exc
+    for _ in range(10):  # the exception and what it was raised from
+        if cause is None:
+            break
+        if (isinstance(cause, OSError) and cause.errno in (errno.EMFILE, errno.ENFILE)) or (
+            "too many open files" in str(cause).lower()
+        ):
+            raise _out_of_files(exc) from exc
+        cause = cause.__cause__ or cause.__context__
+    _refuse_without_descriptors()
 
-    asked = _match(query)
-    if not expansion:
-        return asked
-    clauses: list[Any] = [(Occur.SHOULD, asked)]
-    clauses += [(Occur.SHOULD, _match(term, boost=weight)) for term, weight in expansion.terms]
-    clauses += [
-        (Occur.SHOULD, _match(stem, boost=FUZZY_WEIGHT, fuzziness=1 if len(stem) <= 5 else 2, prefix_length=1))
-        for stem in expansion.fuzzy
+
+def _refuse_without_descriptors() -> None:
+    """Raises unless REBUILD_DESCRIPTORS more files can be opened right now."""
+    opened: list[int] = []
+    try:
+        for _ in range(REBUILD_DESCRIPTORS):
+            opened.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        raise _out_of_files(exc) from exc
+    finally:
+        for descriptor in opened:
+            os.close(descriptor)
+
+
+def _out_of_files(exc: BaseException) -> StorageError:
+    return StorageError(
+        f"storage: the server has run out of open files ({exc}); this call failed and nothing was "
+        "changed: try again shortly (if it persists, raise the file limit, `ulimit -n`)"
+    )
+
+
+def _clauses(query: str, expansion: Expansion | None) -> list[Clause]:
+    """The words asked for at weight 1, each extra term with its weight, the unknown words
+    again fuzzily (edit distance 1 up to 5 letters, else 2)."""
+    clauses = [Clause(query)]
+    if expansion:
+        clauses += [Clause(term, boost=weight) for term, weight in expansion.terms]
+        clauses += [
+            Clause(stem, boost=FUZZY_WEIGHT, fuzziness=1 if len(stem) <= 5 else 2, prefix_length=1)
+            for stem in expansion.fuzzy
+        ]
+    return clauses
+
+
+def _fts_query(clauses: Sequence[Clause]) -> Any:
+    """The clauses as LanceDB matches them: any of them (OR), scores summed."""
+    from lancedb.query import BooleanQuery, MatchQuery, Occur
+
+    options: list[dict[str, Any]] = [
+        {"boost": c.boost, "fuzziness": c.fuzziness, "prefix_length": c.prefix_length} for c in clauses
     ]
-    return BooleanQuery(clauses)
+    matches = [MatchQuery(c.text, "search_text", **o) for c, o in zip(clauses, options, strict=True)]
+    return matches[0] if len(matches) == 1 else BooleanQuery([(Occur.SHOULD, match) for match in matches])
 
 
-def _match(text: str, **options: Any) -> Any:
-    from lancedb.query import MatchQuery
-
-    return MatchQuery(text, "search_text", **options)
+def _search_text(item: ItemRow, previous: dict[str, str]) -> str:
+    """What full-text search matches: the memory, after the one before it in its event."""
+    return f"{previous[item.id]}\n{item.content}" if item.id in previous else item.content
 
 
 def _touched(tx: Tx, applied: int, head: int) -> tuple[list[ItemRow], list[str], dict[str, str]]:
