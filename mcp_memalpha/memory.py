@@ -31,7 +31,7 @@ from mcp_memalpha.errors import (
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
 from mcp_memalpha.expansion import expand
-from mcp_memalpha.match import MatchLevel, coverage, match_level, match_score
+from mcp_memalpha.match import MatchLevel, match_level, match_scores
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
@@ -574,15 +574,8 @@ class Memory:
         return SearchOutcome(kept, sum(h.tokens for h in kept), truncated, start, end, prior, best, dropped)
 
     def _matches(self, query: str, items: list[ItemRow]) -> list[float]:
-        """Each item's match score against the query: content-word coverage and embedding cosine."""
-        if not items:
-            return []
-        shown = [render_hit(item) for item in items]
-        vectors = self.embedder.embed([query, *shown])
-        cosines = vectors[1:] @ vectors[0]
-        return [
-            round(match_score(coverage(query, text), float(cos)), 4) for text, cos in zip(shown, cosines, strict=True)
-        ]
+        """Each item's match score against the query, on its content (not the date it is shown with)."""
+        return match_scores(query, [item.content for item in items], self.embedder.embed)
 
     def _hydrate(
         self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int
