@@ -5,11 +5,12 @@ Two sets, each stored in-process through `Memory.insert` and asked through `Memo
   events dated in words), asked with top_k=5 as tests/test_everyday.py does;
 - the LoCoMo dev conversations, stored turn by turn (as `eval-retrieval` does), top_k=10.
 On each, three kinds of query: questions with an answer (grouped by where the answer ranks),
-questions nothing stored answers (the suite's own, and OFF_TOPIC below, written for neither
-set), and 2-6 random vocabulary words (fixed seed). LoCoMo's adversarial questions (category 5,
-about what the other speaker did) are shown apart: their top hits are on topic by design.
+questions nothing stored answers (the suite's own, OFF_TOPIC below, written for neither set, and
+on the suite TIMED_OFF_TOPIC, which name a time), and 2-6 random vocabulary words (fixed seed).
+LoCoMo's adversarial questions (category 5, about what the other speaker did) are shown apart:
+their top hits are on topic by design.
 
-It prints, per set and kind, the spread of the best match score and the share of each level
+It prints, per set and kind, the spread of the best match score and the count at each level
 under the thresholds of `mcp_memalpha.match`, then the thresholds the data would choose: weak
 on the everyday suite (most answers at rank 1 kept above it, fewest written no-answer questions),
 strong on LoCoMo (the lowest score at most STRONG_FALSE of its no-answer queries reach), each to
@@ -69,17 +70,30 @@ OFF_TOPIC = [
     "When does the gym's sauna close?",
     "What did the mechanic say about the brake pads?",
 ]
+# Asked of the everyday suite only: questions that name a time (some with memories of that time,
+# none about what is asked), since a memory of the time a query names counts towards its match.
+TIMED_OFF_TOPIC = [
+    "What did the plumber say last week?",
+    "Who did I meet at the bank yesterday?",
+    "What did I cook for lunch two days ago?",
+    "Which film did I watch last month?",
+    "What did the landlord email about this morning?",
+    "Where did I go skiing in February?",
+    "What did the mechanic say in March?",
+    "Which concert did I go to in May?",
+]
 KINDS = [
     "answer at rank 1",
     "answer at rank 2+",
     "answer not in the results",
     "no answer (written)",
     "off-topic",
+    "off-topic, naming a time",
     "random words",
     "adversarial (LoCoMo 5)",
 ]
 ANSWERS = KINDS[:3]
-NO_ANSWER = KINDS[3:6]
+NO_ANSWER = KINDS[3:7]
 
 Scores = dict[str, list[float]]  # kind -> best match score of each query
 
@@ -118,6 +132,7 @@ def everyday(work: Path) -> Scores:
                 kind, best = ask(memory, question["query"], 5, {ids[question["expect"]]})
                 scores[str(kind)].append(best)
         ask_unanswerable(memory, scores, 5, "off-topic", OFF_TOPIC)
+        ask_unanswerable(memory, scores, 5, "off-topic, naming a time", TIMED_OFF_TOPIC)
         ask_unanswerable(memory, scores, 5, "random words", random_queries(60, seed=31))
     return scores
 
@@ -148,7 +163,7 @@ def locomo(path: Path, work: Path) -> Scores:
                     kind, best = ask(memory, qa["question"], 10, answers)
                     scores[str(kind)].append(best)
                 elif qa.get("category") == 5:
-                    scores[KINDS[6]].append(ask(memory, qa["question"], 10, None)[1])
+                    scores[KINDS[7]].append(ask(memory, qa["question"], 10, None)[1])
             ask_unanswerable(memory, scores, 10, "off-topic", OFF_TOPIC)
             ask_unanswerable(memory, scores, 10, "random words", randoms[number * 60 : (number + 1) * 60])
         print(f"LoCoMo conversation {number + 1}/{len(conversations)} done", file=sys.stderr)
@@ -162,7 +177,7 @@ def share_at(values: list[float], threshold: float) -> float:
 def weak_threshold(scores: Scores) -> float:
     """The threshold that keeps most answers at rank 1 above it and fewest written no-answer
     questions (the suite's own and the off-topic ones): the largest gap, the highest on a tie."""
-    answered, unanswered = scores[ANSWERS[0]], scores[NO_ANSWER[0]] + scores[NO_ANSWER[1]]
+    answered, unanswered = scores[ANSWERS[0]], [v for kind in NO_ANSWER[:3] for v in scores[kind]]
     grid = [t / 100 for t in range(10, 90)]
     return max(grid, key=lambda t: (share_at(answered, t) - share_at(unanswered, t), t))
 

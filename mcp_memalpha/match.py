@@ -48,24 +48,25 @@ _WORD = re.compile(r"\w+")
 _ANY_DAY = datetime(2000, 1, 1)  # only the phrase is used, and reading it does not depend on the day
 
 
-def match_scores(query: str, texts: list[str], embed: Embed) -> list[float]:
+def match_scores(query: str, texts: list[str], embed: Embed, inside: list[bool] | None = None) -> list[float]:
     """Each text's match score against the query (0 to 1), from one call to `embed`: the query,
     the texts, and the words that near-synonyms are looked for among (none when a text holds
-    every word asked for)."""
+    every word asked for). `inside`, when the query names a time range: whether each text's
+    memory is of that time, which counts as one more word asked for ("What did I do yesterday?")."""
     if not texts:
         return []
     asked = without_time(query)
     wanted = words(asked)
     held = [words(text) for text in texts]
-    short = [found[:NEAR_WORDS] for found in held if lacking(wanted, found)]
-    vocabulary = list(dict.fromkeys(chain(wanted, *short))) if short else []
+    searched = [found[:NEAR_WORDS] for found in held if lacking(wanted, found)]
+    vocabulary = list(dict.fromkeys(chain(wanted, *searched))) if searched else []
     vectors = embed([asked, *texts, *vocabulary])
     cosines = vectors[1 : len(texts) + 1] @ vectors[0]
     word_vectors = dict(zip(vocabulary, vectors[len(texts) + 1 :], strict=True))
-    return [
-        round(match_score(coverage(wanted, found, word_vectors), float(cos)), 4)
-        for found, cos in zip(held, cosines, strict=True)
-    ]
+    covered = [coverage(wanted, found, word_vectors) for found in held]
+    if inside is not None:
+        covered = [(share * len(wanted) + now) / (len(wanted) + 1) for share, now in zip(covered, inside, strict=True)]
+    return [round(match_score(share, float(cos)), 4) for share, cos in zip(covered, cosines, strict=True)]
 
 
 def without_time(query: str) -> str:

@@ -114,3 +114,12 @@ def test_the_tool_result_carries_the_signal_and_the_dates(stocked: Memory, ctx: 
     top = out["results"][0]
     assert top["text"] == FACTS[2] and top["match_score"] == out["best_match_score"]
     assert top["created_at"] == top["updated_at"]
+
+
+def test_a_memory_of_the_time_asked_about_counts(memory: Memory, ctx: CallContext) -> None:
+    """A question that names nothing but a time ("What did I do yesterday?") is answered by a memory of then."""
+    memory.insert(ctx, "episodic", "Had dinner with Sam at the Thai place.", "yesterday")
+    memory.insert(ctx, "episodic", "Bought a floor lamp for the study.", "in March")
+    assert memory.search(ctx, "What did I do yesterday?", top_k=2).match != "none"
+    assert memory.search(ctx, "What did I do in February?", top_k=2).match == "none"  # nothing of then
+    assert memory.search(ctx, "What did the plumber say yesterday?", top_k=2).match == "none"
