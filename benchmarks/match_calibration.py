@@ -1,28 +1,43 @@
-"""Calibrate the search result's `match` signal (strong / weak / none) on LoCoMo dev.
+"""Calibrate the search result's `match` signal (strong / weak / none) on short facts and long turns.
 
-Stores each dev conversation turn by turn (as `eval-retrieval` does, in-process), then asks
-three kinds of query and records the best match score of the top 10 (`SearchOutcome.best_match`):
-- questions with evidence (categories 1-4): memory holds the answer;
-- off-topic questions (written here, about nothing the conversations discuss);
-- random words: 2-6 whole words drawn with a fixed seed from the embedded model's vocabulary.
-It prints each kind's distribution and the share of each level under the thresholds in
-`mcp_memalpha.match`. Figures: docs/retrieval.md. Run: `nice python benchmarks/match_calibration.py`.
+Two sets, each stored in-process through `Memory.insert` and asked through `Memory.search`:
+- the everyday suite (tests/data/everyday.json: one-line facts and events of an invented person,
+  events dated in words), asked with top_k=5 as tests/test_everyday.py does;
+- the LoCoMo dev conversations, stored turn by turn (as `eval-retrieval` does), top_k=10.
+On each, three kinds of query: questions with an answer (grouped by where the answer ranks),
+questions nothing stored answers (the suite's own, OFF_TOPIC below, written for neither set, and
+on the suite TIMED_OFF_TOPIC, which name a time), and 2-6 random vocabulary words (fixed seed).
+LoCoMo's adversarial questions (category 5, about what the other speaker did) are shown apart:
+their top hits are on topic by design.
+
+It prints, per set and kind, the spread of the best match score and the count at each level
+under the thresholds of `mcp_memalpha.match`, then the thresholds the data would choose: weak
+on the everyday suite (most answers at rank 1 kept above it, fewest written no-answer questions),
+strong on LoCoMo (the lowest score at most STRONG_FALSE of its no-answer queries reach), each to
+be checked on the other set. Figures: docs/retrieval.md.
+Run: `nice python benchmarks/match_calibration.py [--locomo FILE]` (~1 minute).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
-import statistics
 import sys
 import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from mcp_memalpha import CallContext, Memory, Settings
-from mcp_memalpha.match import STRONG_AT, WEAK_AT, match_level
+from mcp_memalpha.match import STRONG_AT, WEAK_AT
 
-LOCOMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "locomo" / "locomo_dev.json"
+ROOT = Path(__file__).resolve().parents[1]
+LOCOMO = ROOT / ".." / "shared" / "data" / "locomo" / "locomo_dev.json"
+EVERYDAY = ROOT / "tests" / "data" / "everyday.json"
+STRONG_FALSE = 0.02  # share of no-answer queries that may read `strong`
 OFF_TOPIC = [
     "What is the boiling point of tungsten?",
     "Who designed the Eiffel Tower's elevators?",
@@ -55,55 +70,154 @@ OFF_TOPIC = [
     "When does the gym's sauna close?",
     "What did the mechanic say about the brake pads?",
 ]
+# Asked of the everyday suite only: questions that name a time (some with memories of that time,
+# none about what is asked), since a memory of the time a query names counts towards its match.
+TIMED_OFF_TOPIC = [
+    "What did the plumber say last week?",
+    "Who did I meet at the bank yesterday?",
+    "What did I cook for lunch two days ago?",
+    "Which film did I watch last month?",
+    "What did the landlord email about this morning?",
+    "Where did I go skiing in February?",
+    "What did the mechanic say in March?",
+    "Which concert did I go to in May?",
+]
+KINDS = [
+    "answer at rank 1",
+    "answer at rank 2+",
+    "answer not in the results",
+    "no answer (written)",
+    "off-topic",
+    "off-topic, naming a time",
+    "random words",
+    "adversarial (LoCoMo 5)",
+]
+ANSWERS = KINDS[:3]
+NO_ANSWER = KINDS[3:7]
+
+Scores = dict[str, list[float]]  # kind -> best match score of each query
 
 
-def random_queries(count: int, seed: int = 13) -> list[str]:
-    vocab = Path(__file__).resolve().parents[1] / "mcp_memalpha" / "assets" / "minilm-static" / "tokenizer.json"
+def random_queries(count: int, seed: int) -> list[str]:
+    vocab = ROOT / "mcp_memalpha" / "assets" / "minilm-static" / "tokenizer.json"
     words = sorted(w for w in json.loads(vocab.read_text())["model"]["vocab"] if re.fullmatch(r"[a-z]{4,12}", w))
     rng = random.Random(seed)
     return [" ".join(rng.sample(words, rng.randint(2, 6))) for _ in range(count)]
 
 
-def store(memory: Memory, conversation: dict) -> None:
+def ask(memory: Memory, query: str, top_k: int, answers: set[str] | None) -> tuple[str | None, float]:
+    """The query's kind by where its answer ranks (None: it has none) and its best match score."""
+    outcome = memory.search(CallContext(), query, top_k=top_k)
+    best = outcome.best_match if outcome.best_match is not None else 0.0
+    if answers is None:
+        return None, best
+    ranks = [i for i, hit in enumerate(outcome.hits) if hit.item.id in answers]
+    return (ANSWERS[0] if ranks[:1] == [0] else ANSWERS[1] if ranks else ANSWERS[2]), best
+
+
+def ask_unanswerable(memory: Memory, scores: Scores, top_k: int, kind: str, queries: Iterable[str]) -> None:
+    scores[kind] += [ask(memory, query, top_k, None)[1] for query in queries]
+
+
+def everyday(work: Path) -> Scores:
+    data, scores = json.loads(EVERYDAY.read_text()), defaultdict(list)
+    with Memory(Settings(data_dir=work / "everyday")) as memory:
+        ctx = CallContext()
+        ids = {m["key"]: memory.insert(ctx, m["type"], m["content"], m.get("timestamp")).id for m in data["memories"]}
+        memory.sync_index()
+        for question in data["questions"]:
+            if question["expect"] is None:
+                scores[NO_ANSWER[0]].append(ask(memory, question["query"], 5, None)[1])
+            else:
+                kind, best = ask(memory, question["query"], 5, {ids[question["expect"]]})
+                scores[str(kind)].append(best)
+        ask_unanswerable(memory, scores, 5, "off-topic", OFF_TOPIC)
+        ask_unanswerable(memory, scores, 5, "off-topic, naming a time", TIMED_OFF_TOPIC)
+        ask_unanswerable(memory, scores, 5, "random words", random_queries(60, seed=31))
+    return scores
+
+
+def store(memory: Memory, conversation: dict[str, Any]) -> dict[str, set[str]]:
+    """Every turn as an episodic memory; returns LoCoMo dia_id -> memory ids."""
     ctx, turns = CallContext(), conversation["conversation"]
+    ids: dict[str, set[str]] = defaultdict(set)
     for session in range(1, 200):
         for turn in turns.get(f"session_{session}", []):
-            memory.insert(ctx, "episodic", f"{turn['speaker']}: {turn['text']}", turns[f"session_{session}_date_time"])
+            item = memory.insert(
+                ctx, "episodic", f"{turn['speaker']}: {turn['text']}", turns[f"session_{session}_date_time"]
+            )
+            ids[turn["dia_id"]].add(item.id)
     memory.sync_index()
+    return ids
 
 
-def best(memory: Memory, query: str) -> float:
-    outcome = memory.search(CallContext(), query, top_k=10)
-    return outcome.best_match if outcome.best_match is not None else 0.0
+def locomo(path: Path, work: Path) -> Scores:
+    conversations, scores = json.loads(path.read_text()), defaultdict(list)
+    randoms = random_queries(60 * len(conversations), seed=13)
+    for number, conversation in enumerate(conversations):
+        with Memory(Settings(data_dir=work / str(number))) as memory:
+            ids = store(memory, conversation)
+            for qa in conversation["qa"]:
+                if qa.get("category") in (1, 2, 3, 4) and qa.get("evidence"):
+                    answers = set().union(*(ids.get(e, set()) for e in qa["evidence"]))
+                    kind, best = ask(memory, qa["question"], 10, answers)
+                    scores[str(kind)].append(best)
+                elif qa.get("category") == 5:
+                    scores[KINDS[7]].append(ask(memory, qa["question"], 10, None)[1])
+            ask_unanswerable(memory, scores, 10, "off-topic", OFF_TOPIC)
+            ask_unanswerable(memory, scores, 10, "random words", randoms[number * 60 : (number + 1) * 60])
+        print(f"LoCoMo conversation {number + 1}/{len(conversations)} done", file=sys.stderr)
+    return scores
 
 
-def report(name: str, values: list[float]) -> str:
-    levels = [match_level(v) for v in values]
-    cuts = statistics.quantiles(values, n=20)
-    shares = " | ".join(f"{levels.count(level) / len(levels):.2f}" for level in ("strong", "weak", "none"))
-    spread = " | ".join(f"{v:.2f}" for v in (cuts[0], cuts[4], statistics.median(values), cuts[14], cuts[18]))
-    return f"| {name} | {len(values)} | {spread} | {shares} |"
+def share_at(values: list[float], threshold: float) -> float:
+    return sum(v >= threshold for v in values) / len(values) if values else 0.0
+
+
+def weak_threshold(scores: Scores) -> float:
+    """The threshold that keeps most answers at rank 1 above it and fewest written no-answer
+    questions (the suite's own and the off-topic ones): the largest gap, the highest on a tie."""
+    answered, unanswered = scores[ANSWERS[0]], [v for kind in NO_ANSWER[:3] for v in scores[kind]]
+    grid = [t / 100 for t in range(10, 90)]
+    return max(grid, key=lambda t: (share_at(answered, t) - share_at(unanswered, t), t))
+
+
+def strong_threshold(scores: Scores) -> float:
+    """The lowest threshold that at most STRONG_FALSE of the no-answer queries reach."""
+    unanswered = [v for kind in NO_ANSWER for v in scores[kind]]
+    return min(t / 100 for t in range(10, 101) if share_at(unanswered, t / 100) <= STRONG_FALSE)
+
+
+def table(name: str, scores: Scores, strong: float, weak: float) -> list[str]:
+    lines = [f"\n{name} (strong >= {strong}, weak >= {weak})\n"]
+    lines += ["| queries | n | p5 | median | p95 | strong | weak | none |", "|---|---|---|---|---|---|---|---|"]
+    for kind in KINDS:
+        values = sorted(scores.get(kind, []))
+        if not values:
+            continue
+        n = len(values)
+        spread = " | ".join(f"{values[min(n - 1, int(q * n))]:.2f}" for q in (0.05, 0.5, 0.95))
+        levels = (sum(v >= strong for v in values), sum(weak <= v < strong for v in values))
+        counts = f"{levels[0]} | {levels[1]} | {n - sum(levels)}"
+        lines.append(f"| {kind} | {n} | {spread} | {counts} |")
+    return lines
 
 
 def main() -> None:
-    conversations = json.loads(LOCOMO.read_text())
-    groups: dict[str, list[float]] = {"questions with evidence": [], "off-topic questions": [], "random words": []}
-    randoms = random_queries(60 * len(conversations))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--locomo", type=Path, default=LOCOMO, help="LoCoMo conversations (JSON)")
+    parser.add_argument("--at", nargs=2, type=float, metavar=("WEAK", "STRONG"), help="also show these thresholds")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        for number, conversation in enumerate(conversations):
-            with Memory(Settings(data_dir=Path(work) / str(number))) as memory:
-                store(memory, conversation)
-                for qa in conversation["qa"]:
-                    if qa.get("category") in (1, 2, 3, 4) and qa.get("evidence"):
-                        groups["questions with evidence"].append(best(memory, qa["question"]))
-                groups["off-topic questions"] += [best(memory, q) for q in OFF_TOPIC]
-                groups["random words"] += [best(memory, q) for q in randoms[number * 60 : (number + 1) * 60]]
-            print(f"conversation {number + 1}/{len(conversations)} done", file=sys.stderr)
-    print(f"thresholds: strong >= {STRONG_AT}, weak >= {WEAK_AT}, else none\n")
-    print("| queries | n | p5 | p25 | median | p75 | p95 | strong | weak | none |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, values in groups.items():
-        print(report(name, values))
+        sets = {"everyday suite": everyday(Path(work)), "LoCoMo dev": locomo(args.locomo, Path(work))}
+    for name, scores in sets.items():
+        print("\n".join(table(name, scores, STRONG_AT, WEAK_AT)))
+    weak, strong = weak_threshold(sets["everyday suite"]), strong_threshold(sets["LoCoMo dev"])
+    print(f"\nchosen by the data: weak >= {weak} (on the everyday suite), strong >= {strong} (on LoCoMo dev)")
+    print(f"in mcp_memalpha.match: weak >= {WEAK_AT}, strong >= {STRONG_AT}")
+    if args.at:
+        for name, scores in sets.items():
+            print("\n".join(table(name, scores, args.at[1], args.at[0])))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from mcp_memalpha.errors import (
 )
 from mcp_memalpha.excerpt import excerpts, render_hit
 from mcp_memalpha.expansion import expand
-from mcp_memalpha.match import MatchLevel, coverage, match_level, match_score
+from mcp_memalpha.match import MatchLevel, match_level, match_scores
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
 from mcp_memalpha.settings import Settings
@@ -560,7 +560,7 @@ class Memory:
         shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
         texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
         sizes = count_many(texts) if texts else []
-        matches = self._matches(text, [item for item, _ in hits_items])
+        matches = self._matches(text, [item for item, _ in hits_items], prior)
         hits = [
             Hit(item, score, text, size, part is not None, good)
             for (item, score), text, size, part, good in zip(hits_items, texts, sizes, shown, matches, strict=True)
@@ -573,16 +573,13 @@ class Memory:
             kept.sort(key=lambda h: (_sort_time(h.item), h.item.created_at, h.item.id))
         return SearchOutcome(kept, sum(h.tokens for h in kept), truncated, start, end, prior, best, dropped)
 
-    def _matches(self, query: str, items: list[ItemRow]) -> list[float]:
-        """Each item's match score against the query: content-word coverage and embedding cosine."""
-        if not items:
-            return []
-        shown = [render_hit(item) for item in items]
-        vectors = self.embedder.embed([query, *shown])
-        cosines = vectors[1:] @ vectors[0]
-        return [
-            round(match_score(coverage(query, text), float(cos)), 4) for text, cos in zip(shown, cosines, strict=True)
-        ]
+    def _matches(self, query: str, items: list[ItemRow], prior: Span | None) -> list[float]:
+        """Each item's match score against the query, on its content (not the date it is shown
+        with) and, when the query names a time, on whether the item is of that time."""
+        inside = None
+        if prior is not None:
+            inside = [item.event_ts is not None and prior.start.ts <= item.event_ts <= prior.end.ts for item in items]
+        return match_scores(query, [item.content for item in items], self.embedder.embed, inside)
 
     def _hydrate(
         self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mcp_memalpha import CallContext, Memory
+from mcp_memalpha.embedding import Embedder
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.match import STRONG_AT, WEAK_AT, coverage, match_level
+from mcp_memalpha.match import STRONG_AT, WEAK_AT, coverage, match_level, match_scores, without_time, words
 from mcp_memalpha.tools import execute
 
 FACTS = [
@@ -24,15 +25,59 @@ def stocked(memory: Memory, ctx: CallContext) -> Memory:
     return memory
 
 
-def test_levels_and_coverage() -> None:
+def test_levels() -> None:
     assert (match_level(None), match_level(WEAK_AT - 0.01), match_level(WEAK_AT), match_level(STRONG_AT)) == (
         "none",
         "none",
         "weak",
         "strong",
     )
-    assert coverage("Where does Dana work?", FACTS[0]) == 1.0  # 'works' and 'work' share a stem
-    assert coverage("the of and", FACTS[0]) == 0.0
+
+
+@pytest.fixture(scope="module")
+def embed() -> Embedder:
+    return Embedder()
+
+
+def test_coverage_counts_a_stem_whole_and_a_near_synonym_in_part(embed: Embedder) -> None:
+    def score(wanted: list[str], text: str) -> float:
+        held = words(text)
+        return coverage(wanted, held, dict(zip(wanted + held, embed.embed(wanted + held), strict=True)))
+
+    assert score(words("Where does Dana work?"), FACTS[0]) == 1.0  # 'works' and 'work' share a stem
+    assert score(["scared", "vehicle"], "I'm afraid of spiders and drive a car.") > 0.9  # near-synonyms
+    assert score(["quartz"], "I'm afraid of spiders and drive a car.") == 0.0  # the nearest is unrelated
+    assert score([], FACTS[0]) == 0.0
+
+
+def test_time_words_are_not_asked_for(embed: Embedder) -> None:
+    assert without_time("What did Dana adopt in March?").split() == ["What", "did", "Dana", "adopt", "?"]
+    assert match_scores("What did Dana adopt in March?", FACTS, embed.embed) == match_scores(
+        "What did Dana adopt?", FACTS, embed.embed
+    )
+
+
+# First-person one-line facts: questions worded unlike their fact, and questions none answers.
+SHORT_FACTS = [
+    "I drive a red Toyota Yaris.",
+    "I'm afraid of spiders.",
+    "My sister Ana is a dentist in Madrid.",
+    "We adopted a puppy named Rex last spring.",
+]
+PARAPHRASES = [
+    "What vehicle do I have?",
+    "What am I scared of?",
+    "What does my sister do for work?",
+    "Do we have a dog?",
+]
+UNANSWERED = ["What is my blood type?", "When does my passport expire?", "quartz lantern orbit velvet"]
+
+
+def test_a_short_fact_asked_in_other_words_is_a_match(embed: Embedder) -> None:
+    """Short facts share few words with a question: the signal must not read them as nothing."""
+    levels = [match_level(max(match_scores(q, SHORT_FACTS, embed.embed))) for q in PARAPHRASES]
+    assert sum(level != "none" for level in levels) >= 3, levels  # one below what was measured (4 of 4)
+    assert [match_level(max(match_scores(q, SHORT_FACTS, embed.embed))) for q in UNANSWERED] == ["none"] * 3
 
 
 @pytest.mark.parametrize("query", ["quartz lantern orbit velvet", "submarine harmonica glacier", "weigh bout"])
@@ -69,3 +114,12 @@ def test_the_tool_result_carries_the_signal_and_the_dates(stocked: Memory, ctx: 
     top = out["results"][0]
     assert top["text"] == FACTS[2] and top["match_score"] == out["best_match_score"]
     assert top["created_at"] == top["updated_at"]
+
+
+def test_a_memory_of_the_time_asked_about_counts(memory: Memory, ctx: CallContext) -> None:
+    """A question that names nothing but a time ("What did I do yesterday?") is answered by a memory of then."""
+    memory.insert(ctx, "episodic", "Had dinner with Sam at the Thai place.", "yesterday")
+    memory.insert(ctx, "episodic", "Bought a floor lamp for the study.", "in March")
+    assert memory.search(ctx, "What did I do yesterday?", top_k=2).match != "none"
+    assert memory.search(ctx, "What did I do in February?", top_k=2).match == "none"  # nothing of then
+    assert memory.search(ctx, "What did the plumber say yesterday?", top_k=2).match == "none"
