@@ -85,7 +85,7 @@ def stages(data_dir: Path) -> list[tuple[str, Callable[[], Any]]]:
         ("numpy", numpy),
         ("pyarrow", pyarrow),
         ("lancedb", lancedb),
-        ("embedding model (model2vec, its table)", model),
+        ("embedding model (tokenizer, its table mapped)", model),
         ("query-expansion neighbours table", synonyms),
         ("tokenizer (token counts)", tokenizer),
         ("open the index, catch up", index),
