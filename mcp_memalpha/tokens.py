@@ -8,28 +8,18 @@ within a few percent of the Qwen/SmolLM BPE tokenizers the curator models use.
 
 from __future__ import annotations
 
-import functools
-import threading
 from typing import TYPE_CHECKING
 
-from mcp_memalpha.embedding import DEFAULT_MODEL_DIR
+from mcp_memalpha.embedding import tokenizer
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 TOKENIZER_NAME = "bert-base-uncased WordPiece (from all-MiniLM-L6-v2)"
-_lock = threading.Lock()
 
 
-@functools.cache
 def _tokenizer() -> Tokenizer:
-    from tokenizers import Tokenizer
-
-    with _lock:
-        tokenizer = Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
-        tokenizer.no_truncation()
-        tokenizer.no_padding()
-    return tokenizer
+    return tokenizer()  # the embedding model's own, loaded once for both
 
 
 def count_tokens(text: str) -> int:

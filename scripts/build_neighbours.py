@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mcp_memalpha.embedding import DEFAULT_MODEL_DIR, _static_model
+from mcp_memalpha.embedding import DEFAULT_MODEL_DIR, StaticModel
 from mcp_memalpha.expansion import NEIGHBOURS_FILE, nearest_words, table_words
 
 KEEP = 6  # more than the search uses (expansion.NEIGHBOURS), so that constant can be tuned
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", nargs="?", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args()
-    model = _static_model(args.model_dir)
+    model = StaticModel(args.model_dir)
     entries = [(w, i) for w, i in table_words(model.tokenizer.get_vocab()) if i < len(model.embedding)]
     words = [w for w, _ in entries]
     vectors = model.embedding[[i for _, i in entries]].astype("float32")

@@ -18,6 +18,9 @@ import numpy as np
 from mcp_memalpha.store.ledger import ItemRow
 
 _TYPES = {"episodic": 0, "semantic": 1}
+# Free rows kept past the loaded ones, and added by a quarter more when they run out: the matrix
+# is most of the cache's memory (1 KB a memory), so it grows in steps, not by doubling.
+HEADROOM = 1024
 
 
 class VectorCache:
@@ -50,7 +53,7 @@ class VectorCache:
         columns = ["id", "namespace", "memory_type", "event_ts", "vector"]
         batches = table.search().select(columns).limit(max(count, 1)).to_batches(10_000)
         with self._lock:
-            self._clear(count + count // 4 + 1024)
+            self._clear(count + HEADROOM)
             for batch in batches:
                 self._append_batch(batch)
             self.generation, self.seq = generation, seq
@@ -106,7 +109,7 @@ class VectorCache:
         self._ids[slot] = item_id
 
     def _grow(self) -> None:
-        capacity = 2 * len(self._ids)
+        capacity = len(self._ids) + len(self._ids) // 4 + HEADROOM
         self._vectors = np.resize(self._vectors, (capacity, self.dim))
         self._namespace = np.resize(self._namespace, capacity)
         self._type = np.resize(self._type, capacity)
