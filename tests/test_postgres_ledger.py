@@ -221,3 +221,42 @@ def test_migrate_copies_a_sqlite_memory_losslessly(url: str, tmp_path: Path) -> 
         second, _ = JobQueue(target.ledger, target.settings).enqueue(ctx, "User: more bread.")
         assert second.id != job.id
         assert target.search(ctx, "bakery Porto", method="bm25").hits[0].item.id == kept.id
+
+
+def test_watch_wakes_on_another_process_write_and_outlives_a_dropped_connection(url: str) -> None:
+    """`PostgresLedger.watch`: a write through another ledger (another process's pool) wakes the
+    watcher; when its LISTEN connection is killed, it reconnects and wakes once (writes made
+    meanwhile sent notifications nobody heard), then hears the next write."""
+    watching, writer = PostgresLedger(url).open(), PostgresLedger(url).open()
+    woken = threading.Semaphore(0)
+    stop = watching.watch(woken.release)
+    try:
+
+        def listening() -> int:
+            with _connect(url) as admin:
+                for _ in range(600):
+                    row = admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND state = 'idle'"
+                    ).fetchone()
+                    if row:
+                        return int(row[0])
+                    time.sleep(0.05)
+            raise AssertionError("the watcher never LISTENed")
+
+        def write(namespace: str) -> None:
+            with writer.write() as tx:
+                tx.log("core_update", CoreRow(namespace, "x", 1, "2025-01-01T00:00:00Z", "client", None), "t")
+
+        listening()
+        write("a")
+        assert woken.acquire(timeout=60)
+        with _connect(url) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (listening(),))
+        assert woken.acquire(timeout=60)  # reconnected: the wake for what it may have missed
+        listening()
+        write("b")
+        assert woken.acquire(timeout=60)
+    finally:
+        stop()
+        watching.close()
+        writer.close()

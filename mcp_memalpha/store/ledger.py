@@ -549,6 +549,13 @@ class Ledger(ABC):
     def vacuum(self) -> None:
         """Give the space freed by a compaction back."""
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `wake` (from a thread of the ledger's) whenever any process commits a write that
+        logged, until the returned function is called to stop. None where the backend cannot
+        tell: SQLite has no notifications, so there only `index_poll_seconds` follows other
+        processes' writes."""
+        return None
+
     @abstractmethod
     def _transaction(self, write: bool) -> Any:
         """A context manager yielding a Tx, committed on success and rolled back on any error;
