@@ -136,17 +136,18 @@ class PostgresLedger(Ledger):
         return self._pool
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Tx]:
+    def _transaction(self, write: bool, serialize: bool = True) -> Iterator[Tx]:
         psycopg = self._psycopg
         try:
             with self.pool.connection() as conn:
                 if write:
                     conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    conn.execute("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")  # the writers' lock
+                    if serialize:
+                        conn.execute("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")  # the writers' lock
                 else:
                     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 try:
-                    tx = Tx(conn, POSTGRES)
+                    tx = Tx(conn, POSTGRES, serialized=write and serialize)
                     yield tx
                     if tx.logged:  # wakes the replicas' index followers, at commit
                         conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(max(tx.logged))))
