@@ -15,6 +15,14 @@ Every acknowledged write and every refusal is recorded. At the end:
 - `mcp-memalpha doctor` reports the data directory healthy.
 
     python benchmarks/soak.py --processes 8 --operations 5000 --seed 1 -o soak.md
+
+With `--database-url postgresql://…` (an empty database) it soaks the PostgreSQL deployment
+instead: `--replicas` stateless HTTP replicas on the database, each with a data directory of its
+own, the clients' requests spread over the live ones by a balancer in the client, and `--kills`
+SIGKILLs of a random replica during the run, each restarted on its data directory. A write whose
+reply was lost with a killed replica is "in doubt": it may or may not be in the ledger, and the
+checks accept either, but nothing else. Afterwards every replica's search is checked against the
+ledger (each replica searched for every item).
 """
 
 from __future__ import annotations
@@ -22,12 +30,15 @@ from __future__ import annotations
 import ast
 import random
 import re
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +46,28 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` and `tests` im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anyio
+import anyio.to_thread
 import click
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
-from benchmarks.reliability import LedgerSnapshot, finish, markdown_table, percentile, read_ledger, run_doctor, token_of
-from tests.conftest import connect, http_server, stdio_params
+from benchmarks.reliability import (
+    ItemState,
+    LedgerSnapshot,
+    Op,
+    finish,
+    markdown_table,
+    percentile,
+    read_ledger,
+    run_doctor,
+    token_of,
+)
+from tests.conftest import command, connect, free_port, http_server, server_env, stdio_params, wait_for_port
 
 WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
 HOT = 12  # writes aim at the newest ids most of the time, so clients collide
+IN_DOUBT = "in doubt: the reply was lost"
 CONFLICT = re.compile(r"is at version (\d+), not (\d+);.*Its current content is: (.*)\. Merge your change", re.S)
 
 
@@ -80,11 +105,22 @@ class Shared:
     anomalies: list[str] = field(default_factory=list)
     operations: Counter[str] = field(default_factory=Counter)
     latency_s: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    in_doubt: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # kind, id, content
+
+    def doubted(self, op: Op) -> bool:
+        """Whether a logged operation nobody acknowledged is a write whose reply was lost."""
+        if op.op == "insert":
+            return ("insert", None, op.content) in self.in_doubt
+        kind = "delete" if op.content is None else "update"
+        return (kind, op.item_id, op.content) in self.in_doubt
 
 
 @dataclass
 class SoakReport:
     processes: int = 0
+    replicas: int = 0  # PostgreSQL: HTTP replicas on the database
+    kills: int = 0
+    in_doubt: int = 0
     transports: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -108,12 +144,22 @@ class SoakReport:
         calls = [s for values in self.latency_s.values() for s in values]
         writes = [s for t in ("new_memory_insert", "memory_update", "memory_delete") for s in self.latency_s.get(t, [])]
         searches = self.latency_s.get("search_memory", [])
-        return markdown_table(
-            [
+        if self.replicas:
+            servers = [
+                ("HTTP replicas on one PostgreSQL / clients", f"{self.replicas} / {self.processes}"),
+                ("replicas SIGKILLed (and restarted) during the run", f"{self.kills}"),
+                ("writes in doubt (reply lost with a killed replica)", f"{self.in_doubt}"),
+            ]
+        else:
+            servers = [
                 (
                     "server processes (stdio / HTTP)",
                     f"{self.processes} ({self.transports['stdio']} / {self.transports['http']})",
-                ),
+                )
+            ]
+        return markdown_table(
+            [
+                *servers,
                 ("operations (insert / update / delete / search)", f"{sum(ops.values()):,} ({_split(ops)})"),
                 ("acknowledged writes", f"{self.acknowledged:,}"),
                 ("refused: version conflicts / already deleted", f"{self.conflicts:,} / {self.refused_deleted:,}"),
@@ -160,7 +206,14 @@ class Driver:
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The structured result, or None and the error text."""
         started = time.perf_counter()
-        result = await self.client.call_tool(tool, arguments)
+        try:
+            result = await self.client.call_tool(tool, arguments)
+        except Exception as exc:  # the reply was lost (a killed replica): written or not, nobody knows
+            if tool in ("new_memory_insert", "memory_update", "memory_delete"):
+                content = arguments.get("content", arguments.get("new_content"))
+                kind = {"new_memory_insert": "insert", "memory_update": "update", "memory_delete": "delete"}[tool]
+                self.shared.in_doubt.append((kind, arguments.get("memory_id"), content))
+            return None, f"{IN_DOUBT} ({type(exc).__name__}: {exc})"
         self.shared.latency_s[tool].append(time.perf_counter() - started)
         if result.is_error:
             return None, " ".join(getattr(part, "text", "") for part in result.content)
@@ -189,6 +242,8 @@ class Driver:
         content = f"client {self.number} notes {words} sk{self.number}x{self.count}"
         data, error = await self.call("new_memory_insert", {"memory_type": "semantic", "content": content})
         self.shared.operations["insert"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.shared.anomalies.append(f"insert refused: {error}")
             return
@@ -214,6 +269,8 @@ class Driver:
         arguments = {"memory_type": "semantic", "memory_id": memory_id, "new_content": content}
         data, error = await self.call("memory_update", arguments | {"expected_version": expected})
         self.shared.operations["update"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is not None:
             self.record(Ack(self.number, "update", memory_id, data["version"], content))
         else:
@@ -225,6 +282,8 @@ class Driver:
         arguments = {"memory_type": "semantic", "memory_id": memory_id, "expected_version": expected}
         data, error = await self.call("memory_delete", arguments)
         self.shared.operations["delete"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.refused("delete", memory_id, expected, error)
             return
@@ -244,6 +303,8 @@ class Driver:
             "search_memory", {"query": query, "search_method": method, "top_k": 10, "excerpt_tokens": 0}
         )
         self.shared.operations["search"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.shared.anomalies.append(f"search refused: {error}")
             return
@@ -279,8 +340,9 @@ def check_log(shared: Shared, ledger: LedgerSnapshot, report: SoakReport) -> Non
     """The operation log holds exactly the acknowledged writes, each once."""
     acked = Counter((a.memory_id, a.version, a.content) for a in shared.acks)
     logged = Counter((op.item_id, op.version, op.content) for op in ledger.ops if op.item_id)
+    doubted = Counter((op.item_id, op.version, op.content) for op in ledger.ops if op.item_id and shared.doubted(op))
     report.lost = sum((acked - logged).values())
-    report.unexpected = sum((logged - acked).values())
+    report.unexpected = sum((logged - acked - doubted).values())
     per_version = Counter((op.item_id, op.version) for op in ledger.ops if op.item_id)
     inserted = Counter(op.content for op in ledger.ops if op.op == "insert")
     report.duplicates = sum(n - 1 for n in per_version.values() if n > 1) + sum(
@@ -297,9 +359,14 @@ def check_final_state(shared: Shared, ledger: LedgerSnapshot, report: SoakReport
     for ack in shared.acks:
         if ack.memory_id not in last or ack.version > last[ack.memory_id].version:
             last[ack.memory_id] = ack
+    landed = {op.item_id: op for op in ledger.ops if op.item_id and shared.doubted(op)}  # the last, by id
     for memory_id, ack in last.items():
         state = ledger.items.get(memory_id)
         deleted = ack.content is None
+        late = landed.get(memory_id)
+        if state is not None and late is not None and late.version > ack.version:
+            ack = Ack(-1, "in doubt", memory_id, late.version, late.content)  # a write whose reply was lost
+            deleted = late.content is None
         if (
             state is None
             or (state.version, state.deleted) != (ack.version, deleted)
@@ -309,10 +376,16 @@ def check_final_state(shared: Shared, ledger: LedgerSnapshot, report: SoakReport
             report.problems.append(f"{memory_id}: last acknowledged {ack}, ledger has {state}")
 
 
-def check_refusals(shared: Shared, report: SoakReport) -> None:
-    """Each refusal names a newer version another client wrote, or an acknowledged delete."""
+def check_refusals(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | None = None) -> None:
+    """Each refusal names a newer version another client wrote, or an acknowledged delete (or, with
+    `ledger`, one a write in doubt made: logged, its reply lost)."""
     by_version = {(a.memory_id, a.version): a for a in shared.acks}
     deleted = {a.memory_id for a in shared.acks if a.kind == "delete"}
+    for op in ledger.ops if ledger else []:
+        if op.item_id and shared.doubted(op):
+            by_version.setdefault((op.item_id, op.version), Ack(-1, "in doubt", op.item_id, op.version, op.content))
+            if op.content is None:
+                deleted.add(op.item_id)
     for refusal in shared.refusals:
         if refusal.current is None:
             report.refused_deleted += 1
@@ -331,8 +404,9 @@ def check_refusals(shared: Shared, report: SoakReport) -> None:
             report.problems.append(f"not a real conflict: {refusal}")
 
 
-def check_seen_in_search(shared: Shared, report: SoakReport) -> None:
+def check_seen_in_search(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | None = None) -> None:
     written = {(a.memory_id, a.version, a.content) for a in shared.acks}
+    written |= {(op.item_id, op.version, op.content) for op in (ledger.ops if ledger else []) if shared.doubted(op)}
     unwritten = shared.seen_in_search - written
     report.search_violations = len(unwritten) + sum(a.startswith("search ") for a in shared.anomalies)
     report.problems += [f"search returned {hit}, which no acknowledged write produced" for hit in unwritten]
@@ -411,6 +485,164 @@ async def run_soak(data_dir: Path, processes: int, operations: int, seed: int, p
     return report
 
 
+# ---- PostgreSQL: replicas behind a balancer, killed during the run ---------------------------
+
+
+class Replicas:
+    """`count` stateless HTTP replicas on one PostgreSQL database, each on a data directory of its own."""
+
+    def __init__(self, work: Path, database_url: str, count: int) -> None:
+        self.work = work
+        self.database_url = database_url
+        self.live: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}  # replica number -> port, process
+        self.count = count
+
+    def start(self, number: int) -> None:
+        port = free_port()
+        argv = [*command(), "serve", "--transport", "http", "--stateless", "--port", str(port)]
+        argv += ["--data-dir", str(self.work / f"replica{number}"), "--log-level", "WARNING"]
+        process = subprocess.Popen(
+            argv,
+            env=server_env(MEMALPHA_DATABASE_URL=self.database_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port, process, timeout=120)
+        self.live[number] = (port, process)
+
+    def kill(self, number: int) -> None:
+        _, process = self.live.pop(number)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def ports(self) -> list[int]:
+        return [port for port, _ in self.live.values()]
+
+    def url(self, number: int) -> str:
+        return f"http://127.0.0.1:{self.live[number][0]}/mcp"
+
+    def stop(self) -> None:
+        for number in list(self.live):
+            _, process = self.live.pop(number)
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class Balancer(httpx2.AsyncBaseTransport):
+    """A load balancer in the client: each request to a random live replica; one that could not be
+    connected to goes to another (it never arrived), one cut off after it was sent fails (its
+    effect unknown), as behind a real load balancer."""
+
+    def __init__(self, replicas: Replicas, rng: random.Random) -> None:
+        self.replicas = replicas
+        self.rng = rng
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        for _ in range(200):
+            ports = self.replicas.ports()
+            if not ports:
+                await anyio.sleep(0.1)
+                continue
+            request.url = request.url.copy_with(port=self.rng.choice(ports))
+            try:
+                return await self.inner.handle_async_request(request)
+            except httpx2.ConnectError:
+                await anyio.sleep(0.05)
+            except httpx2.TransportError as exc:  # sent, then cut off: what a load balancer answers
+                return httpx2.Response(502, text=f"the replica went away: {exc}", request=request)
+        return httpx2.Response(503, text="no replica answered", request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def read_postgres_ledger(database_url: str) -> LedgerSnapshot:
+    """What `read_ledger` reads, from the PostgreSQL ledger (one REPEATABLE READ snapshot)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = LedgerSnapshot(integrity="ok")
+        for item_id, version, content, deleted_at in conn.execute("SELECT id, version, content, deleted_at FROM items"):
+            snapshot.items[item_id] = ItemState(version, content, deleted_at is not None)
+        rows = conn.execute("SELECT seq, op, item_id, version, content FROM ops ORDER BY seq")
+        snapshot.ops = [Op(*row) for row in rows]
+        seqs = [op.seq for op in snapshot.ops]
+        if seqs != list(range(1, len(seqs) + 1)):
+            snapshot.integrity = "the log's sequence numbers have gaps or repeats"
+        return snapshot
+
+
+async def chaos(replicas: Replicas, kills: int, seconds: float, rng: random.Random, report: SoakReport) -> None:
+    """`kills` SIGKILLs of a random replica spread over about `seconds`, each restarted at once."""
+    for _ in range(kills):
+        await anyio.sleep(seconds / (kills + 1))
+        number = rng.choice(sorted(replicas.live))
+        replicas.kill(number)
+        report.kills += 1
+        await anyio.to_thread.run_sync(replicas.start, number)
+
+
+async def run_postgres_soak(
+    work: Path,
+    database_url: str,
+    replicas_count: int,
+    processes: int,
+    operations: int,
+    kills: int,
+    seed: int,
+    progress: Any = None,
+) -> SoakReport:
+    """`processes` clients over `replicas_count` replicas, `kills` of them during the run; then the
+    checks of `run_soak`, the in-doubt writes allowed either way, and a sweep on every replica."""
+    report, shared = SoakReport(processes=processes, replicas=replicas_count), Shared()
+    rng = random.Random(seed)
+    replicas = Replicas(work, database_url, replicas_count)
+    try:
+        for number in range(replicas_count):
+            await anyio.to_thread.run_sync(replicas.start, number)
+        async with AsyncExitStack() as stack:
+            clients = []
+            for number in range(processes):
+                http = httpx2.AsyncClient(
+                    transport=Balancer(replicas, random.Random(seed * 7 + number)), timeout=httpx2.Timeout(30, read=120)
+                )
+                await stack.enter_async_context(http)
+                transport = streamable_http_client(replicas.url(0), http_client=http)
+                clients.append(await stack.enter_async_context(Client(transport, read_timeout_seconds=120)))
+            drivers = [Driver(n, client, shared, random.Random(seed * 1000 + n)) for n, client in enumerate(clients)]
+            started = time.perf_counter()
+            expected_s = max(10.0, processes * operations * 0.05 / 2)  # kills spread over the likely run
+            async with anyio.create_task_group() as group:
+                group.start_soon(chaos, replicas, kills, expected_s, rng, report)
+                for driver in drivers:
+                    group.start_soon(driver.run, operations, progress or _NULL)
+            report.seconds = time.perf_counter() - started
+        ledger = read_postgres_ledger(database_url)
+        for number in sorted(replicas.live):  # every replica's own index, searched for every item
+            async with connect(replicas.url(number)) as client:
+                await sweep_search([client], ledger, report)
+    finally:
+        replicas.stop()
+    report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
+    report.acknowledged, report.in_doubt = len(shared.acks), len(shared.in_doubt)
+    check_log(shared, ledger, report)
+    check_final_state(shared, ledger, report)
+    check_refusals(shared, report, ledger)
+    check_seen_in_search(shared, report, ledger)
+    report.problems += shared.anomalies
+    status, output = run_doctor(work / "replica0", database_url)
+    report.doctor = "healthy" if status == 0 else f"PROBLEM (exit {status})"
+    if status != 0:
+        report.problems.append(f"mcp-memalpha doctor: {output}")
+    return report
+
+
 class _Null:
     def update(self, _: int) -> None:
         pass
@@ -425,14 +657,33 @@ _NULL = _Null()
 @click.option("--seed", default=1, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[default: a temporary folder]")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here.")
-def main(processes: int, operations: int, seed: int, data_dir: Path | None, output: Path | None) -> None:
-    """Several servers on one data directory under a random colliding load; check nothing is lost."""
+@click.option("--database-url", help="Soak the PostgreSQL deployment on this (empty) database instead.")
+@click.option("--replicas", default=3, show_default=True, help="With --database-url: HTTP replicas.")
+@click.option("--kills", default=10, show_default=True, help="With --database-url: replica SIGKILLs in the run.")
+def main(
+    processes: int,
+    operations: int,
+    seed: int,
+    data_dir: Path | None,
+    output: Path | None,
+    database_url: str | None,
+    replicas: int,
+    kills: int,
+) -> None:
+    """Several servers on one data directory (or replicas on one PostgreSQL) under a random
+    colliding load; check nothing is lost."""
     import tempfile
 
     bar = click.progressbar(length=processes * operations, label="operations", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="memalpha-soak-") as work, bar:
-        report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
+        if database_url:
+            soak = partial(run_postgres_soak, Path(work), database_url, replicas, processes, operations, kills)
+            report = anyio.run(soak, seed, bar)
+        else:
+            report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
     command = f"python benchmarks/soak.py --processes {processes} --operations {operations} --seed {seed}"
+    if database_url:
+        command += f" --database-url postgresql://… --replicas {replicas} --kills {kills}"
     text = f"{report.table()}\n\n`{command}`, {report.seconds:.0f} s of load\n"
     if report.problems:
         text += f"\n{len(report.problems)} problems, the first 50:\n"
