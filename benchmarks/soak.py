@@ -63,6 +63,7 @@ from benchmarks.reliability import (
     run_doctor,
     token_of,
 )
+from mcp_memalpha.http_security import NAMESPACE_HEADER
 from tests.conftest import command, connect, free_port, http_server, server_env, stdio_params, wait_for_port
 
 WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
@@ -106,6 +107,9 @@ class Shared:
     operations: Counter[str] = field(default_factory=Counter)
     latency_s: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     in_doubt: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # kind, id, content
+    lost_replies: int = 0  # calls whose reply never came (a killed replica), reads included
+    memorize_share: float = 0.0  # with curation workers: the share of operations that queue a job
+    jobs: list[str] = field(default_factory=list)  # acknowledged memorize jobs
 
     def doubted(self, op: Op) -> bool:
         """Whether a logged operation nobody acknowledged is a write whose reply was lost."""
@@ -119,8 +123,10 @@ class Shared:
 class SoakReport:
     processes: int = 0
     replicas: int = 0  # PostgreSQL: HTTP replicas on the database
-    kills: int = 0
+    workers: int = 0  # PostgreSQL: curation workers
+    kills: Counter[str] = field(default_factory=Counter)  # replica, worker
     in_doubt: int = 0
+    jobs: Any = None  # PostgreSQL with workers: a JobCheck
     transports: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -146,10 +152,36 @@ class SoakReport:
         searches = self.latency_s.get("search_memory", [])
         if self.replicas:
             servers = [
-                ("HTTP replicas on one PostgreSQL / clients", f"{self.replicas} / {self.processes}"),
-                ("replicas SIGKILLed (and restarted) during the run", f"{self.kills}"),
+                (
+                    "HTTP replicas / curation workers on one PostgreSQL / clients",
+                    f"{self.replicas} / {self.workers} / {self.processes}",
+                ),
+                (
+                    "SIGKILLs (and restarts) during the run: replicas / workers",
+                    f"{self.kills['replica']} / {self.kills['worker']}",
+                ),
                 ("writes in doubt (reply lost with a killed replica)", f"{self.in_doubt}"),
             ]
+            if self.jobs is not None:
+                jobs = self.jobs
+                servers.append(
+                    (
+                        "memorize jobs: queued / done / failed / rerun after a kill",
+                        f"{jobs.queued} / {jobs.done} / {jobs.failed} / {jobs.rerun}",
+                    )
+                )
+                servers.append(
+                    (
+                        "memories the jobs wrote (live) / an interrupted attempt's, reverted by the rerun",
+                        f"{jobs.written} / {jobs.reverted}",
+                    )
+                )
+                servers.append(
+                    (
+                        "jobs unfinished / missing / applied twice",
+                        f"{jobs.unfinished} / {jobs.missing} / {jobs.twice}",
+                    )
+                )
         else:
             servers = [
                 (
@@ -213,6 +245,7 @@ class Driver:
                 content = arguments.get("content", arguments.get("new_content"))
                 kind = {"new_memory_insert": "insert", "memory_update": "update", "memory_delete": "delete"}[tool]
                 self.shared.in_doubt.append((kind, arguments.get("memory_id"), content))
+            self.shared.lost_replies += 1
             return None, f"{IN_DOUBT} ({type(exc).__name__}: {exc})"
         self.shared.latency_s[tool].append(time.perf_counter() - started)
         if result.is_error:
@@ -222,7 +255,9 @@ class Driver:
     async def run(self, operations: int, progress: Any) -> None:
         for _ in range(operations):
             roll = self.rng.random()
-            if roll < 0.3 or not self.shared.pool:
+            if self.shared.memorize_share and self.rng.random() < self.shared.memorize_share:
+                await self.memorize()
+            elif roll < 0.3 or not self.shared.pool:
                 await self.insert()
             elif roll < 0.65:
                 await self.update()
@@ -231,6 +266,17 @@ class Driver:
             else:
                 await self.search()
             progress.update(1)
+
+    async def memorize(self) -> None:
+        """Queue a chunk for the curation workers (with --workers)."""
+        self.count += 1
+        chunk = f"User: my friend {self.rng.choice(WORDS)}{self.number}x{self.count} moved to {self.rng.choice(WORDS)}."
+        data, error = await self.call("memorize", {"chunk": chunk})
+        self.shared.operations["memorize"] += 1
+        if data is not None:
+            self.shared.jobs.append(data["job_id"])
+        elif not error.startswith(IN_DOUBT):
+            self.shared.anomalies.append(f"memorize refused: {error}")
 
     def target(self) -> str:
         pool = self.shared.pool
@@ -405,7 +451,8 @@ def check_refusals(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | 
 
 
 def check_seen_in_search(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | None = None) -> None:
-    written = {(a.memory_id, a.version, a.content) for a in shared.acks}
+    """No search returned what nobody wrote (with `ledger`: writes in doubt count as written)."""
+    written: set[tuple[str | None, int, str | None]] = {(a.memory_id, a.version, a.content) for a in shared.acks}
     written |= {(op.item_id, op.version, op.content) for op in (ledger.ops if ledger else []) if shared.doubted(op)}
     unwritten = shared.seen_in_search - written
     report.search_violations = len(unwritten) + sum(a.startswith("search ") for a in shared.anomalies)
@@ -473,6 +520,8 @@ async def run_soak(data_dir: Path, processes: int, operations: int, seed: int, p
         await sweep_search(clients, ledger, report)
     report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
     report.acknowledged = len(shared.acks)
+    if shared.lost_replies:  # nothing is killed here: every call must be answered
+        report.problems.append(f"{shared.lost_replies} calls got no reply")
     check_log(shared, ledger, report)
     check_final_state(shared, ledger, report)
     check_refusals(shared, report)
@@ -488,48 +537,74 @@ async def run_soak(data_dir: Path, processes: int, operations: int, seed: int, p
 # ---- PostgreSQL: replicas behind a balancer, killed during the run ---------------------------
 
 
-class Replicas:
-    """`count` stateless HTTP replicas on one PostgreSQL database, each on a data directory of its own."""
+class Fleet:
+    """Stateless HTTP replicas and curation workers on one PostgreSQL database, each process on a
+    data directory of its own (its search index)."""
 
-    def __init__(self, work: Path, database_url: str, count: int) -> None:
+    def __init__(self, work: Path, database_url: str, workers: int) -> None:
         self.work = work
-        self.database_url = database_url
-        self.live: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}  # replica number -> port, process
-        self.count = count
+        self.env = server_env(MEMALPHA_DATABASE_URL=database_url, MEMALPHA_POLICY_LEASE_SECONDS=str(LEASE_S))
+        self.serve_options = ["--policy", "default", "--no-curation"] if workers else []
+        self.serve_options += ["--auth-file", str(self.write_tokens())]
+        self.replicas: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}  # number -> port, process
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start(self, number: int) -> None:
-        port = free_port()
-        argv = [*command(), "serve", "--transport", "http", "--stateless", "--port", str(port)]
-        argv += ["--data-dir", str(self.work / f"replica{number}"), "--log-level", "WARNING"]
-        process = subprocess.Popen(
-            argv,
-            env=server_env(MEMALPHA_DATABASE_URL=self.database_url),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def write_tokens(self) -> Path:
+        """One token for every client: the clients' namespace first, the curator's jobs' beside it
+        (so the curator never edits the memories whose every version the checks account for)."""
+        tokens = self.work / "tokens.toml"
+        tokens.write_text(
+            f'[[tokens]]\nname = "soak"\ntoken = "{TOKEN}"\nnamespaces = ["default", "{CURATED}"]\n'
+            "rate_limit_per_minute = 1000000\n"
         )
-        wait_for_port(port, process, timeout=120)
-        self.live[number] = (port, process)
+        tokens.chmod(0o600)
+        return tokens
 
-    def kill(self, number: int) -> None:
-        _, process = self.live.pop(number)
+    def start_replica(self, number: int) -> None:
+        port = free_port()
+        argv = [*command(), "serve", "--transport", "http", "--stateless", "--port", str(port), *self.serve_options]
+        argv += ["--data-dir", str(self.work / f"replica{number}"), "--log-level", "WARNING"]
+        process = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port, process, timeout=120)
+        self.replicas[number] = (port, process)
+
+    def start_worker(self, number: int) -> None:
+        argv = [*command(), "worker", "--policy", "default", "--poll-seconds", "0.5"]
+        argv += ["--data-dir", str(self.work / f"worker{number}"), "--log-level", "WARNING"]
+        self.workers[number] = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def kill(self, kind: str, number: int) -> None:
+        """SIGKILL a replica or a worker, and start it again on its data directory."""
+        process = self.replicas.pop(number)[1] if kind == "replica" else self.workers.pop(number)
         process.send_signal(signal.SIGKILL)
         process.wait()
+        (self.start_replica if kind == "replica" else self.start_worker)(number)
 
     def ports(self) -> list[int]:
-        return [port for port, _ in self.live.values()]
+        return [port for port, _ in self.replicas.values()]
 
     def url(self, number: int) -> str:
-        return f"http://127.0.0.1:{self.live[number][0]}/mcp"
+        return f"http://127.0.0.1:{self.replicas[number][0]}/mcp"
 
     def stop(self) -> None:
-        for number in list(self.live):
-            _, process = self.live.pop(number)
+        processes = [process for _, process in self.replicas.values()] + list(self.workers.values())
+        self.replicas, self.workers = {}, {}
+        for process in processes:
             process.terminate()
+        for process in processes:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+LEASE_S = 10  # a killed worker's job is claimed again this long after its last renewal
+TOKEN = "soak-token-0123456789abcdef"
+CURATED = "curated"  # the namespace the memorize jobs write in
+MEMORIZE_SHARE = 0.03  # with workers: of the clients' operations, this share queues a memorize job
 
 
 class Balancer(httpx2.AsyncBaseTransport):
@@ -537,14 +612,16 @@ class Balancer(httpx2.AsyncBaseTransport):
     connected to goes to another (it never arrived), one cut off after it was sent fails (its
     effect unknown), as behind a real load balancer."""
 
-    def __init__(self, replicas: Replicas, rng: random.Random) -> None:
-        self.replicas = replicas
+    def __init__(self, fleet: Fleet, rng: random.Random) -> None:
+        self.fleet = fleet
         self.rng = rng
         self.inner = httpx2.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        for _ in range(200):
-            ports = self.replicas.ports()
+        if request.method == "POST" and b'"name":"memorize"' in (await request.aread()).replace(b" ", b""):
+            request.headers[NAMESPACE_HEADER] = CURATED
+        for _ in range(600):
+            ports = self.fleet.ports()
             if not ports:
                 await anyio.sleep(0.1)
                 continue
@@ -561,80 +638,154 @@ class Balancer(httpx2.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+@dataclass
+class JobCheck:
+    queued: int = 0  # acknowledged memorize jobs
+    done: int = 0
+    failed: int = 0
+    rerun: int = 0  # claimed again after an interrupted attempt
+    unfinished: int = 0
+    missing: int = 0  # acknowledged, not in the ledger
+    twice: int = 0  # an earlier attempt's write still live: the chunk applied twice
+    written: int = 0  # memories the jobs created that are live
+    reverted: int = 0  # memories an interrupted attempt created, deleted again by the next claim
+
+
 def read_postgres_ledger(database_url: str) -> LedgerSnapshot:
-    """What `read_ledger` reads, from the PostgreSQL ledger (one REPEATABLE READ snapshot)."""
+    """What `read_ledger` reads, of the clients' namespace (the curator's jobs write in another),
+    in one REPEATABLE READ snapshot; the whole log's numbers must run 1, 2, 3... without a gap."""
     import psycopg
 
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = LedgerSnapshot(integrity="ok")
-        for item_id, version, content, deleted_at in conn.execute("SELECT id, version, content, deleted_at FROM items"):
+        items = conn.execute("SELECT id, version, content, deleted_at FROM items WHERE namespace = 'default'")
+        for item_id, version, content, deleted_at in items:
             snapshot.items[item_id] = ItemState(version, content, deleted_at is not None)
-        rows = conn.execute("SELECT seq, op, item_id, version, content FROM ops ORDER BY seq")
-        snapshot.ops = [Op(*row) for row in rows]
-        seqs = [op.seq for op in snapshot.ops]
-        if seqs != list(range(1, len(seqs) + 1)):
+        rows = conn.execute("SELECT seq, op, item_id, version, content, namespace FROM ops ORDER BY seq").fetchall()
+        snapshot.ops = [Op(*row[:5]) for row in rows if row[5] == "default"]
+        if [row[0] for row in rows] != list(range(1, len(rows) + 1)):
             snapshot.integrity = "the log's sequence numbers have gaps or repeats"
         return snapshot
 
 
-async def chaos(replicas: Replicas, kills: int, seconds: float, rng: random.Random, report: SoakReport) -> None:
-    """`kills` SIGKILLs of a random replica spread over about `seconds`, each restarted at once."""
-    for _ in range(kills):
-        await anyio.sleep(seconds / (kills + 1))
-        number = rng.choice(sorted(replicas.live))
-        replicas.kill(number)
-        report.kills += 1
-        await anyio.to_thread.run_sync(replicas.start, number)
+def check_jobs(database_url: str, acknowledged: list[str]) -> JobCheck:
+    """Every acknowledged job in the ledger and finished; a done job's effect is its last
+    attempt's: every memory an earlier attempt created (logged at or before the job's base_seq)
+    is deleted again (reverted); a failed job's memories all are, but those it lists as kept."""
+    import json
+
+    import psycopg
+
+    found = JobCheck(queued=len(acknowledged))
+    with psycopg.connect(database_url) as conn:
+        jobs = {row[0]: row[1:] for row in conn.execute("SELECT id, state, attempts, base_seq, result FROM jobs")}
+        created = conn.execute(
+            "SELECT o.job_id, o.seq, o.item_id, i.deleted_at IS NULL FROM ops o JOIN items i ON i.id = o.item_id "
+            "WHERE o.op = 'insert' AND o.job_id IS NOT NULL"
+        ).fetchall()
+    found.missing = sum(job not in jobs for job in acknowledged)
+    for state, attempts, _, _ in jobs.values():
+        found.done += state == "done"
+        found.failed += state == "failed"
+        found.unfinished += state in ("queued", "running")
+        found.rerun += attempts > 1
+    for job_id, seq, item_id, live in created:
+        state, _, base_seq, result = jobs[job_id]
+        kept = {entry.get("memory_id") for entry in (json.loads(result or "{}").get("kept") or [])}
+        earlier = seq <= base_seq
+        if live and item_id not in kept and (earlier or state == "failed"):
+            found.twice += 1
+        found.written += live
+        found.reverted += earlier and not live
+    return found
+
+
+async def wait_for_jobs(database_url: str, seconds: float) -> None:
+    """Until no job is queued or running (the workers drain the queue), at most `seconds`."""
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()
+        if row is None or row[0] == 0:
+            return
+        await anyio.sleep(1.0)
+
+
+async def chaos(fleet: Fleet, kills: int, shared: Shared, total: int, rng: random.Random, report: SoakReport) -> None:
+    """`kills` SIGKILLs of a random replica or worker, spread evenly over the run's `total`
+    operations, each restarted at once."""
+    for kill in range(1, kills + 1):
+        while sum(shared.operations.values()) < kill * total / (kills + 1):
+            await anyio.sleep(0.1)
+        targets = [("replica", n) for n in sorted(fleet.replicas)] + [("worker", n) for n in sorted(fleet.workers)]
+        kind, number = rng.choice(targets)
+        await anyio.to_thread.run_sync(fleet.kill, kind, number)
+        report.kills[kind] += 1
 
 
 async def run_postgres_soak(
     work: Path,
     database_url: str,
-    replicas_count: int,
+    replicas: int,
+    workers: int,
     processes: int,
     operations: int,
     kills: int,
     seed: int,
     progress: Any = None,
 ) -> SoakReport:
-    """`processes` clients over `replicas_count` replicas, `kills` of them during the run; then the
-    checks of `run_soak`, the in-doubt writes allowed either way, and a sweep on every replica."""
-    report, shared = SoakReport(processes=processes, replicas=replicas_count), Shared()
+    """`processes` clients over `replicas` replicas, with `workers` curation workers running the
+    memorize jobs they queue, `kills` SIGKILLs among them during the run; then the checks of
+    `run_soak` (writes in doubt allowed either way), a sweep of every item on every replica, and
+    the jobs' exactly-once check once the workers have drained the queue."""
+    report = SoakReport(processes=processes, replicas=replicas, workers=workers)
+    shared = Shared(memorize_share=MEMORIZE_SHARE if workers else 0.0)
     rng = random.Random(seed)
-    replicas = Replicas(work, database_url, replicas_count)
+    fleet = Fleet(work, database_url, workers)
     try:
-        for number in range(replicas_count):
-            await anyio.to_thread.run_sync(replicas.start, number)
+        for number in range(replicas):
+            await anyio.to_thread.run_sync(fleet.start_replica, number)
+        for number in range(workers):
+            fleet.start_worker(number)
         async with AsyncExitStack() as stack:
             clients = []
             for number in range(processes):
-                http = httpx2.AsyncClient(
-                    transport=Balancer(replicas, random.Random(seed * 7 + number)), timeout=httpx2.Timeout(30, read=120)
-                )
+                balancer = Balancer(fleet, random.Random(seed * 7 + number))
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                http = httpx2.AsyncClient(transport=balancer, headers=headers, timeout=httpx2.Timeout(30, read=120))
                 await stack.enter_async_context(http)
-                transport = streamable_http_client(replicas.url(0), http_client=http)
+                transport = streamable_http_client(fleet.url(0), http_client=http)
                 clients.append(await stack.enter_async_context(Client(transport, read_timeout_seconds=120)))
             drivers = [Driver(n, client, shared, random.Random(seed * 1000 + n)) for n, client in enumerate(clients)]
             started = time.perf_counter()
-            expected_s = max(10.0, processes * operations * 0.05 / 2)  # kills spread over the likely run
             async with anyio.create_task_group() as group:
-                group.start_soon(chaos, replicas, kills, expected_s, rng, report)
+                group.start_soon(chaos, fleet, kills, shared, processes * operations, rng, report)
                 for driver in drivers:
                     group.start_soon(driver.run, operations, progress or _NULL)
             report.seconds = time.perf_counter() - started
+        await wait_for_jobs(database_url, 900)
         ledger = read_postgres_ledger(database_url)
-        for number in sorted(replicas.live):  # every replica's own index, searched for every item
-            async with connect(replicas.url(number)) as client:
+        for number in sorted(fleet.replicas):  # every replica's own index, searched for every item
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+                Client(streamable_http_client(fleet.url(number), http_client=http), read_timeout_seconds=120) as client,
+            ):
                 await sweep_search([client], ledger, report)
     finally:
-        replicas.stop()
+        fleet.stop()
     report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
     report.acknowledged, report.in_doubt = len(shared.acks), len(shared.in_doubt)
     check_log(shared, ledger, report)
     check_final_state(shared, ledger, report)
     check_refusals(shared, report, ledger)
     check_seen_in_search(shared, report, ledger)
+    report.jobs = check_jobs(database_url, shared.jobs)
+    if (report.jobs.unfinished, report.jobs.missing, report.jobs.twice) != (0, 0, 0):
+        report.problems.append(f"memorize jobs: {report.jobs}")
     report.problems += shared.anomalies
     status, output = run_doctor(work / "replica0", database_url)
     report.doctor = "healthy" if status == 0 else f"PROBLEM (exit {status})"
@@ -659,7 +810,8 @@ _NULL = _Null()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here.")
 @click.option("--database-url", help="Soak the PostgreSQL deployment on this (empty) database instead.")
 @click.option("--replicas", default=3, show_default=True, help="With --database-url: HTTP replicas.")
-@click.option("--kills", default=10, show_default=True, help="With --database-url: replica SIGKILLs in the run.")
+@click.option("--workers", default=2, show_default=True, help="With --database-url: curation workers (SmolLM2).")
+@click.option("--kills", default=10, show_default=True, help="With --database-url: SIGKILLs of replicas/workers.")
 def main(
     processes: int,
     operations: int,
@@ -668,6 +820,7 @@ def main(
     output: Path | None,
     database_url: str | None,
     replicas: int,
+    workers: int,
     kills: int,
 ) -> None:
     """Several servers on one data directory (or replicas on one PostgreSQL) under a random
@@ -677,13 +830,13 @@ def main(
     bar = click.progressbar(length=processes * operations, label="operations", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="memalpha-soak-") as work, bar:
         if database_url:
-            soak = partial(run_postgres_soak, Path(work), database_url, replicas, processes, operations, kills)
+            soak = partial(run_postgres_soak, Path(work), database_url, replicas, workers, processes, operations, kills)
             report = anyio.run(soak, seed, bar)
         else:
             report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
     command = f"python benchmarks/soak.py --processes {processes} --operations {operations} --seed {seed}"
     if database_url:
-        command += f" --database-url postgresql://… --replicas {replicas} --kills {kills}"
+        command += f" --database-url postgresql://… --replicas {replicas} --workers {workers} --kills {kills}"
     text = f"{report.table()}\n\n`{command}`, {report.seconds:.0f} s of load\n"
     if report.problems:
         text += f"\n{len(report.problems)} problems, the first 50:\n"
