@@ -17,9 +17,11 @@ Every acknowledged write and every refusal is recorded. At the end:
     python benchmarks/soak.py --processes 8 --operations 5000 --seed 1 -o soak.md
 
 With `--database-url postgresql://…` (an empty database) it soaks the PostgreSQL deployment
-instead: `--replicas` stateless HTTP replicas on the database, each with a data directory of its
-own, the clients' requests spread over the live ones by a balancer in the client, and `--kills`
-SIGKILLs of a random replica during the run, each restarted on its data directory. A write whose
+instead: `--replicas` stateless HTTP replicas and `--workers` curation workers on the database,
+each with a data directory of its own, the clients' requests spread over the live replicas by a
+balancer in the client (3% of them `memorize`, whose jobs write in a namespace of their own), and
+`--kills` SIGKILLs of a random replica or worker during the run, each restarted on its data
+directory; once the workers drain the queue, every job must have been applied exactly once. A write whose
 reply was lost with a killed replica is "in doubt": it may or may not be in the ledger, and the
 checks accept either, but nothing else. Afterwards every replica's search is checked against the
 ledger (each replica searched for every item).
