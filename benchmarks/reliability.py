@@ -7,6 +7,7 @@ point is to see what is on disk, not what a server says is there.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 from dataclasses import dataclass, field
@@ -57,10 +58,11 @@ def read_ledger(path: Path) -> LedgerSnapshot:
         conn.close()
 
 
-def run_doctor(data_dir: Path) -> tuple[int, str]:
-    """`mcp-memalpha doctor` on the data directory: its exit status and its report."""
+def run_doctor(data_dir: Path, database_url: str | None = None) -> tuple[int, str]:
+    """`mcp-memalpha doctor` on the data directory (and PostgreSQL ledger): its exit status and report."""
     result = subprocess.run(
         [*launch_command(), "doctor", "--data-dir", str(data_dir)],
+        env={**os.environ, "MEMALPHA_DATABASE_URL": database_url} if database_url else None,
         capture_output=True,
         text=True,
         timeout=600,

@@ -15,6 +15,16 @@ Every acknowledged write and every refusal is recorded. At the end:
 - `mcp-memalpha doctor` reports the data directory healthy.
 
     python benchmarks/soak.py --processes 8 --operations 5000 --seed 1 -o soak.md
+
+With `--database-url postgresql://…` (an empty database) it soaks the PostgreSQL deployment
+instead: `--replicas` stateless HTTP replicas and `--workers` curation workers on the database,
+each with a data directory of its own, the clients' requests spread over the live replicas by a
+balancer in the client (3% of them `memorize`, whose jobs write in a namespace of their own), and
+`--kills` SIGKILLs of a random replica or worker during the run, each restarted on its data
+directory; once the workers drain the queue, every job must have been applied exactly once. A write whose
+reply was lost with a killed replica is "in doubt": it may or may not be in the ledger, and the
+checks accept either, but nothing else. Afterwards every replica's search is checked against the
+ledger (each replica searched for every item).
 """
 
 from __future__ import annotations
@@ -22,12 +32,15 @@ from __future__ import annotations
 import ast
 import random
 import re
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +48,29 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` and `tests` im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anyio
+import anyio.to_thread
 import click
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
-from benchmarks.reliability import LedgerSnapshot, finish, markdown_table, percentile, read_ledger, run_doctor, token_of
-from tests.conftest import connect, http_server, stdio_params
+from benchmarks.reliability import (
+    ItemState,
+    LedgerSnapshot,
+    Op,
+    finish,
+    markdown_table,
+    percentile,
+    read_ledger,
+    run_doctor,
+    token_of,
+)
+from mcp_memalpha.http_security import NAMESPACE_HEADER
+from tests.conftest import command, connect, free_port, http_server, server_env, stdio_params, wait_for_port
 
 WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
 HOT = 12  # writes aim at the newest ids most of the time, so clients collide
+IN_DOUBT = "in doubt: the reply was lost"
 CONFLICT = re.compile(r"is at version (\d+), not (\d+);.*Its current content is: (.*)\. Merge your change", re.S)
 
 
@@ -80,11 +108,27 @@ class Shared:
     anomalies: list[str] = field(default_factory=list)
     operations: Counter[str] = field(default_factory=Counter)
     latency_s: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    in_doubt: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # kind, id, content
+    lost_replies: int = 0  # calls whose reply never came (a killed replica), reads included
+    memorize_share: float = 0.0  # with curation workers: the share of operations that queue a job
+    jobs: list[str] = field(default_factory=list)  # acknowledged memorize jobs
+
+    def doubted(self, op: Op) -> bool:
+        """Whether a logged operation nobody acknowledged is a write whose reply was lost."""
+        if op.op == "insert":
+            return ("insert", None, op.content) in self.in_doubt
+        kind = "delete" if op.content is None else "update"
+        return (kind, op.item_id, op.content) in self.in_doubt
 
 
 @dataclass
 class SoakReport:
     processes: int = 0
+    replicas: int = 0  # PostgreSQL: HTTP replicas on the database
+    workers: int = 0  # PostgreSQL: curation workers
+    kills: Counter[str] = field(default_factory=Counter)  # replica, worker
+    in_doubt: int = 0
+    jobs: Any = None  # PostgreSQL with workers: a JobCheck
     transports: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -108,12 +152,48 @@ class SoakReport:
         calls = [s for values in self.latency_s.values() for s in values]
         writes = [s for t in ("new_memory_insert", "memory_update", "memory_delete") for s in self.latency_s.get(t, [])]
         searches = self.latency_s.get("search_memory", [])
-        return markdown_table(
-            [
+        if self.replicas:
+            servers = [
+                (
+                    "HTTP replicas / curation workers on one PostgreSQL / clients",
+                    f"{self.replicas} / {self.workers} / {self.processes}",
+                ),
+                (
+                    "SIGKILLs (and restarts) during the run: replicas / workers",
+                    f"{self.kills['replica']} / {self.kills['worker']}",
+                ),
+                ("writes in doubt (reply lost with a killed replica)", f"{self.in_doubt}"),
+            ]
+            if self.jobs is not None:
+                jobs = self.jobs
+                servers.append(
+                    (
+                        "memorize jobs: queued / done / failed / rerun after a kill",
+                        f"{jobs.queued} / {jobs.done} / {jobs.failed} / {jobs.rerun}",
+                    )
+                )
+                servers.append(
+                    (
+                        "memories the jobs wrote (live) / an interrupted attempt's, reverted by the rerun",
+                        f"{jobs.written} / {jobs.reverted}",
+                    )
+                )
+                servers.append(
+                    (
+                        "jobs unfinished / missing / applied twice",
+                        f"{jobs.unfinished} / {jobs.missing} / {jobs.twice}",
+                    )
+                )
+        else:
+            servers = [
                 (
                     "server processes (stdio / HTTP)",
                     f"{self.processes} ({self.transports['stdio']} / {self.transports['http']})",
-                ),
+                )
+            ]
+        return markdown_table(
+            [
+                *servers,
                 ("operations (insert / update / delete / search)", f"{sum(ops.values()):,} ({_split(ops)})"),
                 ("acknowledged writes", f"{self.acknowledged:,}"),
                 ("refused: version conflicts / already deleted", f"{self.conflicts:,} / {self.refused_deleted:,}"),
@@ -160,7 +240,15 @@ class Driver:
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """The structured result, or None and the error text."""
         started = time.perf_counter()
-        result = await self.client.call_tool(tool, arguments)
+        try:
+            result = await self.client.call_tool(tool, arguments)
+        except Exception as exc:  # the reply was lost (a killed replica): written or not, nobody knows
+            if tool in ("new_memory_insert", "memory_update", "memory_delete"):
+                content = arguments.get("content", arguments.get("new_content"))
+                kind = {"new_memory_insert": "insert", "memory_update": "update", "memory_delete": "delete"}[tool]
+                self.shared.in_doubt.append((kind, arguments.get("memory_id"), content))
+            self.shared.lost_replies += 1
+            return None, f"{IN_DOUBT} ({type(exc).__name__}: {exc})"
         self.shared.latency_s[tool].append(time.perf_counter() - started)
         if result.is_error:
             return None, " ".join(getattr(part, "text", "") for part in result.content)
@@ -169,7 +257,9 @@ class Driver:
     async def run(self, operations: int, progress: Any) -> None:
         for _ in range(operations):
             roll = self.rng.random()
-            if roll < 0.3 or not self.shared.pool:
+            if self.shared.memorize_share and self.rng.random() < self.shared.memorize_share:
+                await self.memorize()
+            elif roll < 0.3 or not self.shared.pool:
                 await self.insert()
             elif roll < 0.65:
                 await self.update()
@@ -178,6 +268,17 @@ class Driver:
             else:
                 await self.search()
             progress.update(1)
+
+    async def memorize(self) -> None:
+        """Queue a chunk for the curation workers (with --workers)."""
+        self.count += 1
+        chunk = f"User: my friend {self.rng.choice(WORDS)}{self.number}x{self.count} moved to {self.rng.choice(WORDS)}."
+        data, error = await self.call("memorize", {"chunk": chunk})
+        self.shared.operations["memorize"] += 1
+        if data is not None:
+            self.shared.jobs.append(data["job_id"])
+        elif not error.startswith(IN_DOUBT):
+            self.shared.anomalies.append(f"memorize refused: {error}")
 
     def target(self) -> str:
         pool = self.shared.pool
@@ -189,6 +290,8 @@ class Driver:
         content = f"client {self.number} notes {words} sk{self.number}x{self.count}"
         data, error = await self.call("new_memory_insert", {"memory_type": "semantic", "content": content})
         self.shared.operations["insert"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.shared.anomalies.append(f"insert refused: {error}")
             return
@@ -214,6 +317,8 @@ class Driver:
         arguments = {"memory_type": "semantic", "memory_id": memory_id, "new_content": content}
         data, error = await self.call("memory_update", arguments | {"expected_version": expected})
         self.shared.operations["update"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is not None:
             self.record(Ack(self.number, "update", memory_id, data["version"], content))
         else:
@@ -225,6 +330,8 @@ class Driver:
         arguments = {"memory_type": "semantic", "memory_id": memory_id, "expected_version": expected}
         data, error = await self.call("memory_delete", arguments)
         self.shared.operations["delete"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.refused("delete", memory_id, expected, error)
             return
@@ -244,6 +351,8 @@ class Driver:
             "search_memory", {"query": query, "search_method": method, "top_k": 10, "excerpt_tokens": 0}
         )
         self.shared.operations["search"] += 1
+        if error.startswith(IN_DOUBT):
+            return
         if data is None:
             self.shared.anomalies.append(f"search refused: {error}")
             return
@@ -279,8 +388,9 @@ def check_log(shared: Shared, ledger: LedgerSnapshot, report: SoakReport) -> Non
     """The operation log holds exactly the acknowledged writes, each once."""
     acked = Counter((a.memory_id, a.version, a.content) for a in shared.acks)
     logged = Counter((op.item_id, op.version, op.content) for op in ledger.ops if op.item_id)
+    doubted = Counter((op.item_id, op.version, op.content) for op in ledger.ops if op.item_id and shared.doubted(op))
     report.lost = sum((acked - logged).values())
-    report.unexpected = sum((logged - acked).values())
+    report.unexpected = sum((logged - acked - doubted).values())
     per_version = Counter((op.item_id, op.version) for op in ledger.ops if op.item_id)
     inserted = Counter(op.content for op in ledger.ops if op.op == "insert")
     report.duplicates = sum(n - 1 for n in per_version.values() if n > 1) + sum(
@@ -297,9 +407,14 @@ def check_final_state(shared: Shared, ledger: LedgerSnapshot, report: SoakReport
     for ack in shared.acks:
         if ack.memory_id not in last or ack.version > last[ack.memory_id].version:
             last[ack.memory_id] = ack
+    landed = {op.item_id: op for op in ledger.ops if op.item_id and shared.doubted(op)}  # the last, by id
     for memory_id, ack in last.items():
         state = ledger.items.get(memory_id)
         deleted = ack.content is None
+        late = landed.get(memory_id)
+        if state is not None and late is not None and late.version > ack.version:
+            ack = Ack(-1, "in doubt", memory_id, late.version, late.content)  # a write whose reply was lost
+            deleted = late.content is None
         if (
             state is None
             or (state.version, state.deleted) != (ack.version, deleted)
@@ -309,10 +424,16 @@ def check_final_state(shared: Shared, ledger: LedgerSnapshot, report: SoakReport
             report.problems.append(f"{memory_id}: last acknowledged {ack}, ledger has {state}")
 
 
-def check_refusals(shared: Shared, report: SoakReport) -> None:
-    """Each refusal names a newer version another client wrote, or an acknowledged delete."""
+def check_refusals(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | None = None) -> None:
+    """Each refusal names a newer version another client wrote, or an acknowledged delete (or, with
+    `ledger`, one a write in doubt made: logged, its reply lost)."""
     by_version = {(a.memory_id, a.version): a for a in shared.acks}
     deleted = {a.memory_id for a in shared.acks if a.kind == "delete"}
+    for op in ledger.ops if ledger else []:
+        if op.item_id and shared.doubted(op):
+            by_version.setdefault((op.item_id, op.version), Ack(-1, "in doubt", op.item_id, op.version, op.content))
+            if op.content is None:
+                deleted.add(op.item_id)
     for refusal in shared.refusals:
         if refusal.current is None:
             report.refused_deleted += 1
@@ -331,8 +452,10 @@ def check_refusals(shared: Shared, report: SoakReport) -> None:
             report.problems.append(f"not a real conflict: {refusal}")
 
 
-def check_seen_in_search(shared: Shared, report: SoakReport) -> None:
-    written = {(a.memory_id, a.version, a.content) for a in shared.acks}
+def check_seen_in_search(shared: Shared, report: SoakReport, ledger: LedgerSnapshot | None = None) -> None:
+    """No search returned what nobody wrote (with `ledger`: writes in doubt count as written)."""
+    written: set[tuple[str | None, int, str | None]] = {(a.memory_id, a.version, a.content) for a in shared.acks}
+    written |= {(op.item_id, op.version, op.content) for op in (ledger.ops if ledger else []) if shared.doubted(op)}
     unwritten = shared.seen_in_search - written
     report.search_violations = len(unwritten) + sum(a.startswith("search ") for a in shared.anomalies)
     report.problems += [f"search returned {hit}, which no acknowledged write produced" for hit in unwritten]
@@ -399,12 +522,274 @@ async def run_soak(data_dir: Path, processes: int, operations: int, seed: int, p
         await sweep_search(clients, ledger, report)
     report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
     report.acknowledged = len(shared.acks)
+    if shared.lost_replies:  # nothing is killed here: every call must be answered
+        report.problems.append(f"{shared.lost_replies} calls got no reply")
     check_log(shared, ledger, report)
     check_final_state(shared, ledger, report)
     check_refusals(shared, report)
     check_seen_in_search(shared, report)
     report.problems += shared.anomalies
     status, output = run_doctor(data_dir)
+    report.doctor = "healthy" if status == 0 else f"PROBLEM (exit {status})"
+    if status != 0:
+        report.problems.append(f"mcp-memalpha doctor: {output}")
+    return report
+
+
+# ---- PostgreSQL: replicas behind a balancer, killed during the run ---------------------------
+
+
+class Fleet:
+    """Stateless HTTP replicas and curation workers on one PostgreSQL database, each process on a
+    data directory of its own (its search index)."""
+
+    def __init__(self, work: Path, database_url: str, workers: int) -> None:
+        self.work = work
+        self.env = server_env(MEMALPHA_DATABASE_URL=database_url, MEMALPHA_POLICY_LEASE_SECONDS=str(LEASE_S))
+        self.serve_options = ["--policy", "default", "--no-curation"] if workers else []
+        self.serve_options += ["--auth-file", str(self.write_tokens())]
+        self.replicas: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}  # number -> port, process
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def write_tokens(self) -> Path:
+        """One token for every client: the clients' namespace first, the curator's jobs' beside it
+        (so the curator never edits the memories whose every version the checks account for)."""
+        tokens = self.work / "tokens.toml"
+        tokens.write_text(
+            f'[[tokens]]\nname = "soak"\ntoken = "{TOKEN}"\nnamespaces = ["default", "{CURATED}"]\n'
+            "rate_limit_per_minute = 1000000\n"
+        )
+        tokens.chmod(0o600)
+        return tokens
+
+    def start_replica(self, number: int) -> None:
+        port = free_port()
+        argv = [*command(), "serve", "--transport", "http", "--stateless", "--port", str(port), *self.serve_options]
+        argv += ["--data-dir", str(self.work / f"replica{number}"), "--log-level", "WARNING"]
+        process = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(port, process, timeout=120)
+        self.replicas[number] = (port, process)
+
+    def start_worker(self, number: int) -> None:
+        argv = [*command(), "worker", "--policy", "default", "--poll-seconds", "0.5"]
+        argv += ["--data-dir", str(self.work / f"worker{number}"), "--log-level", "WARNING"]
+        self.workers[number] = subprocess.Popen(
+            argv, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def kill(self, kind: str, number: int) -> None:
+        """SIGKILL a replica or a worker, and start it again on its data directory."""
+        process = self.replicas.pop(number)[1] if kind == "replica" else self.workers.pop(number)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        (self.start_replica if kind == "replica" else self.start_worker)(number)
+
+    def ports(self) -> list[int]:
+        return [port for port, _ in self.replicas.values()]
+
+    def url(self, number: int) -> str:
+        return f"http://127.0.0.1:{self.replicas[number][0]}/mcp"
+
+    def stop(self) -> None:
+        processes = [process for _, process in self.replicas.values()] + list(self.workers.values())
+        self.replicas, self.workers = {}, {}
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+LEASE_S = 10  # a killed worker's job is claimed again this long after its last renewal
+TOKEN = "soak-token-0123456789abcdef"
+CURATED = "curated"  # the namespace the memorize jobs write in
+MEMORIZE_SHARE = 0.03  # with workers: of the clients' operations, this share queues a memorize job
+
+
+class Balancer(httpx2.AsyncBaseTransport):
+    """A load balancer in the client: each request to a random live replica; one that could not be
+    connected to goes to another (it never arrived), one cut off after it was sent fails (its
+    effect unknown), as behind a real load balancer."""
+
+    def __init__(self, fleet: Fleet, rng: random.Random) -> None:
+        self.fleet = fleet
+        self.rng = rng
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST" and b'"name":"memorize"' in (await request.aread()).replace(b" ", b""):
+            request.headers[NAMESPACE_HEADER] = CURATED
+        for _ in range(600):
+            ports = self.fleet.ports()
+            if not ports:
+                await anyio.sleep(0.1)
+                continue
+            request.url = request.url.copy_with(port=self.rng.choice(ports))
+            try:
+                return await self.inner.handle_async_request(request)
+            except httpx2.ConnectError:
+                await anyio.sleep(0.05)
+            except httpx2.TransportError as exc:  # sent, then cut off: what a load balancer answers
+                return httpx2.Response(502, text=f"the replica went away: {exc}", request=request)
+        return httpx2.Response(503, text="no replica answered", request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class JobCheck:
+    queued: int = 0  # acknowledged memorize jobs
+    done: int = 0
+    failed: int = 0
+    rerun: int = 0  # claimed again after an interrupted attempt
+    unfinished: int = 0
+    missing: int = 0  # acknowledged, not in the ledger
+    twice: int = 0  # an earlier attempt's write still live: the chunk applied twice
+    written: int = 0  # memories the jobs created that are live
+    reverted: int = 0  # memories an interrupted attempt created, deleted again by the next claim
+
+
+def read_postgres_ledger(database_url: str) -> LedgerSnapshot:
+    """What `read_ledger` reads, of the clients' namespace (the curator's jobs write in another),
+    in one REPEATABLE READ snapshot; the whole log's numbers must run 1, 2, 3... without a gap."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = LedgerSnapshot(integrity="ok")
+        items = conn.execute("SELECT id, version, content, deleted_at FROM items WHERE namespace = 'default'")
+        for item_id, version, content, deleted_at in items:
+            snapshot.items[item_id] = ItemState(version, content, deleted_at is not None)
+        rows = conn.execute("SELECT seq, op, item_id, version, content, namespace FROM ops ORDER BY seq").fetchall()
+        snapshot.ops = [Op(*row[:5]) for row in rows if row[5] == "default"]
+        if [row[0] for row in rows] != list(range(1, len(rows) + 1)):
+            snapshot.integrity = "the log's sequence numbers have gaps or repeats"
+        return snapshot
+
+
+def check_jobs(database_url: str, acknowledged: list[str]) -> JobCheck:
+    """Every acknowledged job in the ledger and finished; a done job's effect is its last
+    attempt's: every memory an earlier attempt created (logged at or before the job's base_seq)
+    is deleted again (reverted); a failed job's memories all are, but those it lists as kept."""
+    import json
+
+    import psycopg
+
+    found = JobCheck(queued=len(acknowledged))
+    with psycopg.connect(database_url) as conn:
+        jobs = {row[0]: row[1:] for row in conn.execute("SELECT id, state, attempts, base_seq, result FROM jobs")}
+        created = conn.execute(
+            "SELECT o.job_id, o.seq, o.item_id, i.deleted_at IS NULL FROM ops o JOIN items i ON i.id = o.item_id "
+            "WHERE o.op = 'insert' AND o.job_id IS NOT NULL"
+        ).fetchall()
+    found.missing = sum(job not in jobs for job in acknowledged)
+    for state, attempts, _, _ in jobs.values():
+        found.done += state == "done"
+        found.failed += state == "failed"
+        found.unfinished += state in ("queued", "running")
+        found.rerun += attempts > 1
+    for job_id, seq, item_id, live in created:
+        state, _, base_seq, result = jobs[job_id]
+        kept = {entry.get("memory_id") for entry in (json.loads(result or "{}").get("kept") or [])}
+        earlier = seq <= base_seq
+        if live and item_id not in kept and (earlier or state == "failed"):
+            found.twice += 1
+        found.written += live
+        found.reverted += earlier and not live
+    return found
+
+
+async def wait_for_jobs(database_url: str, seconds: float) -> None:
+    """Until no job is queued or running (the workers drain the queue), at most `seconds`."""
+    import psycopg
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()
+        if row is None or row[0] == 0:
+            return
+        await anyio.sleep(1.0)
+
+
+async def chaos(fleet: Fleet, kills: int, shared: Shared, total: int, rng: random.Random, report: SoakReport) -> None:
+    """`kills` SIGKILLs of a random replica or worker, spread evenly over the run's `total`
+    operations, each restarted at once."""
+    for kill in range(1, kills + 1):
+        while sum(shared.operations.values()) < kill * total / (kills + 1):
+            await anyio.sleep(0.1)
+        targets = [("replica", n) for n in sorted(fleet.replicas)] + [("worker", n) for n in sorted(fleet.workers)]
+        kind, number = rng.choice(targets)
+        await anyio.to_thread.run_sync(fleet.kill, kind, number)
+        report.kills[kind] += 1
+
+
+async def run_postgres_soak(
+    work: Path,
+    database_url: str,
+    replicas: int,
+    workers: int,
+    processes: int,
+    operations: int,
+    kills: int,
+    seed: int,
+    progress: Any = None,
+) -> SoakReport:
+    """`processes` clients over `replicas` replicas, with `workers` curation workers running the
+    memorize jobs they queue, `kills` SIGKILLs among them during the run; then the checks of
+    `run_soak` (writes in doubt allowed either way), a sweep of every item on every replica, and
+    the jobs' exactly-once check once the workers have drained the queue."""
+    report = SoakReport(processes=processes, replicas=replicas, workers=workers)
+    shared = Shared(memorize_share=MEMORIZE_SHARE if workers else 0.0)
+    rng = random.Random(seed)
+    fleet = Fleet(work, database_url, workers)
+    try:
+        for number in range(replicas):
+            await anyio.to_thread.run_sync(fleet.start_replica, number)
+        for number in range(workers):
+            fleet.start_worker(number)
+        async with AsyncExitStack() as stack:
+            clients = []
+            for number in range(processes):
+                balancer = Balancer(fleet, random.Random(seed * 7 + number))
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                http = httpx2.AsyncClient(transport=balancer, headers=headers, timeout=httpx2.Timeout(30, read=120))
+                await stack.enter_async_context(http)
+                transport = streamable_http_client(fleet.url(0), http_client=http)
+                clients.append(await stack.enter_async_context(Client(transport, read_timeout_seconds=120)))
+            drivers = [Driver(n, client, shared, random.Random(seed * 1000 + n)) for n, client in enumerate(clients)]
+            started = time.perf_counter()
+            async with anyio.create_task_group() as group:
+                group.start_soon(chaos, fleet, kills, shared, processes * operations, rng, report)
+                for driver in drivers:
+                    group.start_soon(driver.run, operations, progress or _NULL)
+            report.seconds = time.perf_counter() - started
+        await wait_for_jobs(database_url, 900)
+        ledger = read_postgres_ledger(database_url)
+        for number in sorted(fleet.replicas):  # every replica's own index, searched for every item
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http,
+                Client(streamable_http_client(fleet.url(number), http_client=http), read_timeout_seconds=120) as client,
+            ):
+                await sweep_search([client], ledger, report)
+    finally:
+        fleet.stop()
+    report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
+    report.acknowledged, report.in_doubt = len(shared.acks), len(shared.in_doubt)
+    check_log(shared, ledger, report)
+    check_final_state(shared, ledger, report)
+    check_refusals(shared, report, ledger)
+    check_seen_in_search(shared, report, ledger)
+    report.jobs = check_jobs(database_url, shared.jobs)
+    if (report.jobs.unfinished, report.jobs.missing, report.jobs.twice) != (0, 0, 0):
+        report.problems.append(f"memorize jobs: {report.jobs}")
+    report.problems += shared.anomalies
+    status, output = run_doctor(work / "replica0", database_url)
     report.doctor = "healthy" if status == 0 else f"PROBLEM (exit {status})"
     if status != 0:
         report.problems.append(f"mcp-memalpha doctor: {output}")
@@ -425,14 +810,35 @@ _NULL = _Null()
 @click.option("--seed", default=1, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[default: a temporary folder]")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report here.")
-def main(processes: int, operations: int, seed: int, data_dir: Path | None, output: Path | None) -> None:
-    """Several servers on one data directory under a random colliding load; check nothing is lost."""
+@click.option("--database-url", help="Soak the PostgreSQL deployment on this (empty) database instead.")
+@click.option("--replicas", default=3, show_default=True, help="With --database-url: HTTP replicas.")
+@click.option("--workers", default=2, show_default=True, help="With --database-url: curation workers (SmolLM2).")
+@click.option("--kills", default=10, show_default=True, help="With --database-url: SIGKILLs of replicas/workers.")
+def main(
+    processes: int,
+    operations: int,
+    seed: int,
+    data_dir: Path | None,
+    output: Path | None,
+    database_url: str | None,
+    replicas: int,
+    workers: int,
+    kills: int,
+) -> None:
+    """Several servers on one data directory (or replicas on one PostgreSQL) under a random
+    colliding load; check nothing is lost."""
     import tempfile
 
     bar = click.progressbar(length=processes * operations, label="operations", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="memalpha-soak-") as work, bar:
-        report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
+        if database_url:
+            soak = partial(run_postgres_soak, Path(work), database_url, replicas, workers, processes, operations, kills)
+            report = anyio.run(soak, seed, bar)
+        else:
+            report = anyio.run(run_soak, data_dir or Path(work) / "data", processes, operations, seed, bar)
     command = f"python benchmarks/soak.py --processes {processes} --operations {operations} --seed {seed}"
+    if database_url:
+        command += f" --database-url postgresql://… --replicas {replicas} --workers {workers} --kills {kills}"
     text = f"{report.table()}\n\n`{command}`, {report.seconds:.0f} s of load\n"
     if report.problems:
         text += f"\n{len(report.problems)} problems, the first 50:\n"

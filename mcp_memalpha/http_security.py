@@ -19,6 +19,11 @@ Without an auth file the SDK's DNS-rebinding check also answers 421 to a Host th
 An admitted request carries its namespace in the ASGI scope; `bind_request_namespace`, an SDK
 middleware, sets it as each MCP message's namespace, which `request_namespace()` reads.
 Without an auth file every request is the process's own (loopback only, no rate limit).
+
+Every limit here is kept in this process's memory: behind a load balancer, N replicas let a token
+make up to N x `rate_limit_per_minute` requests a minute (and an address N x
+`auth_failures_per_minute` failed authentications). Shared buckets in the PostgreSQL ledger would
+cost a round trip per request; the deployment docs say how to keep the sum where it is wanted.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 A job is one chunk of text for the curator to write into memory. The queue is a table of the
 ledger, so every server process on a data directory shares it: a worker claims the next runnable
-job (namespaces take turns, each its oldest job first) with a lease (under the ledger's write lock, so two
-workers never claim the same job), renews the lease while it works and marks the job done after
-its last write. Every write made
-for a job is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert:
-a job claimed again after an interrupted attempt first has that attempt's writes reverted, in
+job (namespaces take turns, each its oldest job first) with a lease, its row locked by the claim
+(on PostgreSQL `FOR UPDATE SKIP LOCKED`, so two workers never claim one job and neither waits for
+the other; a claim that must revert an earlier attempt also takes the ledger's write lock), renews
+the lease while it works and marks the job done after its last write. Every write made for a job
+is tagged with the job id (`ops.job_id`), which is what undo and crash recovery revert: a job
+claimed again after an interrupted attempt first has that attempt's writes reverted, in
 the claim's own transaction, so the chunk's effect lands exactly once.
 """
 
@@ -232,8 +233,16 @@ class JobQueue:
         with self.ledger.read() as tx:  # idle workers poll: look before taking the write lock
             if self._next_runnable(tx, now) is None:
                 return None
+        # A job with nothing to revert changes only its own row: claimed without the writers' lock
+        # (on PostgreSQL beside other writes, its row locked, other claimers passing over it).
+        with self.ledger.write(serialize=False) as tx:
+            job = self._next_runnable(tx, now, lock=True)
+            if job is None:
+                return None
+            if self._plain(tx, job):
+                return self._lease(tx, job, token, now, [])
         with self.ledger.write() as tx:
-            while (job := self._next_runnable(tx, now)) is not None:
+            while (job := self._next_runnable(tx, now, lock=True)) is not None:
                 if job.attempts >= self.settings.policy_max_attempts:
                     self._give_up(tx, job, f"attempt {job.attempts} was interrupted (the worker stopped or died)")
                     continue
@@ -249,27 +258,40 @@ class JobQueue:
                         kept,
                     )
                     continue
-                tx.update_job(
-                    job.id,
-                    {
-                        "state": "running",
-                        "base_seq": tx.head(),
-                        "lease_owner": token,
-                        "lease_until": now + self.settings.policy_lease_seconds,
-                        "started_at": now_iso(),
-                        "result": json.dumps({"calls": []}),
-                    },
-                    add_attempts=1,
-                )
-                return Claim(_job(tx, job.id), token, reverted)
+                return self._lease(tx, job, token, now, reverted)
         return None
 
-    def _next_runnable(self, tx: Tx, now: float) -> Job | None:
+    def _plain(self, tx: Tx, job: Job) -> bool:
+        """Whether claiming `job` writes nothing but its row: it is queued (so no lease holder can
+        be writing for it), has attempts left, and no earlier attempt's writes to revert."""
+        return (
+            job.state == "queued"
+            and job.attempts < self.settings.policy_max_attempts
+            and not tx.job_ops(job.id, job.base_seq)
+        )
+
+    def _lease(self, tx: Tx, job: Job, token: str, now: float, reverted: list[Reverted]) -> Claim:
+        """The claim's write: the job runs under `token`'s lease; its writes come after `base_seq`."""
+        tx.update_job(
+            job.id,
+            {
+                "state": "running",
+                "base_seq": tx.head(),
+                "lease_owner": token,
+                "lease_until": now + self.settings.policy_lease_seconds,
+                "started_at": now_iso(),
+                "result": json.dumps({"calls": []}),
+            },
+            add_attempts=1,
+        )
+        return Claim(_job(tx, job.id), token, reverted)
+
+    def _next_runnable(self, tx: Tx, now: float, lock: bool = False) -> Job | None:
         """The next job in turn: namespaces take turns (round robin), each its own oldest job first.
 
         The namespace whose last claim is oldest (never: first) goes next, so one namespace's full
         queue delays another's job by at most one job, not by its whole queue."""
-        row = tx.next_runnable_job(now)
+        row = tx.next_runnable_job(now, lock)
         return Job.of(row) if row else None
 
     def renew(self, job_id: str, owner: str) -> bool:

@@ -77,21 +77,30 @@ WAIT_THREADS = 64
 
 
 class BackgroundIndexer:
-    """Keeps the search index caught up off the request path, so searches rarely wait."""
+    """Keeps the search index caught up off the request path, so searches rarely wait.
+
+    Woken by this process's writes, by other processes' writes where the ledger tells of them
+    (`Ledger.watch`: LISTEN/NOTIFY on PostgreSQL) and, with `index_poll_seconds`, by polling the
+    ledger head (the fallback, and the only way on SQLite)."""
 
     def __init__(self, memory: Memory) -> None:
         self.memory = memory
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memalpha-indexer", daemon=True)
+        self._unwatch: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread.start()  # its first round, woken by the first call, is the warm-up (index, model)
+        # other processes' writes wake it too where the ledger can tell (PostgreSQL's LISTEN/NOTIFY)
+        self._unwatch = self.memory.ledger.watch(self.notify)
 
     def notify(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)

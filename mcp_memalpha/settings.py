@@ -173,7 +173,8 @@ class Settings(BaseSettings):
         le=3600,
         description="Check the ledger this often for writes made by other processes (replicas, workers) and "
         "catch the search index up in the background. Unset: the index catches up after this process's own "
-        "writes and before each search only (an idle stdio server then loads nothing).",
+        "writes, before each search and, on PostgreSQL, when another process's write is notified (LISTEN/NOTIFY; "
+        "the poll is then the fallback for a lost notification). On SQLite an idle stdio server then loads nothing.",
     )
     health_max_index_lag: int | None = Field(
         None,

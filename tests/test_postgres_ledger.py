@@ -223,69 +223,40 @@ def test_migrate_copies_a_sqlite_memory_losslessly(url: str, tmp_path: Path) -> 
         assert target.search(ctx, "bakery Porto", method="bm25").hits[0].item.id == kept.id
 
 
-def _queue(url: str, tmp_path: Path, chunks: int) -> tuple[PostgresLedger, JobQueue, list[str]]:
-    """A ledger of its own (another process's pool) and its queue, with `chunks` jobs queued."""
-    ledger = PostgresLedger(url).open()
-    queue = JobQueue(ledger, Settings(data_dir=tmp_path / "data", database_url=url))
-    jobs = [queue.enqueue(CallContext(), f"User: fact number {i}.")[0].id for i in range(chunks)]
-    return ledger, queue, jobs
-
-
-def test_a_claim_waits_neither_for_a_writer_nor_for_another_claim(url: str, tmp_path: Path) -> None:
-    """While another process's write transaction holds the head row, and another claimer holds the
-    first job's row, a claim still goes through at once: it takes the second job (SKIP LOCKED).
-    With claims under the writers' lock it would wait for the writer, then for the first job."""
-    ledger, queue, jobs = _queue(url, tmp_path, 2)
-    writer = PostgresLedger(url).open()
+def test_watch_wakes_on_another_process_write_and_outlives_a_dropped_connection(url: str) -> None:
+    """`PostgresLedger.watch`: a write through another ledger (another process's pool) wakes the
+    watcher; when its LISTEN connection is killed, it reconnects and wakes once (writes made
+    meanwhile sent notifications nobody heard), then hears the next write."""
+    watching, writer = PostgresLedger(url).open(), PostgresLedger(url).open()
+    woken = threading.Semaphore(0)
+    stop = watching.watch(woken.release)
     try:
-        with writer.write() as held, _connect(url) as claimer:
-            held.sql("UPDATE ledger_head SET seq = seq WHERE id = 1")
-            claimer.execute("BEGIN")
-            claimer.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (jobs[0],))
-            with ThreadPoolExecutor(1) as pool:
-                claim = pool.submit(queue.claim, "w2").result(timeout=60)
-            claimer.execute("ROLLBACK")
-        assert claim is not None and claim.job.id == jobs[1] and claim.job.state == "running"
+
+        def listening() -> int:
+            with _connect(url) as admin:
+                for _ in range(600):
+                    row = admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND state = 'idle'"
+                    ).fetchone()
+                    if row:
+                        return int(row[0])
+                    time.sleep(0.05)
+            raise AssertionError("the watcher never LISTENed")
+
+        def write(namespace: str) -> None:
+            with writer.write() as tx:
+                tx.log("core_update", CoreRow(namespace, "x", 1, "2025-01-01T00:00:00Z", "client", None), "t")
+
+        listening()
+        write("a")
+        assert woken.acquire(timeout=60)
+        with _connect(url) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (listening(),))
+        assert woken.acquire(timeout=60)  # reconnected: the wake for what it may have missed
+        listening()
+        write("b")
+        assert woken.acquire(timeout=60)
     finally:
+        stop()
+        watching.close()
         writer.close()
-        ledger.close()
-
-
-def test_claimers_on_several_connections_share_the_queue_each_job_once(url: str, tmp_path: Path) -> None:
-    """Four claimers, each with its own pool, drain 40 jobs, some of them interrupted attempts
-    (released with writes to revert: the claim that takes them holds the writers' lock too): every
-    job is claimed exactly once more and finished, none is left, no lease is claimed twice."""
-    ledger, queue, jobs = _queue(url, tmp_path, 40)
-    ctx = CallContext()
-    for job_id in jobs[::5]:  # an attempt that wrote, then was handed back (its writes to revert)
-        claim = queue.claim("dead")
-        assert claim is not None
-        with ledger.fenced(queue.fence(claim.job.id, claim.owner)), ledger.write() as tx:
-            tx.log("core_update", CoreRow("default", f"by {claim.job.id}", 1, "t", "policy", claim.job.id), "t")
-        assert queue.release(claim.job.id, claim.owner)
-    del job_id
-    claimed: list[str] = []
-    lock = threading.Lock()
-
-    def drain(_: int) -> None:
-        own = PostgresLedger(url).open()
-        mine = JobQueue(own, queue.settings)
-        try:
-            while (claim := mine.claim("worker")) is not None:
-                with lock:
-                    claimed.append(claim.job.id)
-                assert mine.finish(claim.job.id, claim.owner, {"calls": []})
-        finally:
-            own.close()
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(drain, range(4)))
-    try:
-        assert sorted(claimed) == sorted(jobs)  # each once: none twice, none left
-        with ledger.read() as tx:
-            states = {tx.job(job_id).state for job_id in jobs}  # type: ignore[union-attr]
-            assert tx.count_unfinished_jobs("default") == 0
-        assert states == {"done"}
-        assert ctx.namespace == "default"
-    finally:
-        ledger.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_memalpha import CallContext, Memory, Settings
 from mcp_memalpha.server import ServerState
 from mcp_memalpha.server import health as health_of
+from tests import postgres
 from tests.conftest import call, connect, http_server
 from tests.test_http_security import ALICE, write_auth_file
 
@@ -154,3 +156,32 @@ async def test_two_stateless_replicas_on_one_data_answer_one_client_in_turn(tmp_
         assert {port for port, _ in balancer.sent} == set(ports)
         # without a token, a stateless replica refuses as a stateful one does: every request is checked
         assert httpx2.post(second, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, timeout=30).status_code == 401
+
+
+async def test_a_replica_on_postgres_follows_another_replicas_write_by_notification(
+    tmp_path: Path, postgres_cluster: postgres.Cluster
+) -> None:
+    """Two replicas on one PostgreSQL ledger, without --index-poll-seconds: a write through the
+    first NOTIFYs, and the second, which is sent no call at all, builds and catches its index up
+    (its /healthz lag goes to 0). On SQLite, or before the LISTEN, nothing would wake it."""
+    with postgres_cluster.database() as url:
+        replica = ("--database-url", url, "--stateless")
+        with (
+            http_server(tmp_path / "one", *replica) as (first, _),
+            http_server(tmp_path / "two", *replica) as (
+                second,
+                _,
+            ),
+        ):
+            assert health(second)[1]["index"]["built"] is False  # idle: nothing has woken it yet
+            async with connect(first) as client:
+                inserted = await call(client, "new_memory_insert", memory_type="semantic", content="Ada keeps bees.")
+            for _ in range(1200):  # a bounded wait for a state: no call goes to the second replica
+                status, body = health(second)
+                if body["index"]["lag"] == 0:
+                    break
+                time.sleep(0.05)
+            assert status == 200 and body["index"] == {"built": True, "applied_seq": 1, "lag": 0}, body
+            async with connect(second) as client:
+                found = await call(client, "search_memory", query="bees")
+            assert [hit["memory_id"] for hit in found["results"]] == [inserted["memory_id"]]

@@ -117,6 +117,7 @@ class Dialect:
     created_ts: str  # an expression: created_at (ISO-8601 text) as Unix seconds, a float
     draws_seq: bool  # True: the log's sequence numbers come from the head row (PostgreSQL)
     key_type: str  # a sequence number's column type ('INTEGER PRIMARY KEY' is SQLite's rowid)
+    claim_lock: str  # locks the job rows a claim picks, passing over those another claim holds
 
     def sql(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -126,13 +127,21 @@ class Dialect:
         return statement.replace("?", self.placeholder)
 
 
-SQLITE = Dialect("SQLite", "?", "(julianday(created_at) - 2440587.5) * 86400.0", draws_seq=False, key_type="INTEGER")
+SQLITE = Dialect(
+    "SQLite",
+    "?",
+    "(julianday(created_at) - 2440587.5) * 86400.0",
+    draws_seq=False,
+    key_type="INTEGER",
+    claim_lock="",  # every write holds the database's write lock
+)
 POSTGRES = Dialect(
     "PostgreSQL",
     "%s",
     "EXTRACT(EPOCH FROM created_at::timestamptz)::double precision",
     draws_seq=True,
     key_type="BIGINT",
+    claim_lock=" FOR UPDATE OF jobs SKIP LOCKED",
 )
 
 
@@ -167,9 +176,10 @@ def _time_key(item: ItemRow, key: float | None, engine: str) -> float:
 class Tx:
     """The statements of one transaction. Only a ledger creates it."""
 
-    def __init__(self, conn: Connection, dialect: Dialect) -> None:
+    def __init__(self, conn: Connection, dialect: Dialect, serialized: bool = True) -> None:
         self._conn = conn
         self.dialect = dialect
+        self.serialized = serialized  # False: `Ledger.write(serialize=False)`, which may not log
         self.logged: list[int] = []  # sequence numbers this transaction appended to the log
 
     def _run(self, statement: str, params: Sequence[object] = ()) -> Any:
@@ -286,6 +296,8 @@ class Tx:
     # operation log -----------------------------------------------------------------------
     def log(self, op: str, item: ItemRow | CoreRow, at: str, item_id: str | None = None) -> int:
         """Append the state `item` reached through `op`; returns its sequence number."""
+        if not self.serialized:
+            raise RuntimeError("a write transaction opened with serialize=False may not log an operation")
         deleted = isinstance(item, ItemRow) and item.deleted_at is not None
         values = (
             at,
@@ -472,14 +484,17 @@ class Tx:
         ).fetchone()
         return row is not None
 
-    def next_runnable_job(self, now: float) -> JobRow | None:
+    def next_runnable_job(self, now: float, lock: bool = False) -> JobRow | None:
         """The runnable job (queued, or running with a lease expired before `now`) of the namespace
-        whose last claim is oldest (never claimed: first), its oldest first."""
+        whose last claim is oldest (never claimed: first), its oldest first. With `lock` (in a
+        write), on PostgreSQL its row is locked until the transaction ends, and a row another
+        transaction holds is passed over (SKIP LOCKED): claimers on several hosts take different
+        jobs, none waiting for another."""
         row = self._run(
             "WITH last AS (SELECT namespace, MAX(started_at) AS at FROM jobs GROUP BY namespace) "
             f"SELECT {_JOB_COLUMNS} FROM jobs JOIN last USING (namespace) "
             "WHERE (state = 'queued' OR (state = 'running' AND lease_until < ?)) "
-            "ORDER BY last.at NULLS FIRST, seq LIMIT 1",
+            f"ORDER BY last.at NULLS FIRST, seq LIMIT 1{self.dialect.claim_lock if lock else ''}",
             (now,),
         ).fetchone()
         return JobRow(*row) if row else None
@@ -549,10 +564,17 @@ class Ledger(ABC):
     def vacuum(self) -> None:
         """Give the space freed by a compaction back."""
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `wake` (from a thread of the ledger's) whenever any process commits a write that
+        logged, until the returned function is called to stop. None where the backend cannot
+        tell: SQLite has no notifications, so there only `index_poll_seconds` follows other
+        processes' writes."""
+        return None
+
     @abstractmethod
-    def _transaction(self, write: bool) -> Any:
+    def _transaction(self, write: bool, serialize: bool = True) -> Any:
         """A context manager yielding a Tx, committed on success and rolled back on any error;
-        engine errors raised inside it become StorageError."""
+        engine errors raised inside it become StorageError. `serialize`: see `write`."""
 
     @contextmanager
     def fenced(self, check: Callable[[Tx], None]) -> Iterator[None]:
@@ -578,9 +600,14 @@ class Ledger(ABC):
             self._open_tx.open = False
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        """A write transaction: all of it commits, or none of it does."""
-        with self._one_per_thread(), self._transaction(write=True) as tx:
+    def write(self, *, serialize: bool = True) -> Iterator[Tx]:
+        """A write transaction: all of it commits, or none of it does.
+
+        `serialize=False` is for a transaction that logs nothing (`Tx.log` refuses) and changes
+        only rows it has locked itself (a job claim: `Tx.next_runnable_job`): on PostgreSQL it does
+        not take the head row, so it runs beside other writers; on SQLite nothing changes (every
+        write holds the database's write lock)."""
+        with self._one_per_thread(), self._transaction(write=True, serialize=serialize) as tx:
             check = getattr(self._fence, "check", None)
             if check is not None:
                 check(tx)

@@ -7,11 +7,16 @@ for its length). Commit order of the log: every write transaction first locks th
 sequence numbers from it, so writers are serialized as SQLite's write lock serializes them, and a
 number never becomes visible after a higher one. Reads run in REPEATABLE READ (one snapshot);
 writes in READ COMMITTED, whose every statement after the lock sees every earlier commit.
+
+A write that logged NOTIFYs `memalpha_log` at commit; `watch` LISTENs on it, so each server's
+index follows the other servers' writes without polling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -22,6 +27,10 @@ from mcp_memalpha.store.ledger import POSTGRES, Ledger, Tx
 POOL_MAX = 16  # connections per process: the tools' worker threads, the index sync, the curator
 CONNECT_TIMEOUT_S = 10.0
 NOTIFY_CHANNEL = "memalpha_log"  # NOTIFY'd with the newest sequence number after a write that logged
+WATCH_STEP_S = 0.5  # how often the LISTEN loop looks up from its connection (to see a stop)
+WATCH_RETRY_MAX_S = 30.0  # the longest pause before reopening a lost LISTEN connection
+
+log = logging.getLogger(__name__)
 
 
 def _drivers() -> tuple[Any, Any]:
@@ -107,6 +116,11 @@ class PostgresLedger(Ledger):
             self._pool.close()
             self._pool = None
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        watcher = LogWatcher(self.url, wake, self._psycopg)
+        watcher.start()
+        return watcher.stop
+
     def vacuum(self) -> None:
         """VACUUM the tables a compaction shrinks (outside a transaction, as PostgreSQL requires)."""
         try:
@@ -122,17 +136,18 @@ class PostgresLedger(Ledger):
         return self._pool
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Tx]:
+    def _transaction(self, write: bool, serialize: bool = True) -> Iterator[Tx]:
         psycopg = self._psycopg
         try:
             with self.pool.connection() as conn:
                 if write:
                     conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    conn.execute("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")  # the writers' lock
+                    if serialize:
+                        conn.execute("SELECT seq FROM ledger_head WHERE id = 1 FOR UPDATE")  # the writers' lock
                 else:
                     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 try:
-                    tx = Tx(conn, POSTGRES)
+                    tx = Tx(conn, POSTGRES, serialized=write and serialize)
                     yield tx
                     if tx.logged:  # wakes the replicas' index followers, at commit
                         conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(max(tx.logged))))
@@ -143,3 +158,56 @@ class PostgresLedger(Ledger):
                     raise
         except psycopg.Error as exc:
             raise self._storage_error(exc) from exc
+
+
+class LogWatcher:
+    """LISTENs on NOTIFY_CHANNEL and calls `wake` on each notification, on a connection of its own
+    (held for as long as the server runs, so not one of the pool's).
+
+    A notification is only a hint (the index then reads the log "after N" itself), so one lost
+    while the connection was down costs nothing but time: the connection is reopened (pausing 1 s,
+    doubling to 30 s), and `wake` is called once it is, for the writes made meanwhile.
+    """
+
+    def __init__(self, url: str, wake: Callable[[], None], psycopg: Any) -> None:
+        self.url = url
+        self.wake = wake
+        self._psycopg = psycopg
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memalpha-log-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._listen(missed=failures > 0)
+                return
+            except self._psycopg.Error as exc:
+                failures += 1
+                pause = min(WATCH_RETRY_MAX_S, 2.0 ** (failures - 1))
+                log.warning(
+                    "LISTEN %s on %s failed (%s); retrying in %.0f s (the index polls meanwhile only with "
+                    "index_poll_seconds)",
+                    NOTIFY_CHANNEL,
+                    safe_url(self.url),
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    pause,
+                )
+                self._stop.wait(pause)
+
+    def _listen(self, missed: bool) -> None:
+        """Listen until stopped; raises the driver's error when the connection fails."""
+        with self._psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S)) as conn:
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            if missed:
+                self.wake()
+            while not self._stop.is_set():
+                for _ in conn.notifies(timeout=WATCH_STEP_S):
+                    self.wake()

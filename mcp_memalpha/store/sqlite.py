@@ -163,7 +163,7 @@ class SqliteLedger(Ledger):
         return self._conn
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Tx]:
+    def _transaction(self, write: bool, serialize: bool = True) -> Iterator[Tx]:
         with self._lock:
             conn = self.conn
             try:
@@ -172,7 +172,7 @@ class SqliteLedger(Ledger):
                 raise _storage_error(exc, self.path) from exc
             if write:
                 try:
-                    yield Tx(conn, SQLITE)
+                    yield Tx(conn, SQLITE, serialized=serialize)
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     _end(conn, "ROLLBACK")
@@ -182,7 +182,7 @@ class SqliteLedger(Ledger):
                     raise
             else:
                 try:
-                    yield Tx(conn, SQLITE)
+                    yield Tx(conn, SQLITE, serialized=False)
                 except sqlite3.Error as exc:
                     raise _storage_error(exc, self.path) from exc
                 finally:
