@@ -83,20 +83,29 @@ class BackgroundIndexer:
     (`Ledger.watch`: LISTEN/NOTIFY on PostgreSQL) and, with `index_poll_seconds`, by polling the
     ledger head (the fallback, and the only way on SQLite)."""
 
-    def __init__(self, memory: Memory) -> None:
+    def __init__(self, memory: Memory, *, follow_when_idle: bool = False) -> None:
         self.memory = memory
+        self.follow_when_idle = follow_when_idle
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memalpha-indexer", daemon=True)
         self._unwatch: Callable[[], None] | None = None
+        self._warm = False  # set after the first round (the warm-up); later rounds only sync
 
     def start(self) -> None:
         self._thread.start()  # its first round, woken by the first call, is the warm-up (index, model)
         # other processes' writes wake it too where the ledger can tell (PostgreSQL's LISTEN/NOTIFY)
-        self._unwatch = self.memory.ledger.watch(self.notify)
+        self._unwatch = self.memory.ledger.watch(self._heard)
 
     def notify(self) -> None:
         self._wake.set()
+
+    def _heard(self) -> None:
+        """Another process wrote: catch up. Before this process's first call only when it follows
+        the log while idle (a stateless replica behind a load balancer, whose first request should
+        find its index ready); an idle client window loads nothing (its warm-up reads those writes)."""
+        if self._warm or self.follow_when_idle:
+            self._wake.set()
 
     def stop(self) -> None:
         if self._unwatch is not None:
@@ -114,7 +123,11 @@ class BackgroundIndexer:
                 return
             self._wake.clear()
             try:
-                self.memory.warm_up()
+                if self._warm:
+                    self.memory.sync_index()  # the model and index are loaded: only catch up
+                else:
+                    self.memory.warm_up()
+                    self._warm = True
             except Exception:
                 log.exception("background index sync failed; searches will retry it")
 
@@ -192,7 +205,7 @@ class ServerState:
 
     def attach(self, memory: Memory) -> None:
         self._memory = memory
-        self.indexer = BackgroundIndexer(memory)
+        self.indexer = BackgroundIndexer(memory, follow_when_idle=self.settings.http_stateless)
         self.indexer.start()
         if self.settings.curates_here:  # else `mcp-memalpha worker` processes run the queued jobs
             self.worker = CurationWorker(memory, self._load_curator, on_write=self.indexer.notify)

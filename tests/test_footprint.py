@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.startup import INITIALIZE, receive, send, stop  # the benchmark's own stdio client
+from mcp_memalpha import CallContext, Memory, Settings
+from tests import postgres
 from tests.conftest import command, server_env
 
 
@@ -16,8 +19,28 @@ def _loaded(pid: int, library: str) -> bool:
 
 
 def test_lancedb_loads_at_the_first_call_not_at_start(tmp_path: Path) -> None:
+    idle_window_then_first_call(tmp_path, [])
+
+
+def test_an_idle_window_on_postgres_loads_nothing_when_another_process_writes(
+    tmp_path: Path, postgres_cluster: postgres.Cluster
+) -> None:
+    """On a shared PostgreSQL ledger every write NOTIFYs every server: a client window that has not
+    been called yet stays idle (only a stateless replica follows the log before its first call)."""
+    with postgres_cluster.database() as url:
+
+        def write_elsewhere() -> None:
+            with Memory(Settings(data_dir=tmp_path / "other", database_url=url)) as memory:
+                memory.insert(CallContext(), "semantic", "Ada keeps bees.")
+
+        idle_window_then_first_call(tmp_path, ["--database-url", url], write_elsewhere)
+
+
+def idle_window_then_first_call(
+    tmp_path: Path, options: list[str], while_idle: Callable[[], None] | None = None
+) -> None:
     process = subprocess.Popen(
-        [*command(), "serve", "--data-dir", str(tmp_path / "data")],
+        [*command(), "serve", "--data-dir", str(tmp_path / "data"), *options],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -29,6 +52,8 @@ def test_lancedb_loads_at_the_first_call_not_at_start(tmp_path: Path) -> None:
         send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
         receive(process, 2)
+        if while_idle is not None:
+            while_idle()
         time.sleep(3)  # the old warm-up began at once and mapped LanceDB within this
         assert not _loaded(process.pid, "_lancedb.abi3")
         call = {"name": "core_memory_read", "arguments": {}}
