@@ -111,7 +111,7 @@ def test_server_cli_reaches_training_only_through_its_lazy_forwarder() -> None:
     naming = [
         path.relative_to(ROOT).as_posix()
         for path in (ROOT / "mcp_memalpha").rglob("*.py")
-        if '"training.cli"' in path.read_text() or "import training" in path.read_text()
+        if '"mcp_memalpha.training.cli"' in path.read_text() or "import training" in path.read_text()
     ]
     assert naming == ["mcp_memalpha/cli.py"]
 
@@ -130,7 +130,7 @@ def test_training_imports_no_heavy_framework_at_module_import() -> None:
 def test_training_depends_on_policy_and_the_tools_not_the_server() -> None:
     ours = {name.split(".")[0] + "." + name.split(".")[1] for name in imported_modules("training") if name.count(".")}
     assert "mcp_memalpha.server" not in ours
-    assert {"mcp_memalpha.tools", "policy.formats", "policy.curator"} <= ours
+    assert {"mcp_memalpha.tools", "mcp_memalpha.policy.formats", "mcp_memalpha.policy.curator"} <= ours
 
 
 # ---- the whole import graph ------------------------------------------------------------------
@@ -220,5 +220,5 @@ def test_the_import_graph_has_no_circle() -> None:
 def test_the_graph_reader_sees_lazy_and_by_name_imports() -> None:
     modules = _our_modules()
     cli = import_edges("mcp_memalpha.cli", modules["mcp_memalpha.cli"], modules)
-    assert {"mcp_memalpha.server", "training.cli"} <= cli  # inside functions; by name
+    assert {"mcp_memalpha.server", "mcp_memalpha.training.cli"} <= cli  # inside functions; by name
     assert "mcp_memalpha.tools" in import_edges("mcp_memalpha.curation", modules["mcp_memalpha.curation"], modules)
