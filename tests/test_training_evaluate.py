@@ -110,7 +110,7 @@ def test_eval_command_on_locomo_writes_table_and_chart(tmp_path: Path) -> None:
 
 
 def test_the_server_cli_does_not_import_training_until_a_training_command_runs() -> None:
-    code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.split('.')[0] == 'training'])"
+    code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.startswith('mcp_memalpha.training')])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
 
