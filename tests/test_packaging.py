@@ -25,7 +25,7 @@ from tests.conftest import call, server_env
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 # Each repository folder of code and where it lies in the installed package (pyproject's package-dir).
-FOLDERS = {"mcp_memalpha": "mcp_memalpha", "policy": "mcp_memalpha/policy", "training": "mcp_memalpha/training"}
+FOLDERS = {"mcp_memalpha": "mcp_memalpha", "policy": "mcp_memalpha.policy", "training": "mcp_memalpha.training"}
 
 
 def tracked(pattern: str = "") -> list[str]:
@@ -51,14 +51,14 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None, timeout
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway venv with uv and pipx from the package index; its bin folder."""
+    """A throwaway venv with uv, pipx and build from the package index; its bin folder."""
     home = tmp_path_factory.mktemp("tools")
     venv.create(home, with_pip=True)
     done = subprocess.run(
-        [home / "bin" / "python", "-m", "pip", "install", "-q", "uv", "pipx"], capture_output=True, text=True
+        [home / "bin" / "python", "-m", "pip", "install", "-q", "uv", "pipx", "build"], capture_output=True, text=True
     )
     if done.returncode != 0:
-        pytest.skip(f"uv and pipx are not installable from the package index here: {done.stderr[-500:]}")
+        pytest.skip(f"uv, pipx and build are not installable from the package index here: {done.stderr[-500:]}")
     return home / "bin"
 
 
@@ -97,10 +97,10 @@ def test_the_editable_install_maps_the_folders_also_from_the_repository_root(tmp
     """From the repository root `./mcp_memalpha` (which has no policy/ inside) is the package, and
     mcp_memalpha.policy and .training still import, from policy/ and training/; elsewhere the
     bare names do not exist."""
-    code = "import mcp_memalpha as m, mcp_memalpha.policy as p, mcp_memalpha.training as t; print(m, p, t, sep=chr(10))"
+    code = "import importlib, sys; print(*(importlib.import_module(n).__file__ for n in sys.argv[1:]), sep=chr(10))"
     for cwd in (ROOT, tmp_path):
-        modules = run(sys.executable, "-c", code, cwd=cwd).splitlines()
-        assert [str(ROOT / f / "__init__.py") in m for m, f in zip(modules, FOLDERS, strict=True)] == [True] * 3
+        files = run(sys.executable, "-c", code, *FOLDERS.values(), cwd=cwd).splitlines()
+        assert files == [str(ROOT / folder / "__init__.py") for folder in FOLDERS]
     for bare in ("policy", "training"):
         done = subprocess.run([sys.executable, "-c", f"import {bare}"], cwd=tmp_path, capture_output=True, text=True)
         assert f"No module named '{bare}'" in done.stderr
@@ -112,23 +112,35 @@ def expected_wheel_files() -> set[str]:
     (no tests, benchmarks, scripts, training configs or runs)."""
     files = set()
     for folder, package in FOLDERS.items():
-        files |= {package + name.removeprefix(folder) for name in tracked(f"{folder}/*.py")}
+        files |= {package.replace(".", "/") + name.removeprefix(folder) for name in tracked(f"{folder}/*.py")}
     files |= set(tracked("mcp_memalpha/assets/*")) | set(tracked("mcp_memalpha/data/*.json"))
     files |= {"mcp_memalpha/policy/" + name.removeprefix("policy/") for name in tracked("policy/adapters/*.gguf")}
     return files
+
+
+def wheel_files(wheel: Path) -> set[str]:
+    """The wheel's files but its metadata; the metadata checked: version, console script."""
+    assert wheel.name == f"mcp_memalpha-{VERSION}-py3-none-any.whl"
+    info = f"mcp_memalpha-{VERSION}.dist-info/"
+    with zipfile.ZipFile(wheel) as archive:
+        assert "mcp-memalpha = mcp_memalpha.cli:main" in archive.read(info + "entry_points.txt").decode()
+        return {name for name in archive.namelist() if not name.startswith(info)}
 
 
 def test_the_wheel_holds_the_package_and_nothing_else(tmp_path: Path) -> None:
     checkout = fresh_checkout(tmp_path / "checkout")
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", checkout, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
-    assert wheel.name == f"mcp_memalpha-{VERSION}-py3-none-any.whl"
-    names = zipfile.ZipFile(wheel).namelist()
-    info = f"mcp_memalpha-{VERSION}.dist-info/"
-    assert {name for name in names if not name.startswith(info)} == expected_wheel_files()
-    assert "mcp_memalpha/assets/minilm-static/model.safetensors" in names  # the embedding model
-    entry_points = zipfile.ZipFile(wheel).read(info + "entry_points.txt").decode()
-    assert "mcp-memalpha = mcp_memalpha.cli:main" in entry_points
+    assert wheel_files(wheel) == expected_wheel_files()
+    assert "mcp_memalpha/assets/minilm-static/model.safetensors" in wheel_files(wheel)  # the embedding model
+
+
+def test_the_wheel_built_from_the_sdist_is_the_same(tools: Path, tmp_path: Path) -> None:
+    """`python -m build`, the way to a package index: the sdist, then the wheel built from it."""
+    checkout = fresh_checkout(tmp_path / "checkout")
+    run(tools / "python", "-m", "build", "-o", tmp_path / "dist", checkout, cwd=tmp_path)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert wheel_files(wheel) == expected_wheel_files()
 
 
 @pytest.mark.anyio
