@@ -9,7 +9,7 @@ one by one with the default model on a real memory. For each, the same prompt is
 without the grammar (free), with the grammar decoding every token, with the grammar and the fixed
 spans fed in batches (the curator's way), and with llama-cpp-python's own grammar sampling, so the
 speeds compare like for like. Degenerate = the generation was stopped because its tail repeated
-(see `policy.generation.is_degenerate`).
+(see `mcp_memalpha.policy.generation.is_degenerate`).
 
 Quality: for each LoCoMo dev conversation, one memory stores every turn verbatim (the retrieval
 evaluation's protocol) and another is built by the curator, session by session (each session one
@@ -89,10 +89,9 @@ def main() -> None:
 def speed(chunks: int, chunk_tokens: int, output: Path | None) -> None:
     """Tokens/s free vs grammar-constrained, seconds per ~1,000-token chunk, degenerate share."""
     from llama_cpp.llama_grammar import LlamaGrammar
-
-    from policy import load_curator
-    from policy.model import render_chat
-    from policy.prompt import ChunkContext
+    from mcp_memalpha.policy import load_curator
+    from mcp_memalpha.policy.model import render_chat
+    from mcp_memalpha.policy.prompt import ChunkContext
 
     curator = load_curator("default", tools=curator_tools())
     conversation = json.loads(LOCOMO.read_text())[0]
@@ -178,7 +177,7 @@ def speed_table(rows: list[dict[str, Any]]) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also write the table (Markdown) here.")
 def quality(limit: int | None, max_sessions: int | None, output: Path | None) -> None:
     """Answer-token recall@10 and memory size: curated memory vs every turn verbatim."""
-    from policy import load_curator
+    from mcp_memalpha.policy import load_curator
 
     curator = load_curator("default", tools=curator_tools())
     totals: dict[str, dict[str, list[float]]] = {"verbatim": {}, "curated": {}}

@@ -1,7 +1,7 @@
 """Round trip of the real SmolLM2-135M-Instruct through the exporter.
 
 The embedded Q4_1 GGUF is dequantized into transformers (what `mcp-memalpha train --model default`
-starts from), exported again with `training.export` to F16 and Q8_0, and compared:
+starts from), exported again with `mcp_memalpha.training.export` to F16 and Q8_0, and compared:
 - F16 export vs the transformers model: logits on a curator prompt (the real-size proof of the rope
   permutation and the vocabulary);
 - each export vs the original Q4_1 file, both through llama.cpp: greedy tokens on curator prompts
@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from policy.formats import EXAMPLE_CHUNK, make_format
-from policy.model import resolve_model
-from policy.prompt import ChunkContext
-from training.export import write_and_quantize
-from training.sandbox import tool_defs
+from mcp_memalpha.policy.formats import EXAMPLE_CHUNK, make_format
+from mcp_memalpha.policy.model import resolve_model
+from mcp_memalpha.policy.prompt import ChunkContext
+from mcp_memalpha.training.export import write_and_quantize
+from mcp_memalpha.training.sandbox import tool_defs
 
 NEW_TOKENS = 48
 

@@ -12,9 +12,9 @@ import json
 import sys
 import time
 
-from policy.prompt import statements
-from training.data import training_set
-from training.environment import Episode
+from mcp_memalpha.policy.prompt import statements
+from mcp_memalpha.training.data import training_set
+from mcp_memalpha.training.environment import Episode
 
 
 def copy_everything(messages: list[dict[str, str]]) -> str:

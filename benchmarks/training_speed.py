@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.grpo import PAPER_TERMS, TERMS, TrainConfig, run_rollouts, training_instances
+from mcp_memalpha.training.grpo import PAPER_TERMS, TERMS, TrainConfig, run_rollouts, training_instances
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "training" / "configs" / "smollm2_cpu_lora.toml"
@@ -34,7 +34,7 @@ PHASES = ("generation", "tools", "scoring")
 
 
 def speed(config_path: Path, steps: int, output_dir: Path | None) -> None:
-    from training.grpo import train
+    from mcp_memalpha.training.grpo import train
 
     with tempfile.TemporaryDirectory(prefix="training-speed-") as scratch:
         folder = str(output_dir or scratch)  # a kept folder reuses its dequantized start model
@@ -70,8 +70,8 @@ def speed(config_path: Path, steps: int, output_dir: Path | None) -> None:
 
 
 def spread(config_path: Path, windows: int, model: str, output_dir: Path | None) -> None:
-    from training.generation import TransformersGenerator
-    from training.grpo import load_start_model
+    from mcp_memalpha.training.generation import TransformersGenerator
+    from mcp_memalpha.training.grpo import load_start_model
 
     config = TrainConfig.from_toml(config_path, model=model)
     instances = training_instances(config)[:windows]

@@ -656,7 +656,7 @@ def _training_command(name: str, attribute: str, summary: str) -> None:
     def forward(args: tuple[str, ...]) -> None:
         import importlib
 
-        command = getattr(importlib.import_module("training.cli"), attribute)
+        command = getattr(importlib.import_module("mcp_memalpha.training.cli"), attribute)
         command.main(list(args), prog_name=f"mcp-memalpha {name}")
 
 

@@ -30,8 +30,8 @@ from mcp_memalpha.settings import Settings
 from mcp_memalpha.store.ledger import Tx
 
 if TYPE_CHECKING:
-    from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolDef
-    from policy.memalpha import PromptTexts
+    from mcp_memalpha.policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolDef
+    from mcp_memalpha.policy.memalpha import PromptTexts
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ CURATOR_CALLABLE: tuple[str, ...] = (*CURATOR_TOOL_NAMES, "core_memory_read", "m
 
 
 class Curator(Protocol):
-    """What the worker needs of `policy.curator.Curator` (tests pass scripted fakes)."""
+    """What the worker needs of `mcp_memalpha.policy.curator.Curator` (tests pass scripted fakes)."""
 
     def curate(
         self,
@@ -57,7 +57,7 @@ class Curator(Protocol):
 
 def curator_tools(names: Sequence[str] = CURATOR_TOOL_NAMES) -> list[ToolDef]:
     """The tools as the curator is told about them, from their one definition in tools.py."""
-    from policy.calls import ToolDef
+    from mcp_memalpha.policy.calls import ToolDef
 
     specs = [tools.TOOLS_BY_NAME[name] for name in names]
     return [ToolDef(name=spec.name, description=spec.description, parameters=spec.input_schema()) for spec in specs]
@@ -65,7 +65,7 @@ def curator_tools(names: Sequence[str] = CURATOR_TOOL_NAMES) -> list[ToolDef]:
 
 def read_policy_prompt(path: Path) -> PromptTexts:
     """The memalpha format's texts from `--policy-prompt`'s JSON file; ValueError names the key and why."""
-    from policy.memalpha import load_prompt_texts
+    from mcp_memalpha.policy.memalpha import load_prompt_texts
 
     return load_prompt_texts(path)
 
@@ -73,7 +73,7 @@ def read_policy_prompt(path: Path) -> PromptTexts:
 def load_policy(settings: Settings) -> Curator:
     """Load the curator model `settings.policy` names (slow: seconds to minutes; imports llama.cpp),
     with the memalpha format's texts from `settings.policy_prompt` when it is set."""
-    from policy.curator import Limits, load_curator
+    from mcp_memalpha.policy.curator import Limits, load_curator
 
     texts = read_policy_prompt(settings.policy_prompt) if settings.policy_prompt is not None else None
 
@@ -101,7 +101,7 @@ def make_execute(
     `fence` in its own transaction. A refused call is an outcome with the error, never an
     exception (the model reads it and may retry); a tool it was not given is refused too.
     The one adapter from the policy to the tools: a training sandbox runs its rollouts through it."""
-    from policy.calls import CallOutcome
+    from mcp_memalpha.policy.calls import CallOutcome
 
     def execute(name: str, arguments: dict[str, Any]) -> CallOutcome:
         if name not in allowed:
@@ -240,7 +240,7 @@ class CurationWorker:
                 result = curator.curate(job.chunk, timestamp=job.timestamp, execute=execute, on_call=on_call)
             except Exception as exc:
                 log.warning("memorize job %s: attempt %d failed", job.id, job.attempts, exc_info=True)
-                from policy.curator import ChunkTooLong  # loaded already: the curator is running
+                from mcp_memalpha.policy.curator import ChunkTooLong  # loaded already: the curator is running
 
                 # a chunk too long for the model's own tokenizer stays too long: no point retrying
                 retry = not isinstance(exc, ChunkTooLong)

@@ -243,7 +243,7 @@ class ServerState:
 
 def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | None = None) -> MCPServer[ServerState]:
     """The MCP server. With `settings.policy` on, `load_curator` builds the curator (default: the
-    model the policy names, through `policy.load_curator`; tests pass a scripted one)."""
+    model the policy names, through `mcp_memalpha.policy.load_curator`; tests pass a scripted one)."""
     state = ServerState(settings, load_curator)
     specs = TOOLS + (CURATION_TOOLS if settings.policy_on else ())
 

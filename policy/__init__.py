@@ -5,8 +5,8 @@ callable, so the same code runs inside the server, in a training rollout and in 
 `llama_cpp` is imported lazily (install the `policy` extra).
 """
 
-from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.curator import (
+from mcp_memalpha.policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
+from mcp_memalpha.policy.curator import (
     ChunkSession,
     ChunkTooLong,
     Curator,
@@ -15,11 +15,11 @@ from policy.curator import (
     needs_results,
     run_calls,
 )
-from policy.formats import FORMATS, make_format
-from policy.generation import Generated, Generator, Sampling, is_degenerate
-from policy.memalpha import DEFAULT_TEXTS, PromptTexts, load_prompt_texts
-from policy.model import ModelNotFound, default_model_path, resolve_model
-from policy.prompt import read_context
+from mcp_memalpha.policy.formats import FORMATS, make_format
+from mcp_memalpha.policy.generation import Generated, Generator, Sampling, is_degenerate
+from mcp_memalpha.policy.memalpha import DEFAULT_TEXTS, PromptTexts, load_prompt_texts
+from mcp_memalpha.policy.model import ModelNotFound, default_model_path, resolve_model
+from mcp_memalpha.policy.prompt import read_context
 
 __all__ = [
     "DEFAULT_TEXTS",

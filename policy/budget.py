@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from policy.calls import ToolDef
-from policy.prompt import ChunkContext
+from mcp_memalpha.policy.calls import ToolDef
+from mcp_memalpha.policy.prompt import ChunkContext
 
 if TYPE_CHECKING:
-    from policy.formats import WireFormat
+    from mcp_memalpha.policy.formats import WireFormat
 
 FIT_TRIES = 4  # recounts after a cut before nothing of the memory is shown
 

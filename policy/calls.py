@@ -75,7 +75,7 @@ class CurationResult:
     wire_format: str | None = None  # the format the model was prompted in, and why
     wire_format_reason: str | None = None
     parts: int = 0  # sessions the chunk was curated in (a chunk longer than a prompt's room is split)
-    # per prompt whose memory shown was cut to fit the context: policy.budget.Cut as a dict
+    # per prompt whose memory shown was cut to fit the context: mcp_memalpha.policy.budget.Cut as a dict
     cuts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

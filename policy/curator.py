@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from policy.budget import Budget, fit_memory, split_chunk
-from policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
-from policy.formats import (
+from mcp_memalpha.policy.budget import Budget, fit_memory, split_chunk
+from mcp_memalpha.policy.calls import CallOutcome, CallRecord, CurationResult, Execute, ToolCall, ToolDef
+from mcp_memalpha.policy.formats import (
     TRAINED_NEW_TOKENS,
     WRITE_TOOLS,
     Completions,
@@ -26,10 +26,10 @@ from policy.formats import (
     make_format,
     with_event_time,
 )
-from policy.generation import Generator, Sampling
-from policy.memalpha import PromptTexts
-from policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_policy
-from policy.prompt import ChunkContext
+from mcp_memalpha.policy.generation import Generator, Sampling
+from mcp_memalpha.policy.memalpha import PromptTexts
+from mcp_memalpha.policy.model import ModelInfo, load_llama, render_chat, resolve_format, resolve_policy
+from mcp_memalpha.policy.prompt import ChunkContext
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

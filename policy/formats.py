@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
-from policy import memalpha
-from policy.calls import CallOutcome, CallRecord, Execute, ToolCall, ToolDef
-from policy.generation import Sampling
-from policy.memalpha import DEFAULT_TEXTS, PromptTexts
-from policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section, read_context
+from mcp_memalpha.policy import memalpha
+from mcp_memalpha.policy.calls import CallOutcome, CallRecord, Execute, ToolCall, ToolDef
+from mcp_memalpha.policy.generation import Sampling
+from mcp_memalpha.policy.memalpha import DEFAULT_TEXTS, PromptTexts
+from mcp_memalpha.policy.prompt import INSTRUCTIONS, ChunkContext, chunk_message, memory_section, read_context
 
 WRITE_TOOLS = ("new_memory_insert", "memory_update", "memory_delete")
 # Given the output so far, the text every valid output continues it with ("" when the model has a
@@ -77,7 +77,7 @@ class WireFormat(Protocol):
 
     def nothing_to_do(self, context: ChunkContext) -> bool: ...
 
-    # What the prompt shows of the memory, as texts a budget may cut (policy.budget): `shown` lists
+    # What the prompt shows of the memory, as texts a budget may cut (mcp_memalpha.policy.budget): `shown` lists
     # them, `showing` puts cut ones in their place (None: nothing shown), `cut_marker` ends a cut one.
     def shown(self, context: ChunkContext) -> list[str]: ...
 
@@ -190,7 +190,7 @@ def _tool_list(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
 
 
 class MemalphaFormat:
-    """The input Memalpha-4B was trained on and its output read as Mem-α reads it (`policy.memalpha`):
+    """The input Memalpha-4B was trained on and its output read as Mem-α reads it (`mcp_memalpha.policy.memalpha`):
     one generation per chunk, greedy, 2048 new tokens, no repetition penalty, EOS the only stop,
     results never shown back, no cap on the calls but the tokens."""
 

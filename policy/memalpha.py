@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from policy.calls import CallOutcome, Execute, ToolCall
+from mcp_memalpha.policy.calls import CallOutcome, Execute, ToolCall
 
 FN_NAME, FN_ARGS, FN_RESULT, FN_EXIT = "✿FUNCTION✿", "✿ARGS✿", "✿RESULT✿", "✿RETURN✿"
 # Mem-α's parser (agent.py `_parse_function_calls_from_text`): arguments run up to the next marker
@@ -252,7 +252,7 @@ class MemoryView:
 
 
 def shown_as(view: MemoryView, texts: list[str] | None) -> MemoryView:
-    """The view with `texts` (its core, then each shown item in order, as `policy.budget` cut them)
+    """The view with `texts` (its core, then each shown item in order, as `mcp_memalpha.policy.budget` cut them)
     in place of its own; None: an empty core and no item shown, the totals as they are."""
     if texts is None:
         return MemoryView("", {kind: () for kind in view.shown}, view.totals, view.aliases)

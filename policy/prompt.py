@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.calls import Execute
+from mcp_memalpha.policy.calls import Execute
 
 INSTRUCTIONS = """\
 You curate the long-term memory of an assistant. The memory has three parts:

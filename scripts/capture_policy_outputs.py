@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mcp_memalpha.policy import Limits, Sampling, ToolDef, load_curator
+from mcp_memalpha.policy.formats import make_format
+from mcp_memalpha.policy.model import render_chat
+from mcp_memalpha.policy.prompt import ChunkContext, Related
+
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy import Limits, Sampling, ToolDef, load_curator
-from policy.formats import make_format
-from policy.model import render_chat
-from policy.prompt import ChunkContext, Related
 
 CHUNK = """Maya: I started a new job as a data engineer at a solar energy company on Monday.
 Leo: Congrats! Are you still living in Porto?

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each repository folder and the package it installs as (pyproject's package-dir).
+PACKAGES = {"mcp_memalpha": "mcp_memalpha", "policy": "mcp_memalpha.policy", "training": "mcp_memalpha.training"}
+POLICY, TRAINING = PACKAGES["policy"], PACKAGES["training"]
 
 
 def imported_modules_of(path: Path) -> set[str]:
@@ -20,12 +23,17 @@ def imported_modules_of(path: Path) -> set[str]:
     return names
 
 
-def imported_modules(package: str) -> set[str]:
-    return set().union(*(imported_modules_of(path) for path in (ROOT / package).rglob("*.py")))
+def imported_modules(folder: str) -> set[str]:
+    return set().union(*(imported_modules_of(path) for path in (ROOT / folder).rglob("*.py")))
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
 
 
 def test_policy_depends_on_nothing_of_ours() -> None:
-    assert not {name for name in imported_modules("policy") if name.split(".")[0] in ("mcp_memalpha", "training")}
+    ours = {name for name in imported_modules("policy") if within(name, "mcp_memalpha")}
+    assert all(within(name, POLICY) for name in ours)
 
 
 class _EagerImports(ast.NodeVisitor):
@@ -61,25 +69,22 @@ def eager_imports(path: Path) -> set[str]:
     return visitor.names
 
 
-def _top(names: set[str]) -> set[str]:
-    return {name.split(".")[0] for name in names}
-
-
 def test_server_package_never_imports_training() -> None:
-    assert "training" not in _top(imported_modules("mcp_memalpha"))
+    assert not any(within(name, TRAINING) for name in imported_modules("mcp_memalpha"))
 
 
 def test_server_package_imports_policy_only_in_curation_and_only_lazily() -> None:
     """The curator is loaded only when a policy is switched on: `curation` imports it inside the
     functions that run then (and for type checking); no module imports it at import time."""
-    users = {path.name for path in (ROOT / "mcp_memalpha").rglob("*.py") if "policy" in _top(imported_modules_of(path))}
+    paths = list((ROOT / "mcp_memalpha").rglob("*.py"))
+    users = {path.name for path in paths if any(within(name, POLICY) for name in imported_modules_of(path))}
     assert users == {"curation.py"}
-    for path in (ROOT / "mcp_memalpha").rglob("*.py"):
-        assert "policy" not in _top(eager_imports(path)), path
+    for path in paths:
+        assert not any(within(name, POLICY) for name in eager_imports(path)), path
 
 
 def test_a_server_without_a_policy_never_loads_it(tmp_path: Path) -> None:
-    """A whole session (lifespan, a tool call) with the policy off leaves `policy` unimported."""
+    """A whole session (lifespan, a tool call) with the policy off leaves the policy package unimported."""
     code = (
         "import sys, anyio\n"
         "from mcp import Client\n"
@@ -89,7 +94,7 @@ def test_a_server_without_a_policy_never_loads_it(tmp_path: Path) -> None:
         f"    async with Client(build_server(Settings(data_dir={str(tmp_path)!r}))) as client:\n"
         "        await client.call_tool('memory_list', {'memory_type': 'semantic'})\n"
         "anyio.run(main)\n"
-        "print(sorted(m for m in ('policy', 'llama_cpp') if m in sys.modules))\n"
+        "print(sorted(m for m in ('mcp_memalpha.policy', 'llama_cpp') if m in sys.modules))\n"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
@@ -107,18 +112,16 @@ def test_starting_the_server_imports_nothing_heavy() -> None:
 
 
 def test_server_cli_reaches_training_only_through_its_lazy_forwarder() -> None:
-    """mcp_memalpha names `training` in one place: cli.py's forwarder, by module name at call time."""
-    naming = [
-        path.relative_to(ROOT).as_posix()
-        for path in (ROOT / "mcp_memalpha").rglob("*.py")
-        if '"training.cli"' in path.read_text() or "import training" in path.read_text()
-    ]
+    """mcp_memalpha names the training package in one place: cli.py's forwarder, by module name at
+    call time."""
+    paths = (ROOT / "mcp_memalpha").rglob("*.py")
+    naming = [path.relative_to(ROOT).as_posix() for path in paths if TRAINING in path.read_text()]
     assert naming == ["mcp_memalpha/cli.py"]
 
 
 def test_training_imports_no_heavy_framework_at_module_import() -> None:
     """torch / transformers / trl load only inside the functions that train (the `train` extra)."""
-    modules = sorted(f"training.{p.stem}" for p in (ROOT / "training").glob("*.py") if p.stem != "__init__")
+    modules = sorted(f"{TRAINING}.{p.stem}" for p in (ROOT / "training").glob("*.py") if p.stem != "__init__")
     code = (
         f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
         "print([m for m in ('torch', 'transformers', 'trl', 'llama_cpp') if m in sys.modules])"
@@ -128,19 +131,17 @@ def test_training_imports_no_heavy_framework_at_module_import() -> None:
 
 
 def test_training_depends_on_policy_and_the_tools_not_the_server() -> None:
-    ours = {name.split(".")[0] + "." + name.split(".")[1] for name in imported_modules("training") if name.count(".")}
-    assert "mcp_memalpha.server" not in ours
-    assert {"mcp_memalpha.tools", "policy.formats", "policy.curator"} <= ours
+    ours = imported_modules("training")
+    assert not any(within(name, "mcp_memalpha.server") for name in ours)
+    assert {"mcp_memalpha.tools", "mcp_memalpha.policy.formats", "mcp_memalpha.policy.curator"} <= ours
 
 
 # ---- the whole import graph ------------------------------------------------------------------
 
-PACKAGES = ("mcp_memalpha", "policy", "training")
-
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    folder, *parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join([PACKAGES[folder], *(parts[:-1] if parts[-1] == "__init__" else parts)])
 
 
 def _our_modules() -> dict[str, Path]:
@@ -220,5 +221,5 @@ def test_the_import_graph_has_no_circle() -> None:
 def test_the_graph_reader_sees_lazy_and_by_name_imports() -> None:
     modules = _our_modules()
     cli = import_edges("mcp_memalpha.cli", modules["mcp_memalpha.cli"], modules)
-    assert {"mcp_memalpha.server", "training.cli"} <= cli  # inside functions; by name
+    assert {"mcp_memalpha.server", "mcp_memalpha.training.cli"} <= cli  # inside functions; by name
     assert "mcp_memalpha.tools" in import_edges("mcp_memalpha.curation", modules["mcp_memalpha.curation"], modules)

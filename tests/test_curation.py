@@ -15,13 +15,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp_memalpha.policy.calls import CallOutcome, CallRecord, CurationResult, Execute
 
 from mcp_memalpha import CallContext, InvalidArgument, Memory, Settings
 from mcp_memalpha.curation import CURATOR_TOOL_NAMES, CurationWorker, curator_tools, make_execute
 from mcp_memalpha.jobs import JobQueue
 from mcp_memalpha.server import build_server
 from mcp_memalpha.tools import CURATION_TOOLS, TOOLS_BY_NAME
-from policy.calls import CallOutcome, CallRecord, CurationResult, Execute
 from tests.conftest import call, call_error, connect, policy_params
 
 Script = list[tuple[str, dict[str, Any]]]
@@ -247,7 +247,7 @@ def test_a_curator_that_raises_is_retried_then_its_job_fails(memory: Memory, set
 
 def test_a_context_with_no_room_for_a_chunk_fails_at_once_without_retries(memory: Memory, settings: Settings) -> None:
     """A chunk over the limit is split; a context too small for any of it is final (a configuration)."""
-    from policy.curator import ChunkTooLong
+    from mcp_memalpha.policy.curator import ChunkTooLong
 
     ctx = CallContext()
     queue = JobQueue(memory.ledger, settings)

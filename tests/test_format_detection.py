@@ -1,4 +1,4 @@
-"""Which wire format a GGUF is prompted in, from its metadata (policy.model.detect_format): a model
+"""Which wire format a GGUF is prompted in, from its metadata (mcp_memalpha.policy.model.detect_format): a model
 whose name, base model or source names Memalpha gets Memalpha-4B's format even though its Qwen3
 template knows <tool_call>; the export-gguf key wins over names; the setting overrides everything.
 Spawned servers serving real exported files are in test_training_export_qwen3.py."""
@@ -6,8 +6,7 @@ Spawned servers serving real exported files are in test_training_export_qwen3.py
 from __future__ import annotations
 
 import pytest
-
-from policy.model import WIRE_FORMAT_KEY, FormatChoice, ModelInfo, detect_format, resolve_format
+from mcp_memalpha.policy.model import WIRE_FORMAT_KEY, FormatChoice, ModelInfo, detect_format, resolve_format
 
 QWEN3_TEMPLATE = "{%- if tools %}...<tool_call>\\n{...}\\n</tool_call>...{%- endif %}"
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_memalpha.policy.curator import ChunkSession, Limits
+from mcp_memalpha.policy.formats import JsonFormat, MemalphaFormat
+from mcp_memalpha.policy.generation import Sampling
+from mcp_memalpha.policy.memalpha import load_prompt_texts, parse
+from mcp_memalpha.training.sandbox import Sandbox, tool_defs
 
-from policy.curator import ChunkSession, Limits
-from policy.formats import JsonFormat, MemalphaFormat
-from policy.generation import Sampling
-from policy.memalpha import load_prompt_texts, parse
 from tests.conftest import shared_data_missing
-from training.sandbox import Sandbox, tool_defs
 
 pytest.importorskip("qwen_agent", reason="the memalpha format needs the memalpha extra (qwen-agent)")
 
@@ -88,7 +88,7 @@ def local_tokenizer() -> Any:
 
 
 def render_llama_cpp(messages: list[dict[str, str]]) -> str:
-    from policy.model import ModelInfo, render_chat
+    from mcp_memalpha.policy.model import ModelInfo, render_chat
 
     info = ModelInfo(name="Memalpha 4B", chat_template=chat_template(), bos_token="", eos_token="<|im_end|>")
     return render_chat(info, messages)
@@ -120,7 +120,7 @@ def test_golden_prompt_messages_match_mem_alpha(path: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
 def test_golden_prompt_byte_for_byte_through_transformers(path: Path, tmp_path: Path) -> None:
-    from training.generation import render_prompt
+    from mcp_memalpha.training.generation import render_prompt
 
     case = json.loads(path.read_text())
     prompt = render_prompt(local_tokenizer(), golden_messages(case, tmp_path))
@@ -290,7 +290,7 @@ def test_no_call_of_a_long_output_is_lost_to_the_call_cap(tmp_path: Path) -> Non
 
 
 def test_other_formats_record_calls_over_the_cap_instead_of_dropping_them(tmp_path: Path) -> None:
-    from policy.formats import ToolCallFormat
+    from mcp_memalpha.policy.formats import ToolCallFormat
 
     calls = [
         {"name": "new_memory_insert", "arguments": {"memory_type": "semantic", "content": f"Fact {i}."}}

@@ -9,11 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from mcp_memalpha import CallContext, Memory
-from mcp_memalpha.curation import make_execute
-from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy import (
+from mcp_memalpha.policy import (
     ChunkTooLong,
     Curator,
     Limits,
@@ -23,8 +19,12 @@ from policy import (
     load_curator,
     make_format,
 )
-from policy.formats import MemalphaFormat
-from policy.prompt import ChunkContext, Related, statements
+from mcp_memalpha.policy.formats import MemalphaFormat
+from mcp_memalpha.policy.prompt import ChunkContext, Related, statements
+
+from mcp_memalpha import CallContext, Memory
+from mcp_memalpha.curation import make_execute
+from mcp_memalpha.tools import TOOLS_BY_NAME
 
 CAPTURED = json.loads((Path(__file__).parent / "data" / "policy_outputs.json").read_text())
 TOOLS = [ToolDef(t.name, t.description, t.input_schema()) for t in TOOLS_BY_NAME.values()]
@@ -101,7 +101,7 @@ MEMALPHA_TRANSCRIPT = """✿FUNCTION✿: memory_update
 
 
 def test_memalpha_transcript_runs_against_the_tools(memory: Memory) -> None:
-    from policy.curator import ChunkSession
+    from mcp_memalpha.policy.curator import ChunkSession
 
     session = ChunkSession(MemalphaFormat(), TOOLS, Limits(), "Maya: hi", "8 May 2023", executor(memory))
     records = session.submit(MEMALPHA_TRANSCRIPT)
@@ -161,7 +161,7 @@ def test_constrained_generation_follows_the_grammar(curator: Curator) -> None:
     context = ChunkContext.build(CHUNK, "2023-05-08", "", (Related("s-4k2m9q", "semantic", "Maya lives in Porto."),))
     fmt = make_format("json")
     prompt = curator.format.messages(curator.tools, context)
-    from policy.model import render_chat
+    from mcp_memalpha.policy.model import render_chat
 
     for temperature in (0.0, 1.0):
         out = curator.generator.generate(
@@ -198,7 +198,7 @@ def test_the_extractive_continuation_is_what_every_valid_output_shares() -> None
 
 
 def test_fed_spans_give_the_same_kind_of_output_faster(curator: Curator) -> None:
-    from policy.model import render_chat
+    from mcp_memalpha.policy.model import render_chat
 
     context = ChunkContext.build(CHUNK, "2023-05-08", "", ())
     fmt = make_format("json")
@@ -243,7 +243,7 @@ def test_a_context_too_small_for_any_chunk_is_refused(curator: Curator) -> None:
 
 
 def test_control_tokens_in_user_text_cannot_open_a_turn(curator: Curator) -> None:
-    from policy.model import render_chat
+    from mcp_memalpha.policy.model import render_chat
 
     def prompt(chunk: str) -> str:
         context = ChunkContext.build(chunk, None, "", ())
@@ -256,8 +256,8 @@ def test_control_tokens_in_user_text_cannot_open_a_turn(curator: Curator) -> Non
 
 
 def test_a_repeated_call_is_reported_not_run_twice(memory: Memory) -> None:
-    from policy.calls import CurationResult, ToolCall
-    from policy.curator import run_calls
+    from mcp_memalpha.policy.calls import CurationResult, ToolCall
+    from mcp_memalpha.policy.curator import run_calls
 
     insert = ToolCall("new_memory_insert", {"memory_type": "semantic", "content": "Maya has a cat"})
     result = CurationResult()

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_memalpha.policy import Curator, Limits, load_curator
+from mcp_memalpha.policy.budget import cap_for, split_chunk
+from mcp_memalpha.policy.formats import CUT_MARKER
+from mcp_memalpha.policy.memalpha import TRUNCATED
 
 from mcp_memalpha import CallContext, Memory, Settings
 from mcp_memalpha.curation import CurationWorker, curator_tools, make_execute
 from mcp_memalpha.jobs import JobQueue
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy import Curator, Limits, load_curator
-from policy.budget import cap_for, split_chunk
-from policy.formats import CUT_MARKER
-from policy.memalpha import TRUNCATED
 
 MAX_CHUNK = 512  # the curator's context: 2048 + 2 x 512 + 2048 = 5120 tokens
 CHUNK = """Maya: I started a new job as a data engineer at a solar energy company on Monday.

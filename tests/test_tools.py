@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from mcp_memalpha.training.rewards import HeuristicTypeJudge
 
 from mcp_memalpha import CallContext, InvalidArgument, MemalphaError, Memory
 from mcp_memalpha.tools import CURATION_TOOLS, MEMALPHA_TOOLS, TOOLS, TOOLS_BY_NAME, execute
 from mcp_memalpha.vocabulary import memory_type_name
 from tests.conftest import BOTH_BACKENDS
-from training.rewards import HeuristicTypeJudge
 
 
 def test_memalpha_tool_names_and_arguments_are_kept() -> None:

@@ -1,4 +1,4 @@
-"""training.data on real inputs: the LoCoMo dev file, and Memalpha-layout parquet / JSON Lines we write."""
+"""mcp_memalpha.training.data on real inputs: the LoCoMo dev file, and Memalpha-layout parquet / JSON Lines we write."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import shared_data_missing
-from training.data import (
+from mcp_memalpha.training.data import (
     QA,
     Instance,
     instance_from_row,
@@ -19,6 +17,8 @@ from training.data import (
     training_set,
     write_jsonl,
 )
+
+from tests.conftest import shared_data_missing
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 needs_locomo = pytest.mark.skipif(

@@ -7,14 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+from mcp_memalpha.policy.prompt import statements
+from mcp_memalpha.training.data import QA, Instance, locomo_instances
+from mcp_memalpha.training.environment import Episode, chunk_timestamp
+from mcp_memalpha.training.reader import (
+    ExtractiveReader,
+    LongContextView,
+    MemoryView,
+    RagView,
+    passages,
+    trim_to_tokens,
+)
+from mcp_memalpha.training.sandbox import Sandbox, tool_defs
 
 from mcp_memalpha.tokens import count_tokens
-from policy.prompt import statements
 from tests.conftest import shared_data_missing
-from training.data import QA, Instance, locomo_instances
-from training.environment import Episode, chunk_timestamp
-from training.reader import ExtractiveReader, LongContextView, MemoryView, RagView, passages, trim_to_tokens
-from training.sandbox import Sandbox, tool_defs
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 
@@ -176,14 +183,14 @@ def test_an_extractive_episode_passes_over_a_chunk_without_statements() -> None:
 
 
 def _limits(**changes: int) -> object:
-    from policy.curator import Limits
+    from mcp_memalpha.policy.curator import Limits
 
     return Limits(**changes)
 
 
 @pytest.mark.skipif(shared_data_missing(LOCOMO), reason="needs the LoCoMo dev data in ../shared/data/locomo")
 def test_a_real_llama_cpp_curator_drives_an_episode() -> None:
-    from policy import Limits, load_curator
+    from mcp_memalpha.policy import Limits, load_curator
 
     instance = locomo_instances(LOCOMO, sessions_per_instance=1)[0]
     instance = Instance(instance.instance_id, instance.chunks[:1], instance.questions[:3], "locomo")

@@ -1,4 +1,4 @@
-"""training.evaluate and `mcp-memalpha eval`: baselines and a policy in one harness."""
+"""mcp_memalpha.training.evaluate and `mcp-memalpha eval`: baselines and a policy in one harness."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mcp_memalpha.training.baselines import build_flat, flat_paragraph
+from mcp_memalpha.training.data import QA, Instance, truncate
+from mcp_memalpha.training.evaluate import EvalConfig, evaluate, generator_builder, plot, render_markdown
 
 from mcp_memalpha.cli import main
 from mcp_memalpha.tokens import count_tokens
 from tests.conftest import shared_data_missing
-from training.baselines import build_flat, flat_paragraph
-from training.data import QA, Instance, truncate
-from training.evaluate import EvalConfig, evaluate, generator_builder, plot, render_markdown
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 
@@ -110,7 +110,7 @@ def test_eval_command_on_locomo_writes_table_and_chart(tmp_path: Path) -> None:
 
 
 def test_the_server_cli_does_not_import_training_until_a_training_command_runs() -> None:
-    code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.split('.')[0] == 'training'])"
+    code = "import sys, mcp_memalpha.cli; print([m for m in sys.modules if m.startswith('mcp_memalpha.training')])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
 
@@ -120,7 +120,7 @@ def keep_nothing(messages: list[dict[str, str]]) -> str:
 
 
 def test_bootstrap_interval_is_seeded_and_brackets_the_mean() -> None:
-    from training.evaluate import bootstrap_interval
+    from mcp_memalpha.training.evaluate import bootstrap_interval
 
     values = [0.1, 0.2, 0.0, 0.3, 0.15, 0.25, 0.05, 0.2]
     interval = bootstrap_interval(values, resamples=1000, seed=1)
@@ -135,7 +135,7 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean() -> None:
 
 
 def test_paired_difference_of_two_policies_per_window_and_category() -> None:
-    from training.evaluate import paired, render_paired
+    from mcp_memalpha.training.evaluate import paired, render_paired
 
     other = Instance("toy-2", CHUNKS[:1], [QA("What is the name of Caroline's dog?", "Biscuit", 1, (0,))], "locomo")
     result = evaluate(
@@ -157,7 +157,7 @@ def test_paired_difference_of_two_policies_per_window_and_category() -> None:
 
 
 def test_conversations_used_for_training_are_refused_or_dropped(tmp_path: Path) -> None:
-    from training.evaluate import held_out, refuse_trained, trained_conversations
+    from mcp_memalpha.training.evaluate import held_out, refuse_trained, trained_conversations
 
     run = tmp_path / "run"
     (run / "final").mkdir(parents=True)

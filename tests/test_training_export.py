@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mcp_memalpha.policy import Limits, ToolDef, load_curator
+from mcp_memalpha.policy.model import WIRE_FORMAT_KEY, load_llama
+from mcp_memalpha.training import export
+from mcp_memalpha.training.export import ExportError, export_gguf, write_and_quantize
 
 from mcp_memalpha import CallContext, Memory, Settings
 from mcp_memalpha.cli import main
 from mcp_memalpha.curation import make_execute
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy import Limits, ToolDef, load_curator
-from policy.model import WIRE_FORMAT_KEY, load_llama
 from tests.conftest import call, connect, policy_params, shared_data_missing
-from training import export
-from training.export import ExportError, export_gguf, write_and_quantize
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 SMOKE = Path(__file__).resolve().parents[1] / "training" / "configs" / "smoke.toml"
@@ -36,7 +36,7 @@ needs_locomo = pytest.mark.skipif(shared_data_missing(LOCOMO), reason="training 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `final/` folder of one real GRPO step of the smoke configuration (tiny Llama)."""
-    from training.grpo import TrainConfig, train
+    from mcp_memalpha.training.grpo import TrainConfig, train
 
     run = tmp_path_factory.mktemp("run")
     config = TrainConfig.from_toml(
@@ -47,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The trained checkpoint through the server's CLI (which forwards to training.cli), per type."""
+    """The trained checkpoint through the server's CLI (which forwards to mcp_memalpha.training.cli), per type."""
     out = tmp_path_factory.mktemp("gguf")
     files = {}
     for quant in QUANTS:
@@ -139,7 +139,7 @@ async def test_a_spawned_server_serves_the_exported_file_as_its_policy(
 def sharp(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """A tiny Llama whose weights are scaled x10: at the default init its attention is nearly
     uniform and its greedy output one repeated token, which would hide a wrong rope layout."""
-    from training.tiny import build_tiny_model
+    from mcp_memalpha.training.tiny import build_tiny_model
 
     return sharpened(build_tiny_model(tmp_path_factory.mktemp("sharp") / "tiny"))
 
@@ -290,7 +290,7 @@ def test_a_lora_adapter_exports_to_a_gguf_adapter_llama_cpp_applies_like_peft(
 ) -> None:
     """Base GGUF + exported adapter in llama.cpp = the peft model in transformers (logits and
     greedy tokens), and the adapter matters: the base alone answers differently."""
-    from policy.model import PolicyFiles, default_model_path, is_adapter, resolve_policy
+    from mcp_memalpha.policy.model import PolicyFiles, default_model_path, is_adapter, resolve_policy
 
     model, tokenizer = sharp
     ids = prompt_ids(tokenizer)

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mcp_memalpha.policy import Limits, ToolDef, load_curator
+from mcp_memalpha.policy.model import ModelInfo, render_chat
+from mcp_memalpha.training import export
+from mcp_memalpha.training.export import ExportError, write_and_quantize
 
 from mcp_memalpha.cli import main
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy import Limits, ToolDef, load_curator
-from policy.model import ModelInfo, render_chat
 from tests.conftest import call, connect, policy_params, shared_data_missing
 from tests.test_training_export import llama_run, sharpened, transformers_run
 from tests.test_training_export import prompt_ids as shared_prompt_ids
-from training import export
-from training.export import ExportError, write_and_quantize
 
 MEMALPHA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "memalpha"
 GOLDEN = sorted((MEMALPHA_DATA / "golden").glob("*.json"))
@@ -41,7 +41,7 @@ CHUNK = "[Dialogue at timestamp 2023/05/25 (Thu) 17:08]\n<User>I adopted a cat n
 
 @pytest.fixture(scope="module")
 def qwen3_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.tiny import build_tiny_qwen3
+    from mcp_memalpha.training.tiny import build_tiny_qwen3
 
     return build_tiny_qwen3(tmp_path_factory.mktemp("qwen3") / "tiny-qwen3")
 
@@ -97,7 +97,7 @@ def test_the_export_is_a_qwen3_gguf_with_its_names_template_and_norms(
 
 @needs_golden
 def test_the_tiny_models_template_is_the_one_the_golden_prompts_were_rendered_with(qwen3_folder: Path) -> None:
-    from training.tiny import qwen3_chat_template
+    from mcp_memalpha.training.tiny import qwen3_chat_template
 
     reference = json.loads((MEMALPHA_DATA / "reference.json").read_text())
     assert qwen3_chat_template() == reference["chat_template"]["template"]
@@ -110,7 +110,7 @@ def test_the_tiny_models_template_is_the_one_the_golden_prompts_were_rendered_wi
 def sharp_qwen3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     """A tiny Qwen3 with weights scaled x10 (norms aside), so attention is sharp and the greedy
     continuation varied: a wrong rope layout, norm or head size then shows in the logits."""
-    from training.tiny import build_tiny_qwen3
+    from mcp_memalpha.training.tiny import build_tiny_qwen3
 
     return sharpened(build_tiny_qwen3(tmp_path_factory.mktemp("sharp") / "qwen3", tied=request.param))
 
@@ -232,7 +232,7 @@ async def test_a_spawned_server_serves_a_plain_qwen3_in_the_tool_call_format(pla
 def test_the_setting_overrides_the_detection_and_the_choice_is_logged(
     memalpha_gguf: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="policy.curator"):
+    with caplog.at_level(logging.INFO, logger="mcp_memalpha.policy.curator"):
         detected = load_curator(str(memalpha_gguf), tools=TOOLS, limits=Limits(max_chunk_tokens=64), threads=1)
         forced = load_curator(
             str(memalpha_gguf), tools=TOOLS, wire_format="json", limits=Limits(max_chunk_tokens=64), threads=1
@@ -253,13 +253,12 @@ def expected_prompt(model: Path, sandbox_dir: Path, texts_file: Path, served_id:
     """Our memalpha format with the reference texts, for the served memory's state (the same core and
     fact in a fresh sandbox, the fact shown with the alias the server gives its own id) and CHUNK,
     through the transformers chat template with thinking off."""
+    from mcp_memalpha.policy.curator import ChunkSession
+    from mcp_memalpha.policy.formats import MemalphaFormat
+    from mcp_memalpha.policy.memalpha import hex_alias, load_prompt_texts
+    from mcp_memalpha.training.generation import render_prompt
+    from mcp_memalpha.training.sandbox import Sandbox, tool_defs
     from transformers import AutoTokenizer
-
-    from policy.curator import ChunkSession
-    from policy.formats import MemalphaFormat
-    from policy.memalpha import hex_alias, load_prompt_texts
-    from training.generation import render_prompt
-    from training.sandbox import Sandbox, tool_defs
 
     with Sandbox(root=sandbox_dir) as sandbox:
         sandbox.call("memory_update", {"memory_type": "core", "new_content": CORE})

@@ -10,9 +10,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from mcp_memalpha.training.grpo import TERMS, TrainConfig, make_rollout_func, reward_functions, training_instances
 
 from tests.conftest import shared_data_missing
-from training.grpo import TERMS, TrainConfig, make_rollout_func, reward_functions, training_instances
 
 LOCOMO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo" / "locomo_dev.json"
 pytestmark = pytest.mark.skipif(
@@ -55,8 +55,8 @@ def test_rollouts_decode_as_the_format_unless_the_config_says_otherwise(monkeypa
     """A memalpha policy's rollouts get Mem-α's 2048 new tokens at temperature 1.0 (its training
     rollouts), in the generator and in TRL's max_completion_length; other formats get the curator's
     limit; a set max_new_tokens wins."""
-    import training.generation
-    from training.grpo import grpo_args
+    import mcp_memalpha.training.generation
+    from mcp_memalpha.training.grpo import grpo_args
 
     made: list[dict[str, object]] = []
 
@@ -65,7 +65,7 @@ def test_rollouts_decode_as_the_format_unless_the_config_says_otherwise(monkeypa
             made.append(options)
             raise StopIteration  # enough: the generator's options are what is checked
 
-    monkeypatch.setattr(training.generation, "TransformersGenerator", Recorded)
+    monkeypatch.setattr(mcp_memalpha.training.generation, "TransformersGenerator", Recorded)
     trainer = SimpleNamespace(model=None, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
     for config, tokens in (
         (TrainConfig(), 2048),
@@ -88,9 +88,8 @@ def test_training_instances_all_have_t_chunks() -> None:
 
 
 def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_path: Path) -> None:
+    from mcp_memalpha.training.tiny import build_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from training.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "tiny")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
@@ -127,8 +126,8 @@ def test_rollout_func_returns_rollout_major_samples_with_their_reward_terms(tmp_
 def test_smoke_training_runs_steps_logs_rewards_and_saves_a_loadable_model(
     tmp_path: Path, wire_format: str, max_new_tokens: int
 ) -> None:
-    from training.generation import TransformersGenerator, read_info
-    from training.grpo import train
+    from mcp_memalpha.training.generation import TransformersGenerator, read_info
+    from mcp_memalpha.training.grpo import train
 
     config = TrainConfig.from_toml(
         SMOKE,
@@ -156,12 +155,11 @@ def test_constrained_rollouts_only_copy_statements_like_the_served_grammar(tmp_p
     """A random model, constrained as the server constrains SmolLM2: every output is valid calls
     that copy statements once each, in order; fixed text is fed, and the samples differ."""
     import torch
+    from mcp_memalpha.policy.prompt import statements
+    from mcp_memalpha.training.environment import Episode
+    from mcp_memalpha.training.generation import TransformersGenerator
+    from mcp_memalpha.training.tiny import build_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from policy.prompt import statements
-    from training.environment import Episode
-    from training.generation import TransformersGenerator
-    from training.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "tiny")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
@@ -212,11 +210,10 @@ def test_held_out_conversations_never_reach_training() -> None:
 
 def test_rollouts_of_one_prompt_share_its_forward_pass_without_changing_the_samples(tmp_path: Path) -> None:
     import torch
+    from mcp_memalpha.training.environment import Episode
+    from mcp_memalpha.training.generation import TransformersGenerator
+    from mcp_memalpha.training.tiny import build_tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from training.environment import Episode
-    from training.generation import TransformersGenerator
-    from training.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path / "tiny")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
@@ -237,8 +234,9 @@ def test_rollouts_of_one_prompt_share_its_forward_pass_without_changing_the_samp
 
 
 def test_shorter_chunks_keep_only_the_questions_they_still_answer() -> None:
+    from mcp_memalpha.training.grpo import shorten
+
     from mcp_memalpha.tokens import count_tokens
-    from training.grpo import shorten
 
     full = training_instances(TrainConfig(chunks_per_instance=1, max_questions=None))[0]
     short = shorten(full, 200)
@@ -249,7 +247,7 @@ def test_shorter_chunks_keep_only_the_questions_they_still_answer() -> None:
 
 def _learning_run(tmp_path: Path, name: str, **options: object) -> tuple[TrainConfig, list[dict[str, float]]]:
     """One real GRPO step of the tiny model (TRL's trainer, our rollouts and rewards)."""
-    from training.grpo import train
+    from mcp_memalpha.training.grpo import train
 
     values = {
         "output_dir": str(tmp_path / name),
@@ -276,8 +274,7 @@ def test_a_step_with_group_spread_changes_the_weights_logs_a_grad_norm_and_resum
     """Constrained json rollouts of a random model differ in what they keep, so the group's
     rewards differ: the step must move the weights. Then the run resumes from its checkpoint."""
     import torch
-
-    from training.grpo import train
+    from mcp_memalpha.training.grpo import train
 
     config, history = _learning_run(
         tmp_path,
@@ -314,8 +311,7 @@ def test_a_step_with_zero_group_spread_leaves_the_weights_alone(tmp_path: Path) 
 
 def test_lora_trains_adapters_only_and_final_is_a_merged_checkpoint(tmp_path: Path) -> None:
     import torch
-
-    from training.generation import TransformersGenerator
+    from mcp_memalpha.training.generation import TransformersGenerator
 
     _, history = _learning_run(
         tmp_path, "lora", wire_format="json", max_new_tokens=200, lora_r=4, weights={"answers": 0.5, "budget": 0.2}
@@ -339,9 +335,8 @@ def _adapter_round_trip(run: Path) -> None:
     import numpy as np
     import torch
     from llama_cpp import Llama
-
-    from training.evaluate import policy_trained_on, trained_conversations
-    from training.export import export_adapter, load_checkpoint, write_and_quantize
+    from mcp_memalpha.training.evaluate import policy_trained_on, trained_conversations
+    from mcp_memalpha.training.export import export_adapter, load_checkpoint, write_and_quantize
 
     start, tokenizer = load_checkpoint(run / "tiny-start")
     final, _ = load_checkpoint(run / "final")
@@ -373,7 +368,7 @@ def _adapter_round_trip(run: Path) -> None:
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
-    from training.grpo import train
+    from mcp_memalpha.training.grpo import train
 
     with pytest.raises(ValueError, match="no checkpoint"):
         train(TrainConfig(output_dir=str(tmp_path / "empty")), resume=True, log=lambda line: None)

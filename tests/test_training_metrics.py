@@ -1,11 +1,10 @@
-"""training.metrics: each metric on answers in the shapes the data sources use."""
+"""mcp_memalpha.training.metrics: each metric on answers in the shapes the data sources use."""
 
 from __future__ import annotations
 
 import pytest
-
-from training.data import QA
-from training.metrics import (
+from mcp_memalpha.training.data import QA
+from mcp_memalpha.training.metrics import (
     boxed_em,
     boxed_label,
     keyword_hit,

@@ -1,11 +1,10 @@
-"""training.rewards: each term on call records shaped like real rollouts, and the weighted sum."""
+"""mcp_memalpha.training.rewards: each term on call records shaped like real rollouts, and the weighted sum."""
 
 from __future__ import annotations
 
 import pytest
-
-from policy.calls import CallRecord
-from training.rewards import (
+from mcp_memalpha.policy.calls import CallRecord
+from mcp_memalpha.training.rewards import (
     HeuristicTypeJudge,
     RewardWeights,
     chunk_reward,
@@ -97,7 +96,7 @@ def test_chunk_reward_uses_the_paper_weights_by_default() -> None:
 
 
 def test_filler_penalty_is_the_share_of_writes_that_copy_small_talk() -> None:
-    from training.rewards import filler_penalty, is_filler
+    from mcp_memalpha.training.rewards import filler_penalty, is_filler
 
     assert is_filler("Caroline: Hi Melanie!")
     assert is_filler("Melanie: Thanks, Caroline! That sounds great.")
@@ -115,7 +114,7 @@ def test_filler_penalty_is_the_share_of_writes_that_copy_small_talk() -> None:
 
 
 def test_budget_reward_is_full_within_the_budget_and_falls_to_zero_at_twice_it() -> None:
-    from training.rewards import budget_reward
+    from mcp_memalpha.training.rewards import budget_reward
 
     assert budget_reward(0, 100) == 1.0
     assert budget_reward(100, 100) == 1.0
@@ -126,9 +125,9 @@ def test_budget_reward_is_full_within_the_budget_and_falls_to_zero_at_twice_it()
 
 
 def test_answer_reward_credits_core_and_semantic_writes_that_hold_answers() -> None:
-    from training.data import QA
-    from training.metrics import metric_for
-    from training.rewards import answer_reward
+    from mcp_memalpha.training.data import QA
+    from mcp_memalpha.training.metrics import metric_for
+    from mcp_memalpha.training.rewards import answer_reward
 
     metric = metric_for("locomo", extractive=True)
     questions = [QA("What is the dog's name?", "Biscuit", 4), QA("What did Melanie run?", "charity race", 4)]

@@ -17,11 +17,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mcp_memalpha.policy.prompt import statements
+from mcp_memalpha.training.data import Instance
+from mcp_memalpha.training.reader import LongContextView, RagView, View, passages
+from mcp_memalpha.training.sandbox import Sandbox
+
 from mcp_memalpha.tokens import count_tokens
-from policy.prompt import statements
-from training.data import Instance
-from training.reader import LongContextView, RagView, View, passages
-from training.sandbox import Sandbox
 
 _WORDS = re.compile(r"[a-z0-9']+")
 _STOP = frozenset(
@@ -63,7 +64,7 @@ def content_words(text: str) -> set[str]:
 def flat_paragraph(previous: Sequence[str], chunk: str, capacity: int) -> list[str]:
     """The statements the paragraph keeps after `chunk`: greedily those adding the most new
     content words, within `capacity` tokens, then put back in arrival order."""
-    from training.environment import chunk_timestamp
+    from mcp_memalpha.training.environment import chunk_timestamp
 
     when = chunk_timestamp(chunk)
     fresh = [f"({when}) {s}" if when else s for s in statements(chunk)]
@@ -89,7 +90,7 @@ def flat_paragraph(previous: Sequence[str], chunk: str, capacity: int) -> list[s
 
 
 def build_flat(instance: Instance, budget: int) -> Built:
-    from training.reader import MemoryView
+    from mcp_memalpha.training.reader import MemoryView
 
     sandbox = Sandbox(core_capacity_tokens=max(budget, 16))
     kept: list[str] = []

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-
-from training.export import QUANT_TYPES
+from mcp_memalpha.training.export import QUANT_TYPES
 
 # `-h` as well as `--help`, like every other mcp-memalpha command.
 HELP = {"help_option_names": ["-h", "--help"]}
 
 if TYPE_CHECKING:
-    from training.evaluate import PolicyBuilder
-    from training.reader import Reader
+    from mcp_memalpha.training.evaluate import PolicyBuilder
+    from mcp_memalpha.training.reader import Reader
 
 
 @click.command("eval", context_settings=HELP)
@@ -109,8 +108,8 @@ def eval_command(
     """Evaluate curators against the baselines (score and memory tokens per data source); with two
     or more policies, each later one minus the first, paired on the same windows with a bootstrap
     95% interval, per question category."""
-    from training.data import default_locomo_path, describe, load_instances, truncate
-    from training.evaluate import (
+    from mcp_memalpha.training.data import default_locomo_path, describe, load_instances, truncate
+    from mcp_memalpha.training.evaluate import (
         EvalConfig,
         evaluate,
         held_out,
@@ -165,11 +164,11 @@ def _policy_name(spec: str) -> str:
 
 
 def _policy_builder(spec: str, wire_format: str | None, threads: int | None) -> PolicyBuilder:
-    from training.evaluate import curator_builder, generator_builder
+    from mcp_memalpha.training.evaluate import curator_builder, generator_builder
 
     path = Path(spec)
     if spec != "default" and path.is_dir():  # a transformers checkpoint (e.g. from `mcp-memalpha train`)
-        from training.generation import TransformersGenerator
+        from mcp_memalpha.training.generation import TransformersGenerator
 
         generator = TransformersGenerator.load(path, greedy=True)
         return generator_builder(generator, wire_format=wire_format or generator.wire_format)
@@ -177,7 +176,7 @@ def _policy_builder(spec: str, wire_format: str | None, threads: int | None) -> 
 
 
 def _reader(spec: str, threads: int | None) -> Reader:
-    from training.reader import ExtractiveReader, LlamaReader
+    from mcp_memalpha.training.reader import ExtractiveReader, LlamaReader
 
     if spec == "extractive":
         return ExtractiveReader()
@@ -208,7 +207,7 @@ def train_command(
     """GRPO training of a curator (Mem-α rewards, the paper's grouping) with TRL; runs under
     `accelerate launch` too (one process per device, or several on CPU)."""
     try:
-        from training.grpo import TrainConfig, train
+        from mcp_memalpha.training.grpo import TrainConfig, train
     except ImportError as exc:  # torch / transformers / trl missing
         raise click.ClickException(
             f"training needs the train extra: pip install 'mcp-memalpha[train]' ({exc})"
@@ -270,7 +269,7 @@ def export_gguf_command(
     """Export a trained checkpoint (full or LoRA; Llama or Qwen3) to a GGUF the server loads with
     `mcp-memalpha serve --policy OUT.gguf`."""
     try:
-        from training.export import ExportError, export_adapter, export_gguf
+        from mcp_memalpha.training.export import ExportError, export_adapter, export_gguf
     except ImportError as exc:
         raise click.ClickException(f"export needs the train extra: pip install 'mcp-memalpha[train]' ({exc})") from None
     try:

@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mcp_memalpha.tokens import count_tokens
-from policy.calls import CallRecord, CurationResult
-from policy.curator import ChunkSession, Curator, Limits
-from policy.formats import Completions, make_format
-from policy.generation import Sampling
-from policy.memalpha import PromptTexts
-from training.data import Instance
-from training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
-from training.rewards import (
+from mcp_memalpha.policy.calls import CallRecord, CurationResult
+from mcp_memalpha.policy.curator import ChunkSession, Curator, Limits
+from mcp_memalpha.policy.formats import Completions, make_format
+from mcp_memalpha.policy.generation import Sampling
+from mcp_memalpha.policy.memalpha import PromptTexts
+from mcp_memalpha.training.data import Instance
+from mcp_memalpha.training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
+from mcp_memalpha.training.rewards import (
     HeuristicTypeJudge,
     RewardWeights,
     TypeJudge,
@@ -35,7 +34,9 @@ from training.rewards import (
     qa_reward,
     type_fit_reward,
 )
-from training.sandbox import Sandbox, tool_defs
+from mcp_memalpha.training.sandbox import Sandbox, tool_defs
+
+from mcp_memalpha.tokens import count_tokens
 
 Messages = list[dict[str, str]]
 Generate = Callable[[Messages], str]

@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.baselines import Built, build_flat, build_long_context, build_rag
-from training.data import Instance
-from training.environment import Episode, Generate
-from training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
+from mcp_memalpha.training.baselines import Built, build_flat, build_long_context, build_rag
+from mcp_memalpha.training.data import Instance
+from mcp_memalpha.training.environment import Episode, Generate
+from mcp_memalpha.training.reader import DEFAULT_BUDGET, ExtractiveReader, MemoryView, Reader, score_questions
 
 BASELINES = ("long-context", "rag", "flat")
 
@@ -110,7 +110,7 @@ def trained_conversations(path: Path) -> set[str]:
 def policy_trained_on(spec: str) -> set[str]:
     """The conversations the policy `spec` of `--policy` was trained on: a checkpoint's record, or
     the `memalpha.trained_on` key of a GGUF adapter (the shipped one behind 'default' included)."""
-    from policy.model import TRAINED_ON_KEY, gguf_string, resolve_policy
+    from mcp_memalpha.policy.model import TRAINED_ON_KEY, gguf_string, resolve_policy
 
     if spec != "default" and Path(spec).is_dir():
         return trained_conversations(Path(spec))
@@ -146,8 +146,8 @@ def curator_builder(
     model: str = "default", *, wire_format: str | None = None, threads: int | None = None
 ) -> PolicyBuilder:
     """A llama.cpp GGUF curator ('default' = the embedded SmolLM2-135M, or a path)."""
-    from policy import Limits, load_curator
-    from training.sandbox import tool_defs
+    from mcp_memalpha.policy import Limits, load_curator
+    from mcp_memalpha.training.sandbox import tool_defs
 
     curator = load_curator(model, tools=tool_defs(), wire_format=wire_format, limits=Limits(), threads=threads)
 

@@ -26,8 +26,8 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
-from policy.formats import make_format
-from policy.model import TRAINED_ON_KEY, WIRE_FORMAT_KEY
+from mcp_memalpha.policy.formats import make_format
+from mcp_memalpha.policy.model import TRAINED_ON_KEY, WIRE_FORMAT_KEY
 
 # --quant name -> llama.cpp file type (names of llama_cpp constants, resolved when quantizing)
 QUANT_TYPES = {
@@ -86,7 +86,7 @@ class Identity:
         """By default the checkpoint's own name (its folder, or the repository of a Hugging Face cache
         snapshot, as llama.cpp's converter names it) and, for a model trained here, the model its
         training started from."""
-        from training.generation import read_info
+        from mcp_memalpha.training.generation import read_info
 
         start = read_info(folder).get("start_model")
         bases = tuple(base_models) or ((Path(start).name,) if start else ())
@@ -112,7 +112,7 @@ def export_gguf(
 ) -> ExportResult:
     """Export a checkpoint folder (from `mcp-memalpha train`, or any Llama/Qwen3 model folder; a LoRA
     adapter is merged into its base) to `output`, quantized to `quant` (see QUANT_TYPES)."""
-    from training.generation import read_info
+    from mcp_memalpha.training.generation import read_info
 
     started = time.perf_counter()
     check_quant(quant)
@@ -132,9 +132,8 @@ def export_adapter(
     over the base GGUF it was trained from (`serve --policy OUT.gguf`), in F16: a few MB, and the
     base stays the very file whose dequantized weights the adapters were trained on."""
     import gguf
+    from mcp_memalpha.training.evaluate import trained_conversations
     from transformers import AutoConfig
-
-    from training.evaluate import trained_conversations
 
     started = time.perf_counter()
     spec = adapter_spec(folder)

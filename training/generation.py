@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy.formats import Completions, shared_text
+from mcp_memalpha.policy.formats import Completions, shared_text
 
 TRAINING_INFO = "memalpha_training.json"
 
@@ -62,7 +62,7 @@ class Sample:
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The prompt for `messages` through the tokenizer's chat template, thinking off (Qwen3's
     template reads `enable_thinking`; others ignore it), exactly as the server's llama.cpp path
-    renders it (`policy.model.render_chat`)."""
+    renders it (`mcp_memalpha.policy.model.render_chat`)."""
     return str(
         tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
     )

@@ -3,7 +3,7 @@
 How one optimization step goes (one instance per step by default):
 - TRL's sampler repeats the instance's row `num_generations = G × T` times (G rollouts, T chunks);
 - our `rollout_func` turns those rows into G sequential rollouts (`Episode`): for each chunk t the
-  policy's prompt (memory state + chunk, `policy.formats`) is tokenized with the model's chat
+  policy's prompt (memory state + chunk, `mcp_memalpha.policy.formats`) is tokenized with the model's chat
   template, one completion is sampled (temperature 1.0), its calls run through the real tools on
   the rollout's own fresh memory; after the last chunk the reader answers the questions;
 - each (rollout, chunk) is one training sample, so the batch holds G × T samples for the instance,
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.data import Instance, load_instances, training_set, truncate
-from training.rewards import RewardWeights
+from mcp_memalpha.training.data import Instance, load_instances, training_set, truncate
+from mcp_memalpha.training.rewards import RewardWeights
 
 # Every reward term the rollout computes; TRL logs each one's mean and std per step and sums them
 # with `weights` (0 switches a term off: the paper's reference configuration weights only the first four).
@@ -136,7 +136,7 @@ class TrainConfig:
     @property
     def limits(self) -> Any:
         """The curator limits of a rollout: one generation per chunk."""
-        from policy.curator import Limits
+        from mcp_memalpha.policy.curator import Limits
 
         return Limits(max_calls=self.max_calls, max_steps=1)
 
@@ -145,8 +145,8 @@ class TrainConfig:
         """New tokens per rollout generation: the option, else what the wire format decodes with."""
         if self.max_new_tokens is not None:
             return self.max_new_tokens
-        from policy.formats import make_format
-        from policy.generation import Sampling
+        from mcp_memalpha.policy.formats import make_format
+        from mcp_memalpha.policy.generation import Sampling
 
         return make_format(self.wire_format).decoding(self.limits, Sampling()).max_new_tokens
 
@@ -175,8 +175,9 @@ def training_instances(config: TrainConfig) -> list[Instance]:
 def shorten(instance: Instance, max_tokens: int) -> Instance:
     """Each chunk cut to its first lines within `max_tokens` (its header line kept), and only the
     questions whose gold answer the cut chunks still hold (answer-token recall >= 0.5)."""
+    from mcp_memalpha.training.metrics import metric_for
+
     from mcp_memalpha.tokens import count_tokens
-    from training.metrics import metric_for
 
     chunks = []
     for chunk in instance.chunks:
@@ -201,13 +202,13 @@ def load_start_model(config: TrainConfig, work: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if config.model == "tiny":
-        from training.tiny import build_tiny_model
+        from mcp_memalpha.training.tiny import build_tiny_model
 
         folder = written_once(
             work / "tiny-start", lambda f: build_tiny_model(f, hidden=config.tiny_hidden, layers=config.tiny_layers)
         )
     elif config.model == "default" or config.model.endswith(".gguf"):
-        from policy.model import resolve_model
+        from mcp_memalpha.policy.model import resolve_model
 
         # dequantizing takes minutes on 2 cores: a run that resumes reuses the folder it wrote
         folder = written_once(
@@ -256,7 +257,7 @@ def run_rollouts(
 ) -> tuple[list[Any], list[dict[str, float]]]:
     """`count` rollouts of `instance`: the samples (one per chunk, rollout-major) and their terms;
     seconds by phase (generation, tools, scoring) are added to `timing` when given."""
-    from training.environment import Episode
+    from mcp_memalpha.training.environment import Episode
 
     samples, terms = [], []
     weights = RewardWeights(**config.weights)
@@ -297,12 +298,13 @@ def run_rollouts(
 
 
 def chunk_terms(instance: Instance, chunk: int, records: list[Any], config: TrainConfig) -> dict[str, float]:
-    """The terms beyond the paper's for chunk `chunk` (see `training.rewards`): its filler share, its
+    """The terms beyond the paper's for chunk `chunk` (see `mcp_memalpha.training.rewards`): its filler share, its
     written tokens against the budget, and the questions its core/semantic writes answer (those
     whose evidence lies in this chunk, or all when evidence is unknown)."""
+    from mcp_memalpha.training.metrics import metric_for
+    from mcp_memalpha.training.rewards import answer_reward, budget_reward, filler_penalty, written_contents
+
     from mcp_memalpha.tokens import count_tokens
-    from training.metrics import metric_for
-    from training.rewards import answer_reward, budget_reward, filler_penalty, written_contents
 
     written = sum(count_tokens(text) for text in written_contents(records))
     asked = [qa for qa in instance.questions if not qa.evidence_chunks or chunk in qa.evidence_chunks]
@@ -318,7 +320,7 @@ def make_rollout_func(
     instances: dict[str, Instance], tokenizer: Any, config: TrainConfig
 ) -> Callable[..., dict[str, Any]]:
     """TRL's `rollout_func(prompts, trainer)`: rows are instance ids, each repeated G × T times."""
-    from training.generation import TransformersGenerator
+    from mcp_memalpha.training.generation import TransformersGenerator
 
     per_rollout = config.chunks_per_instance
 
@@ -497,9 +499,8 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from accelerate import PartialState
     from datasets import Dataset
-
-    from training.evaluate import conversation_of
-    from training.generation import write_info
+    from mcp_memalpha.training.evaluate import conversation_of
+    from mcp_memalpha.training.generation import write_info
 
     output = Path(config.output_dir)
     checkpoint = last_checkpoint(output) if resume else None
@@ -599,9 +600,8 @@ def progress_callback(log: Callable[[str], None]) -> Any:
 def info_callback(info: dict[str, Any]) -> Any:
     """Writes `memalpha_training.json` (wire format, trained conversations) into every saved
     checkpoint, so a checkpoint exported or evaluated mid-run is prompted and checked the same way."""
+    from mcp_memalpha.training.generation import write_info
     from transformers import TrainerCallback
-
-    from training.generation import write_info
 
     class Info(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, **_: Any) -> None:

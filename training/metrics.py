@@ -25,8 +25,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mcp_memalpha.training.data import QA
+
 from mcp_memalpha.answer_metrics import answer_token_recall
-from training.data import QA
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _NUMBER = re.compile(r"-?\d+")

@@ -10,7 +10,7 @@ Views (all under one token budget, so methods are compared on what fits in the s
 
 Readers:
 - `ExtractiveReader` (default): LLM-free and deterministic. Its prediction is the view itself,
-  scored with the recall form of the source's metric (training.metrics, `extractive=True`): "is
+  scored with the recall form of the source's metric (mcp_memalpha.training.metrics, `extractive=True`): "is
   the answer in what the reader was shown". Cheap enough to run inside every RL rollout.
 - `LlamaReader`: a GGUF model through llama.cpp writes a short answer from the view, scored with
   the source's own metric (slower; for evaluation).
@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mcp_memalpha.training.data import QA, Instance
+from mcp_memalpha.training.metrics import metric_for
+
 from mcp_memalpha.tokens import count_tokens
-from training.data import QA, Instance
-from training.metrics import metric_for
 
 if TYPE_CHECKING:
-    from training.sandbox import Sandbox as ToolRunner
+    from mcp_memalpha.training.sandbox import Sandbox as ToolRunner
 
 DEFAULT_BUDGET = 300  # tokens the reader is shown per question (WordPiece, mcp_memalpha.tokens)
 
@@ -167,14 +168,14 @@ class LlamaReader:
     extractive = False
 
     def __init__(self, model: str = "default", *, max_tokens: int = 32, threads: int | None = None) -> None:
-        from policy.model import ModelInfo, load_llama, resolve_model
+        from mcp_memalpha.policy.model import ModelInfo, load_llama, resolve_model
 
         self.llm = load_llama(resolve_model(model), n_ctx=4096, threads=threads)
         self.info = ModelInfo.of(self.llm)
         self.max_tokens = max_tokens
 
     def answer(self, question: str, context: str) -> str:
-        from policy.model import render_chat
+        from mcp_memalpha.policy.model import render_chat
 
         prompt = render_chat(
             self.info, [{"role": "user", "content": ANSWER_PROMPT.format(context=context, question=question)}]

@@ -37,9 +37,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mcp_memalpha.policy.calls import CallRecord
+
 from mcp_memalpha.tools import TOOLS
 from mcp_memalpha.vocabulary import memory_type_name
-from policy.calls import CallRecord
 
 _WORD = re.compile(r"[A-Za-z']+")
 _TRANSIENT = re.compile(

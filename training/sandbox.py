@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcp_memalpha.policy.calls import CallOutcome, ToolDef
+
 from mcp_memalpha.curation import curator_tools, make_execute
 from mcp_memalpha.memory import CallContext, Memory, render_hit
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.tokens import count_tokens
 from mcp_memalpha.tools import TOOLS_BY_NAME
-from policy.calls import CallOutcome, ToolDef
 
 
 def tool_defs() -> list[ToolDef]:

@@ -28,9 +28,9 @@ QWEN3_ADDED = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_respons
 
 def _corpus() -> list[str]:
     """Text like what the model reads and writes: prompts in every wire format, calls, dialogue."""
-    from policy.formats import EXAMPLE_CALLS, EXAMPLE_CHUNK, make_format
-    from policy.prompt import ChunkContext
-    from training.sandbox import tool_defs
+    from mcp_memalpha.policy.formats import EXAMPLE_CALLS, EXAMPLE_CHUNK, make_format
+    from mcp_memalpha.policy.prompt import ChunkContext
+    from mcp_memalpha.training.sandbox import tool_defs
 
     context = ChunkContext.build(EXAMPLE_CHUNK, "8 May 2023", "Tom is a nurse.", ())
     texts = []
@@ -100,10 +100,9 @@ def qwen3_chat_template() -> str:
 
 
 def build_qwen3_tokenizer(vocab_size: int = 1024) -> Any:
+    from mcp_memalpha.training.export import QWEN2_PATTERN
     from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from training.export import QWEN2_PATTERN
 
     core = Tokenizer(models.BPE())
     core.normalizer = normalizers.NFC()
