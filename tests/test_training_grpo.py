@@ -44,7 +44,7 @@ def test_config_from_toml_flattens_sections_and_refuses_unknown_options(tmp_path
 
 
 def test_scale_rewards_reaches_trl_and_the_paper_scaling_is_the_default() -> None:
-    from training.grpo import grpo_args
+    from mcp_memalpha.training.grpo import grpo_args
 
     assert grpo_args(TrainConfig()).scale_rewards == "group"
     unscaled = TrainConfig.from_toml(SMOKE.with_name("smollm2_cpu_lora_unscaled.toml"))
