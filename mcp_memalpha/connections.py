@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # File descriptors left to the store (SQLite, WAL, LanceDB files, the model) and the runtime.
 MIN_FD_RESERVE = 64
+UVICORN_BACKLOG = 2048  # uvicorn's default listen backlog
 # Loggers that a peer can make write, without a token: accept errors, bad requests, refusals.
 FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "mcp_memalpha.http_security")
 # A request line and headers larger than this are refused (400) before they are complete.
@@ -54,6 +55,19 @@ def connection_cap(wanted: int, file_limit: int | None = None) -> int:
         return wanted
     reserve = max(MIN_FD_RESERVE, file_limit // 4)
     return max(1, min(wanted, file_limit - reserve))
+
+
+def accept_backlog(file_limit: int | None = None) -> int:
+    """uvicorn's listen `backlog`, which asyncio also takes as how many sockets it accepts in one
+    wake-up, before any of them reaches the guard (at uvicorn's 2048, a burst of idle sockets
+    filled a 1,024-descriptor limit before the cap could close one). A quarter of the reserve
+    that `connection_cap` leaves, so a burst cannot use up the store's descriptors."""
+    if file_limit is None:
+        file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if file_limit == resource.RLIM_INFINITY:
+        return UVICORN_BACKLOG
+    reserve = max(MIN_FD_RESERVE, file_limit // 4)
+    return max(16, min(UVICORN_BACKLOG, reserve // 4))
 
 
 class ConnectionGuard:
@@ -234,6 +248,7 @@ def uvicorn_config(app: Any, settings: Settings, host: str, port: int) -> Any:
         log_level=settings.log_level.lower(),
         http=guarded_protocol(guard),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        backlog=accept_backlog(),
     )
     quiet_floods()  # after Config, which (re)configures uvicorn's loggers
     log.info(

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_memalpha.connections import FloodFilter, connection_cap
+from mcp_memalpha.connections import FloodFilter, accept_backlog, connection_cap
 from tests.conftest import command, free_port, server_env, wait_for_port
 from tests.test_http_security import ACCEPT, ALICE, INITIALIZE, client_for, write_auth_file
 
@@ -134,6 +134,9 @@ def test_the_connection_cap_leaves_room_under_the_file_limit() -> None:
     assert connection_cap(1000, file_limit=128) == 64
     assert connection_cap(100, file_limit=65536) == 100
     assert connection_cap(1000, file_limit=resource.RLIM_INFINITY) == 1000
+    # what one accept round may take before the guard sees it stays inside the reserve
+    assert accept_backlog(1024) == 64 and accept_backlog(128) == 16 and accept_backlog(65536) == 2048
+    assert accept_backlog(resource.RLIM_INFINITY) == 2048
 
 
 def test_the_flood_filter_logs_each_shape_a_few_times_a_window_then_counts() -> None:
