@@ -47,14 +47,23 @@ FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "mcp_memalpha.http_security")
 MAX_HEADER_BYTES = 64 * 1024
 
 
-def connection_cap(wanted: int, file_limit: int | None = None) -> int:
-    """`wanted` connections, or fewer, leaving a quarter of the file limit (at least 64) to the rest."""
+def fd_reserve(file_limit: int | None = None) -> tuple[int, int] | None:
+    """The file limit (default: this process's) and the descriptors kept from connections for the
+    rest (a quarter of it, at least 64); None when the limit is infinite."""
     if file_limit is None:
         file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if file_limit == resource.RLIM_INFINITY:
+        return None
+    return file_limit, max(MIN_FD_RESERVE, file_limit // 4)
+
+
+def connection_cap(wanted: int, file_limit: int | None = None) -> int:
+    """`wanted` connections, or fewer, leaving the reserve (`fd_reserve`) to the rest."""
+    limits = fd_reserve(file_limit)
+    if limits is None:
         return wanted
-    reserve = max(MIN_FD_RESERVE, file_limit // 4)
-    return max(1, min(wanted, file_limit - reserve))
+    limit, reserve = limits
+    return max(1, min(wanted, limit - reserve))
 
 
 def accept_backlog(file_limit: int | None = None) -> int:
@@ -62,12 +71,10 @@ def accept_backlog(file_limit: int | None = None) -> int:
     wake-up, before any of them reaches the guard (at uvicorn's 2048, a burst of idle sockets
     filled a 1,024-descriptor limit before the cap could close one). A quarter of the reserve
     that `connection_cap` leaves, so a burst cannot use up the store's descriptors."""
-    if file_limit is None:
-        file_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if file_limit == resource.RLIM_INFINITY:
+    limits = fd_reserve(file_limit)
+    if limits is None:
         return UVICORN_BACKLOG
-    reserve = max(MIN_FD_RESERVE, file_limit // 4)
-    return max(16, min(UVICORN_BACKLOG, reserve // 4))
+    return max(16, min(UVICORN_BACKLOG, limits[1] // 4))
 
 
 class ConnectionGuard:
