@@ -406,10 +406,7 @@ class JsonFormat(_OurTools):
         current line, and whether it may end there (only between calls). None when not extractive."""
         if not self._copies(tools, context):
             return None
-        lines = [
-            [EXTRACTIVE_HEAD + f'"{kind}"' + _extractive_tail(line) for kind in EXTRACTIVE_KINDS]
-            for line in context.lines
-        ]
+        lines = [[extractive_call(line, kind) for kind in EXTRACTIVE_KINDS] for line in context.lines]
         index = {call: i for i, calls in enumerate(lines) for call in calls}
 
         def rests(text: str) -> tuple[list[str], bool]:
@@ -480,6 +477,11 @@ EXTRACTIVE_KINDS = ("episodic", "semantic")
 
 def _extractive_tail(line: str) -> str:
     return f', "content": {json.dumps(line, ensure_ascii=False)}}}}}\n'
+
+
+def extractive_call(line: str, kind: str) -> str:
+    """The extractive json format's line that inserts statement `line` as a `kind` memory."""
+    return EXTRACTIVE_HEAD + f'"{kind}"' + _extractive_tail(line)
 
 
 def _gbnf_literal(text: str) -> str:

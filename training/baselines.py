@@ -69,24 +69,29 @@ def flat_paragraph(previous: Sequence[str], chunk: str, capacity: int) -> list[s
     when = chunk_timestamp(chunk)
     fresh = [f"({when}) {s}" if when else s for s in statements(chunk)]
     pool = [*previous, *fresh]
-    chosen: list[int] = []
-    covered: set[str] = set()
-    used = 0
+    return [pool[i] for i in informative_choice(pool, capacity)]
+
+
+def informative_choice(pool: Sequence[str], capacity: int, chosen: Sequence[int] = ()) -> list[int]:
+    """Indices (in order) of `chosen` and then, greedily, the statements of `pool` adding the most
+    content words not yet covered, while they fit in `capacity` tokens (counting `chosen`)."""
+    picked = list(chosen)
+    covered: set[str] = set().union(*(content_words(pool[i]) for i in picked))
     sizes = [count_tokens(s) for s in pool]
+    used = sum(sizes[i] for i in picked)
     while True:
         best, gain = -1, 0
         for index, statement in enumerate(pool):
-            if index in chosen or used + sizes[index] > capacity:
+            if index in picked or used + sizes[index] > capacity:
                 continue
             new = len(content_words(statement) - covered)
             if new > gain:
                 best, gain = index, new
         if best < 0:
-            break
-        chosen.append(best)
+            return sorted(picked)
+        picked.append(best)
         covered |= content_words(pool[best])
         used += sizes[best]
-    return [pool[i] for i in sorted(chosen)]
 
 
 def build_flat(instance: Instance, budget: int) -> Built:

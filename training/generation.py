@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,53 +148,98 @@ class TransformersGenerator:
         import torch
 
         prompt = self.prompt_ids(messages)
-        device = self.model.device
         was_training = self.model.training
         self.model.eval()
+        try:
+            with torch.no_grad():
+                state = self._prompt_state(prompt)
+
+                def pick(candidates: list[int], firsts: dict[int, str], text: str) -> tuple[int, float, float]:
+                    return self._pick(state.logits[0, -1], candidates)
+
+                def advance(ids: list[int]) -> None:
+                    nonlocal state
+                    state = self.model(
+                        torch.tensor([ids], device=self.model.device),
+                        past_key_values=state.past_key_values,
+                        use_cache=True,
+                    )
+
+                return self._walk(prompt, completions, pick, advance, self.max_new_tokens)
+        finally:
+            self.model.train(was_training)
+
+    def teacher_sample(self, messages: list[dict[str, str]], completions: Completions, target: str) -> Sample:
+        """The tokens `sample_constrained` gives when its picks spell `target` (an output the
+        completions allow), with the same mask of picked and fed tokens: a supervised target that
+        is tokenized as a rollout is, and learned from at the choices only. No model is run."""
+
+        def pick(candidates: list[int], firsts: dict[int, str], text: str) -> tuple[int, float, float]:
+            rest = target[len(text) :]
+            if not rest and self.tokenizer.eos_token_id in candidates:
+                return self.tokenizer.eos_token_id, 0.0, 0.0
+            spelled = []  # (length of what the token adds, token) for each token the target goes on with
+            for token in (t for t in candidates if t in firsts):
+                piece = self._piece(token)
+                added = piece if firsts[token].startswith(piece) else firsts[token]  # a part of a character
+                if rest.startswith(added):
+                    spelled.append((len(added), token))
+            if not spelled:
+                raise ValueError(f"the format does not allow the target's continuation {rest[:60]!r}")
+            return max(spelled)[1], 0.0, 0.0  # the longest, as the tokenizer would spell it
+
+        return self._walk(self.prompt_ids(messages), completions, pick, lambda ids: None, 1 << 20)
+
+    def _walk(
+        self,
+        prompt: list[int],
+        completions: Completions,
+        pick: Callable[[list[int], dict[int, str], str], tuple[int, float, float]],
+        advance: Callable[[list[int]], None],
+        limit: int,
+    ) -> Sample:
+        """The constrained output: fixed text fed, choices made by `pick(candidates, first token ->
+        its rest, text so far)`; `advance(ids)` is told every span added, up to `limit` tokens."""
         completion: list[int] = []
         chosen: list[int] = []
         logprobs: list[float] = []
         full_logprobs: list[float] = []
         text = ""
         eos = self.tokenizer.eos_token_id
-        try:
-            with torch.no_grad():
-                state = self._prompt_state(prompt)
-                while len(completion) < self.max_new_tokens:
-                    room = self.max_new_tokens - len(completion)
-                    rests, may_end = completions(text)
-                    fixed = shared_text(rests, may_end)
-                    if fixed:
-                        ids, piece = self._fitted(fixed, room)
-                        marks = [0] * len(ids)
-                        logprobs += [0.0] * len(ids)  # fed: probability 1 under the sampler
-                        full_logprobs += [0.0] * len(ids)  # not scored (masked out of the loss)
-                    else:
-                        firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
-                        candidates = [*firsts, *([eos] if may_end or not firsts else [])]
-                        token, sampled, full = self._pick(state.logits[0, -1], candidates)
-                        logprobs.append(sampled)
-                        full_logprobs.append(full)
-                        if token == eos:
-                            completion.append(token)
-                            chosen.append(1)
-                            break
-                        ids = [token]
-                        piece = self.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-                        if not firsts[token].startswith(piece):  # part of a character: take the whole rest
-                            ids, piece = self._fitted(firsts[token], room)
-                        marks = [1] + [0] * (len(ids) - 1)
-                        logprobs += [0.0] * (len(ids) - 1)
-                        full_logprobs += [0.0] * (len(ids) - 1)
-                    completion += ids
-                    chosen += marks
-                    text += piece
-                    state = self.model(
-                        torch.tensor([ids], device=device), past_key_values=state.past_key_values, use_cache=True
-                    )
-        finally:
-            self.model.train(was_training)
+        while len(completion) < limit:
+            room = limit - len(completion)
+            rests, may_end = completions(text)
+            fixed = shared_text(rests, may_end)
+            if fixed:
+                ids, piece = self._fitted(fixed, room)
+                marks = [0] * len(ids)
+                logprobs += [0.0] * len(ids)  # fed: probability 1 under the sampler
+                full_logprobs += [0.0] * len(ids)  # not scored (masked out of the loss)
+            else:
+                firsts = {self._ids(rest)[0]: rest for rest in rests if rest}
+                candidates = [*firsts, *([eos] if may_end or not firsts else [])]
+                token, sampled, full = pick(candidates, firsts, text)
+                logprobs.append(sampled)
+                full_logprobs.append(full)
+                if token == eos:
+                    completion.append(token)
+                    chosen.append(1)
+                    break
+                ids = [token]
+                piece = self._piece(token)
+                if not firsts[token].startswith(piece):  # part of a character: take the whole rest
+                    ids, piece = self._fitted(firsts[token], room)
+                marks = [1] + [0] * (len(ids) - 1)
+                logprobs += [0.0] * (len(ids) - 1)
+                full_logprobs += [0.0] * (len(ids) - 1)
+            completion += ids
+            chosen += marks
+            text += piece
+            advance(ids)
         return Sample(prompt, completion, text, chosen, logprobs, full_logprobs)
+
+    def _piece(self, token: int) -> str:
+        return str(self.tokenizer.decode([token], clean_up_tokenization_spaces=False))
 
     def _prompt_state(self, prompt: list[int]) -> Any:
         """The model's output (logits, KV cache) after `prompt`. The rollouts of one group start

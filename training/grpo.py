@@ -98,6 +98,11 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: str | list[str] = "all-linear"
+    # supervised warm start before GRPO (`mcp_memalpha.training.warm_start`): epochs over the
+    # training chunks with the statements their questions need as targets (0: none, the paper's way)
+    warm_start_epochs: float = 0
+    warm_start_capacity: int = 180  # tokens of statements the teacher keeps per chunk at most
+    warm_start_learning_rate: float = 2e-4
 
     def __post_init__(self) -> None:
         if self.scale_rewards not in SCALE_REWARDS:
@@ -528,6 +533,23 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
         tokenizer.pad_token = tokenizer.eos_token
     by_id = {i.instance_id: i for i in instances}
     info = {"wire_format": config.wire_format, "start_model": config.model, "trained_on": trained_on}
+    adapters = peft_config(config)
+    if config.warm_start_epochs and checkpoint is None:  # a resumed run's checkpoint holds it already
+        from mcp_memalpha.training.warm_start import WarmStart, warm_start
+
+        options = WarmStart(
+            config.warm_start_epochs,
+            config.warm_start_capacity,
+            config.warm_start_learning_rate,
+            config.wire_format,
+            config.limits,
+            config.seed,
+        )
+        model = warm_start(model, tokenizer, instances, options, adapters, output / "warm-start", log)
+        write_info(output / "warm-start", **info, steps=0)
+        if config.steps == 0:  # the warm start alone (to evaluate it apart from GRPO)
+            return output / "warm-start"
+        adapters = None  # GRPO goes on training the warm start's adapters
     trainer = curator_trainer_class()(
         model=model,
         reward_funcs=list[Any](reward_functions()),
@@ -535,7 +557,7 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
         train_dataset=Dataset.from_list([{"prompt": i.instance_id} for i in instances]),
         processing_class=tokenizer,
         rollout_func=make_rollout_func(by_id, tokenizer, config),
-        peft_config=peft_config(config),
+        peft_config=adapters,
         callbacks=[progress_callback(log), info_callback(info)],
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
