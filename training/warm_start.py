@@ -9,8 +9,9 @@ words: questions on other conversations ask about other statements, and a curato
 only three lines loses whatever it misjudged), writes them as the extractive json format's calls
 (episodic when the type judge says the statement fits it, else semantic), and the model is
 fine-tuned on those completions (TRL's `SFTTrainer`, loss on the model's choices only, the same
-LoRA adapters GRPO then goes on training). The teacher reads answers, the student only the chunk: what it can learn is
-the kind of statement questions are asked about, judged on conversations it never saw.
+LoRA adapters GRPO then goes on training). The teacher reads answers, the student only the
+chunk: what it can learn is the kind of statement questions are asked about, judged on
+conversations it never saw.
 """
 
 from __future__ import annotations
