@@ -300,13 +300,14 @@ ROWS = [
 ]
 
 
-def column(result: dict[str, Any], several_backends: bool) -> str:
-    return f"{result['items']:,} items" + (f", {result['backend']}" if several_backends else "")
+def labels(results: list[dict[str, Any]]) -> list[str]:
+    """Each result's column name: its size, and its ledger when the run measured both."""
+    several = len({r["backend"] for r in results}) > 1
+    return [f"{r['items']:,} items" + (f", {r['backend']}" if several else "") for r in results]
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    several = len({r["backend"] for r in results}) > 1
-    lines = ["| measure | " + " | ".join(column(r, several) for r in results) + " |"]
+    lines = ["| measure | " + " | ".join(labels(results)) + " |"]
     lines.append("|---|" + "---|" * len(results))
     for label, keys, fmt in ROWS:
         cells = [fmt.format(*(r[k] for k in (keys if isinstance(keys, tuple) else (keys,)))) for r in results]
@@ -321,13 +322,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    several = len({r["backend"] for r in results}) > 1
     width = 0.8 / len(results)
-    for n, result in enumerate(results):
+    for n, (result, label) in enumerate(zip(results, labels(results), strict=True)):
         xs = [i + n * width for i in range(len(METHODS))]
         p50 = [result[f"{m}_p50"] for m in METHODS]
         p95 = [result[f"{m}_p95"] - result[f"{m}_p50"] for m in METHODS]
-        ax.bar(xs, p50, width, yerr=[[0] * len(METHODS), p95], capsize=4, label=column(result, several))
+        ax.bar(xs, p50, width, yerr=[[0] * len(METHODS), p95], capsize=4, label=label)
     ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(METHODS))], METHODS)
     ax.set_ylabel("ms per search (bar p50, whisker p95)")
     ax.set_title("Search latency through MCP, 2 cores")
