@@ -14,8 +14,9 @@ BM25 and the flat paragraph go through the same tools as everything else.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from mcp_memalpha.policy.prompt import statements
 from mcp_memalpha.training.data import Instance
@@ -75,22 +76,36 @@ def flat_paragraph(previous: Sequence[str], chunk: str, capacity: int) -> list[s
 def informative_choice(pool: Sequence[str], capacity: int, chosen: Sequence[int] = ()) -> list[int]:
     """Indices (in order) of `chosen` and then, greedily, the statements of `pool` adding the most
     content words not yet covered, while they fit in `capacity` tokens (counting `chosen`)."""
+    words = [content_words(s) for s in pool]
+
+    @cache
+    def covered(picked: tuple[int, ...]) -> set[str]:
+        return set().union(*(words[i] for i in picked))
+
+    return greedy_choice(
+        [count_tokens(s) for s in pool], capacity, lambda picked, i: len(words[i] - covered(picked)), chosen
+    )
+
+
+def greedy_choice(
+    sizes: Sequence[int], capacity: int, gain: Callable[[tuple[int, ...], int], float], chosen: Sequence[int] = ()
+) -> list[int]:
+    """Indices (in order) of `chosen` and then, one at a time, the item of the highest positive
+    `gain(picked so far, index)` (the first of equals) while it fits in `capacity` (counting
+    `chosen`), until none adds anything."""
     picked = list(chosen)
-    covered: set[str] = set().union(*(content_words(pool[i]) for i in picked))
-    sizes = [count_tokens(s) for s in pool]
     used = sum(sizes[i] for i in picked)
     while True:
-        best, gain = -1, 0
-        for index, statement in enumerate(pool):
-            if index in picked or used + sizes[index] > capacity:
+        best, best_gain = -1, 0.0
+        for index, size in enumerate(sizes):
+            if index in picked or used + size > capacity:
                 continue
-            new = len(content_words(statement) - covered)
-            if new > gain:
-                best, gain = index, new
+            value = gain(tuple(picked), index)
+            if value > best_gain + 1e-12:
+                best, best_gain = index, value
         if best < 0:
             return sorted(picked)
         picked.append(best)
-        covered |= content_words(pool[best])
         used += sizes[best]
 
 

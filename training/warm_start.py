@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from mcp_memalpha.policy.curator import Limits
 from mcp_memalpha.policy.formats import Completions, JsonFormat, extractive_call
-from mcp_memalpha.training.baselines import informative_choice
+from mcp_memalpha.training.baselines import greedy_choice, informative_choice
 from mcp_memalpha.training.data import QA, Instance
 from mcp_memalpha.training.environment import Episode, chunk_timestamp
 from mcp_memalpha.training.metrics import metric_for
@@ -54,24 +55,13 @@ def answer_choice(
     """Indices (in order) of the lines a reader of `questions` needs most: greedily the line that
     adds the most summed score per token, within `capacity` tokens, until none adds any."""
     sizes = [max(1, count_tokens(line)) for line in lines]
-    chosen: list[int] = []
-    current = [0.0] * len(questions)
-    used = 0
-    while True:
-        best, best_gain, best_scores = -1, 0.0, current
-        for index, line in enumerate(lines):
-            if index in chosen or used + sizes[index] > capacity:
-                continue
-            text = "\n".join([*(lines[i] for i in chosen), line])
-            scores = [score(text, qa) for qa in questions]
-            gain = (sum(scores) - sum(current)) / sizes[index]
-            if gain > best_gain + 1e-12:
-                best, best_gain, best_scores = index, gain, scores
-        if best < 0:
-            return sorted(chosen)
-        chosen.append(best)
-        current = best_scores
-        used += sizes[best]
+
+    @cache
+    def total(picked: tuple[int, ...]) -> float:
+        text = "\n".join(lines[i] for i in picked)
+        return sum(score(text, qa) for qa in questions)
+
+    return greedy_choice(sizes, capacity, lambda picked, i: (total((*picked, i)) - total(picked)) / sizes[i])
 
 
 def kind_of(line: str, timestamp: str | None, judge: TypeJudge) -> str:
