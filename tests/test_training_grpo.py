@@ -245,6 +245,19 @@ def test_shorter_chunks_keep_only_the_questions_they_still_answer() -> None:
     assert set(short.questions) <= set(full.questions) and len(short.questions) < len(full.questions)
 
 
+def test_the_warm_start_may_read_whole_sessions_where_grpo_reads_their_first_part() -> None:
+    from mcp_memalpha.tokens import count_tokens
+
+    config = TrainConfig(chunks_per_instance=1, max_questions=30, max_chunk_tokens=450, min_questions=3)
+    cut, whole = training_instances(config), training_instances(config, max_chunk_tokens=0)
+    assert all(count_tokens(i.chunks[0]) <= 450 + 60 for i in cut)
+    assert max(count_tokens(i.chunks[0]) for i in whole) > 900  # sessions run past the cut
+    # more sessions keep three questions whole, and each session's question list only grows
+    assert len(whole) > len(cut)
+    by_id = {i.instance_id: i for i in whole}
+    assert all(set(i.questions) <= set(by_id[i.instance_id].questions) for i in cut)
+
+
 def _learning_run(tmp_path: Path, name: str, **options: object) -> tuple[TrainConfig, list[dict[str, float]]]:
     """One real GRPO step of the tiny model (TRL's trainer, our rollouts and rewards)."""
     from mcp_memalpha.training.grpo import train

@@ -103,6 +103,9 @@ class TrainConfig:
     warm_start_epochs: float = 0
     warm_start_capacity: int = 180  # tokens of statements the teacher keeps per chunk at most
     warm_start_learning_rate: float = 2e-4
+    # the warm start's windows cut to this many tokens (None: GRPO's windows; 0: whole sessions, as
+    # the curator is evaluated and served: the statements of a chunk's later half to learn from too)
+    warm_start_chunk_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.scale_rewards not in SCALE_REWARDS:
@@ -156,9 +159,11 @@ class TrainConfig:
         return make_format(self.wire_format).decoding(self.limits, Sampling()).max_new_tokens
 
 
-def training_instances(config: TrainConfig) -> list[Instance]:
+def training_instances(config: TrainConfig, max_chunk_tokens: int | None = None) -> list[Instance]:
     """Instances with exactly T chunks (cut to T; shorter ones dropped) and at least
-    `min_questions` questions (and one)."""
+    `min_questions` questions (and one), each chunk cut to `max_chunk_tokens` (None: the config's;
+    0: uncut)."""
+    cut_to = config.max_chunk_tokens if max_chunk_tokens is None else max_chunk_tokens
     if config.data is None:
         found = training_set(sessions_per_instance=config.sessions_per_instance, max_questions=None)
     else:
@@ -167,8 +172,8 @@ def training_instances(config: TrainConfig) -> list[Instance]:
     for instance in found:
         if instance.metadata.get("sample_id") in config.holdout:
             continue
-        if config.max_chunk_tokens:
-            instance = shorten(instance, config.max_chunk_tokens)
+        if cut_to:
+            instance = shorten(instance, cut_to)
         cut = truncate(instance, max_chunks=config.chunks_per_instance, max_questions=config.max_questions)
         if len(cut.chunks) == config.chunks_per_instance and len(cut.questions) >= max(1, config.min_questions):
             kept.append(cut)
@@ -545,7 +550,10 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
             config.limits,
             config.seed,
         )
-        model = warm_start(model, tokenizer, instances, options, adapters, output / "warm-start", log)
+        taught = instances
+        if config.warm_start_chunk_tokens is not None:
+            taught = training_instances(config, max_chunk_tokens=config.warm_start_chunk_tokens)
+        model = warm_start(model, tokenizer, taught, options, adapters, output / "warm-start", log)
         write_info(output / "warm-start", **info, steps=0)
         if config.steps == 0:  # the warm start alone (to evaluate it apart from GRPO)
             return output / "warm-start"
