@@ -34,6 +34,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "chosen": {},
     "no near-synonyms": {"mcp_memalpha.expansion.SYNONYM_WEIGHT": 0.0},
     "no fuzzy stems": {"mcp_memalpha.expansion.MIN_FUZZY_LENGTH": 99},
+    "no speaker prior": {"mcp_memalpha.rerank.SPEAKER_PENALTY": 0.0},
+    "no question prior": {"mcp_memalpha.rerank.QUESTION_PENALTY": 0.0},
+    "no head re-ranking": {"mcp_memalpha.rerank.SPEAKER_PENALTY": 0.0, "mcp_memalpha.rerank.QUESTION_PENALTY": 0.0},
 }
 
 

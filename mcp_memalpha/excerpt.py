@@ -49,7 +49,7 @@ def excerpts(contents: list[str], query: str, budget: int, similarity: Similarit
     budget: at least one whole word). One tokenizer pass and one similarity call serve all of them."""
     spans = token_spans_many(contents) if contents else []
     long = [i for i, tokens in enumerate(spans) if len(tokens) > budget]
-    splits = {i: _split(contents[i]) for i in long}
+    splits = {i: split(contents[i]) for i in long}
     closeness = iter(similarity([s.text for i in long for s in splits[i][1]]) if long else [])
     wanted = content_words(query)
     shown: list[str | None] = [None] * len(contents)
@@ -72,10 +72,15 @@ class _Sentence:
     text: str
 
 
-def _split(content: str) -> tuple[str, list[_Sentence]]:
-    """The leading label ("Caroline: ", or "") and the sentences after it, with their places."""
+def leading_label(content: str) -> str:
+    """The leading label ("Caroline: "), or ""."""
     match = _LABEL.match(content)
-    label = match.group(0) if match else ""
+    return match.group(0) if match else ""
+
+
+def split(content: str) -> tuple[str, list[_Sentence]]:
+    """The leading label ("Caroline: ", or "") and the sentences after it, with their places."""
+    label = leading_label(content)
     sentences, start = [], len(label)
     for gap in [*_SENTENCE_END.finditer(content, len(label)), None]:
         end = gap.start() if gap else len(content)

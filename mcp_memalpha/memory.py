@@ -34,6 +34,7 @@ from mcp_memalpha.expansion import expand
 from mcp_memalpha.match import MatchLevel, match_level, match_scores
 from mcp_memalpha.query import query_parts
 from mcp_memalpha.ranking import VECTOR_POOL, VECTOR_WEIGHT, by_score, fuse_parts, hybrid_fusion
+from mcp_memalpha.rerank import rerank
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.store import ledger_for
 from mcp_memalpha.store.index import Filter, SearchIndex
@@ -556,7 +557,9 @@ class Memory:
         if self.index.is_behind(self.ledger):
             self.sync_index()
         ranked = self._rank(text, where, method, top_k, prior)
-        hits_items = self._hydrate(ctx, ranked, kinds, top_k)
+        head = self._hydrate(ctx, ranked, kinds, HEAD * top_k)
+        reranked = rerank(text, [(item.content, score) for item, score in head])
+        hits_items = [(head[index][0], score) for index, score in reranked[:top_k]]
         shown = self._excerpts([item.content for item, _ in hits_items], text, excerpt_tokens)
         texts = [render_hit(item, part) for (item, _), part in zip(hits_items, shown, strict=True)]
         sizes = count_many(texts) if texts else []
@@ -582,16 +585,16 @@ class Memory:
         return match_scores(query, [item.content for item in items], self.embedder.embed, inside)
 
     def _hydrate(
-        self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], top_k: int
+        self, ctx: CallContext, ranked: list[tuple[str, float]], kinds: tuple[str, ...], wanted: int
     ) -> list[tuple[ItemRow, float]]:
-        """The first `top_k` ranked ids that are live in the ledger, read from it, with their scores.
+        """The first `wanted` ranked ids that are live in the ledger, read from it, with their scores.
 
         Reads the head of the ranking first and more only if the index returned items the
-        ledger has since deleted, so a search reads about top_k rows, not the whole pool.
+        ledger has since deleted, so a search reads about `wanted` rows, not the whole pool.
         """
         found: list[tuple[ItemRow, float]] = []
-        start, step = 0, 2 * top_k
-        while len(found) < top_k and start < len(ranked):
+        start, step = 0, wanted
+        while len(found) < wanted and start < len(ranked):
             chunk = ranked[start : start + step]
             with self.ledger.read() as tx:
                 rows = tx.items(item_id for item_id, _ in chunk)
@@ -600,7 +603,7 @@ class Memory:
                 if row is not None and row.alive and row.namespace == ctx.namespace and row.memory_type in kinds:
                     found.append((row, score))
             start, step = start + step, 4 * step
-        return found[:top_k]
+        return found[:wanted]
 
     def _excerpts(self, contents: list[str], query: str, budget: int) -> list[str | None]:
         if not budget:
@@ -691,6 +694,10 @@ def _time_range(start_time: str | None, end_time: str | None, now: datetime) -> 
         raise InvalidArgument("end_time", f"{end_time!r} is before start_time {start_time!r}")
     return start, end
 
+
+# The head of a ranking read from the ledger and re-ranked by what its memories say (`rerank`):
+# this many times top_k, so a memory the priors lift can come from just below the cut.
+HEAD = 2
 
 # How much a memory of the time a query speaks of is lifted, on the hybrid scale (about 1 at the
 # top): one that matches half as well as the best leads, one that barely matches does not.
