@@ -5,12 +5,20 @@ Needs the `train` extra (torch, transformers, trl), which the `test` extra insta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from mcp_memalpha.training.grpo import TERMS, TrainConfig, make_rollout_func, reward_functions, training_instances
+from mcp_memalpha.training.grpo import (
+    TERMS,
+    TrainConfig,
+    make_rollout_func,
+    reward_functions,
+    training_instances,
+    warm_start_instances,
+)
 
 from tests.conftest import shared_data_missing
 
@@ -256,6 +264,10 @@ def test_the_warm_start_may_read_whole_sessions_where_grpo_reads_their_first_par
     assert len(whole) > len(cut)
     by_id = {i.instance_id: i for i in whole}
     assert all(set(i.questions) <= set(by_id[i.instance_id].questions) for i in cut)
+    assert warm_start_instances(config, cut) == []  # no warm start configured
+    warm = dataclasses_replace(config, warm_start_epochs=1)
+    assert warm_start_instances(warm, cut) is cut
+    assert warm_start_instances(dataclasses_replace(warm, warm_start_chunk_tokens=0), cut) == whole
 
 
 def _learning_run(tmp_path: Path, name: str, **options: object) -> tuple[TrainConfig, list[dict[str, float]]]:
@@ -388,6 +400,4 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
 
 
 def dataclasses_replace(config: TrainConfig, **changes: object) -> TrainConfig:
-    import dataclasses
-
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]

@@ -182,6 +182,16 @@ def training_instances(config: TrainConfig, max_chunk_tokens: int | None = None)
     return kept[: config.max_instances] if config.max_instances else kept
 
 
+def warm_start_instances(config: TrainConfig, instances: list[Instance]) -> list[Instance]:
+    """The windows the warm start learns from: GRPO's `instances`, or the same sessions cut to
+    `warm_start_chunk_tokens`; none without a warm start. Their conversations count as trained on."""
+    if not config.warm_start_epochs:
+        return []
+    if config.warm_start_chunk_tokens is None:
+        return instances
+    return training_instances(config, max_chunk_tokens=config.warm_start_chunk_tokens)
+
+
 def shorten(instance: Instance, max_tokens: int) -> Instance:
     """Each chunk cut to its first lines within `max_tokens` (its header line kept), and only the
     questions whose gold answer the cut chunks still hold (answer-token recall >= 0.5)."""
@@ -518,7 +528,8 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
         raise ValueError(f"--resume: {output} has no checkpoint-N folder (set save_steps to write them)")
     output.mkdir(parents=True, exist_ok=True)
     instances = training_instances(config)
-    trained_on = sorted({conversation_of(i) for i in instances})
+    taught = warm_start_instances(config, instances)
+    trained_on = sorted({conversation_of(i) for i in [*instances, *taught]})
     if PartialState().is_main_process:
         record = {**dataclasses.asdict(config), "trained_on": trained_on}
         (output / "config.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -550,9 +561,6 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
             config.limits,
             config.seed,
         )
-        taught = instances
-        if config.warm_start_chunk_tokens is not None:
-            taught = training_instances(config, max_chunk_tokens=config.warm_start_chunk_tokens)
         model = warm_start(model, tokenizer, taught, options, adapters, output / "warm-start", log)
         write_info(output / "warm-start", **info, steps=0)
         if config.steps == 0:  # the warm start alone (to evaluate it apart from GRPO)
