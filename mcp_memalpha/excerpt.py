@@ -35,10 +35,14 @@ def render_hit(item: ItemRow, shown: str | None = None) -> str:
     """How an item reads in a prompt or a token budget: its date, its content (or the excerpt of it
     `shown`), and the relative dates in that resolved against the date:
     `[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)`."""
-    text = item.content if shown is None else shown
-    if not item.event_time:
+    return render_dated(item.content if shown is None else shown, item.event_time)
+
+
+def render_dated(text: str, event_time: str | None) -> str:
+    """`text` as it reads with its ISO-8601 `event_time` (see `render_hit`); as it is without one."""
+    if not event_time:
         return text
-    when = datetime.fromisoformat(item.event_time.removesuffix("Z"))
+    when = datetime.fromisoformat(event_time.removesuffix("Z"))
     notes = relative_dates(text, when)
     return f"[{human_date(when)}] {text}" + (f" ({'; '.join(notes)})" if notes else "")
 

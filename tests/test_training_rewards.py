@@ -124,21 +124,35 @@ def test_budget_reward_is_full_within_the_budget_and_falls_to_zero_at_twice_it()
         budget_reward(10, 0)
 
 
-def test_answer_reward_credits_core_and_semantic_writes_that_hold_answers() -> None:
+def test_answer_reward_credits_every_write_that_holds_an_answer_as_the_reader_sees_it() -> None:
     from mcp_memalpha.training.data import QA
     from mcp_memalpha.training.metrics import metric_for
     from mcp_memalpha.training.rewards import answer_reward
 
     metric = metric_for("locomo", extractive=True)
-    questions = [QA("What is the dog's name?", "Biscuit", 4), QA("What did Melanie run?", "charity race", 4)]
+    questions = [
+        QA("What is the dog's name?", "Biscuit", 4),
+        QA("What did Melanie run?", "charity race", 4),
+        QA("When did Caroline go to the support group?", "7 May 2023", 2),
+    ]
     semantic = [insert("semantic", "Caroline: My dog is named Biscuit.")]
-    assert answer_reward(semantic, questions, metric.score) == 0.5
+    assert answer_reward(semantic, questions, metric.score) == pytest.approx(1 / 3)
     both = [
         *semantic,
         CallRecord(1, "memory_update", {"memory_type": "core", "new_content": "Melanie ran a charity race."}, True),
     ]
-    assert answer_reward(both, questions, metric.score) == 1.0
-    # an episodic copy of the same answer earns nothing here (it still counts through r1)
-    assert answer_reward([insert("episodic", "Caroline: My dog is named Biscuit.")], questions, metric.score) == 0.0
+    assert answer_reward(both, questions, metric.score) == pytest.approx(2 / 3)
+    # an episodic write answers a "when" question through the date the memory stored (as a search
+    # hit shows it: "[8 May 2023] ... yesterday ... (yesterday = 7 May 2023)"), not through its words
+    episode = "Caroline: I went to the support group yesterday."
+    dated = CallRecord(
+        1,
+        "new_memory_insert",
+        {"memory_type": "episodic", "content": episode},
+        True,
+        output={"memory_id": "e1", "event_time": "2023-05-08T13:56:00"},
+    )
+    assert answer_reward([dated], questions, metric.score) == pytest.approx(1 / 3)
+    assert answer_reward([insert("episodic", episode)], questions, metric.score) == 0.0  # stored without a date
     assert answer_reward([insert("semantic", "Biscuit", ok=False)], questions, metric.score) == 0.0
     assert answer_reward(semantic, [], metric.score) == 0.0

@@ -86,7 +86,7 @@ def test_teacher_examples_keep_answers_first_and_fill_the_capacity() -> None:
 @needs_locomo
 def test_warm_start_trains_the_adapters_grpo_then_goes_on_training(tmp_path: Path) -> None:
     """`--steps 0`: the warm start alone moves the LoRA adapters (B starts at 0) and lowers its loss;
-    then one GRPO step continues from those adapters, not from fresh ones."""
+    then one GRPO step continues from those adapters, not from fresh ones (resumed or in one run)."""
     from mcp_memalpha.training.grpo import train
     from safetensors.torch import load_file
 
@@ -113,6 +113,16 @@ def test_warm_start_trains_the_adapters_grpo_then_goes_on_training(tmp_path: Pat
     losses = [float(line.split("loss ")[1].split(" -> ")[i]) for line in logged if "loss" in line for i in (0, 1)]
     assert losses[1] < losses[0], logged
     assert not (tmp_path / "alone" / "final").exists()  # no GRPO step ran
+
+    # `--resume` of a run stopped after its warm start: GRPO goes on from the saved adapters
+    resumed = TrainConfig.from_toml(SMOKE, output_dir=str(tmp_path / "alone"), steps=1, **values)
+    train(resumed, resume=True, log=logged.append)
+    assert any("reusing" in line for line in logged), logged
+    after = load_file(str(tmp_path / "alone" / "final-adapter" / "adapter_model.safetensors"))
+    assert (
+        set(after) == set(adapters)
+        and 0 < max(float((after[k] - adapters[k]).abs().max()) for k in adapters) <= 1e-2 * 1.01
+    )
 
     train(TrainConfig.from_toml(SMOKE, output_dir=str(tmp_path / "both"), steps=1, **values), log=lambda line: None)
     warm = load_file(str(tmp_path / "both" / "warm-start" / "adapter_model.safetensors"))

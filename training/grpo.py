@@ -319,8 +319,8 @@ def run_rollouts(
 
 def chunk_terms(instance: Instance, chunk: int, records: list[Any], config: TrainConfig) -> dict[str, float]:
     """The terms beyond the paper's for chunk `chunk` (see `mcp_memalpha.training.rewards`): its filler share, its
-    written tokens against the budget, and the questions its core/semantic writes answer (those
-    whose evidence lies in this chunk, or all when evidence is unknown)."""
+    written tokens against the budget, and the questions its writes answer as they will be read
+    (those whose evidence lies in this chunk, or all when evidence is unknown)."""
     from mcp_memalpha.training.metrics import metric_for
     from mcp_memalpha.training.rewards import answer_reward, budget_reward, filler_penalty, written_contents
 
@@ -524,8 +524,11 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
 
     output = Path(config.output_dir)
     checkpoint = last_checkpoint(output) if resume else None
-    if resume and checkpoint is None:
-        raise ValueError(f"--resume: {output} has no checkpoint-N folder (set save_steps to write them)")
+    warmed = output / "warm-start" if resume and checkpoint is None and finished_warm_start(output) else None
+    if resume and checkpoint is None and (warmed is None or not config.warm_start_epochs):
+        raise ValueError(
+            f"--resume: {output} has no checkpoint-N folder (set save_steps to write them) nor a finished warm start"
+        )
     output.mkdir(parents=True, exist_ok=True)
     instances = training_instances(config)
     taught = warm_start_instances(config, instances)
@@ -561,8 +564,12 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
             config.limits,
             config.seed,
         )
-        model = warm_start(model, tokenizer, taught, options, adapters, output / "warm-start", log)
-        write_info(output / "warm-start", **info, steps=0)
+        if warmed is not None:  # resuming a run stopped after its warm start: GRPO starts from it
+            model = load_warm_start(model, warmed)
+            log(f"warm start: reusing {warmed}")
+        else:
+            model = warm_start(model, tokenizer, taught, options, adapters, output / "warm-start", log)
+            write_info(output / "warm-start", **info, steps=0)
         if config.steps == 0:  # the warm start alone (to evaluate it apart from GRPO)
             return output / "warm-start"
         adapters = None  # GRPO goes on training the warm start's adapters
@@ -591,6 +598,22 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
         f"reward curve in {output / 'rewards.png'}"
     )
     return final
+
+
+def finished_warm_start(output: Path) -> bool:
+    """Whether the run in `output` saved its warm start (its training info is written last)."""
+    return (output / "warm-start" / "memalpha_training.json").is_file()
+
+
+def load_warm_start(model: Any, folder: Path) -> Any:
+    """The saved warm start over `model`, trainable: its LoRA adapters (or, without LoRA, its weights)."""
+    if (folder / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder)
 
 
 def save_final(trainer: Any, tokenizer: Any, output: Path, config: TrainConfig) -> Path:

@@ -15,9 +15,12 @@ switch them on), each per chunk t so rollouts of one group differ even when r1 t
 - budget_t (`budget_reward`): 1 while the chunk's writes stay within a token budget, falling
   linearly to 0 at twice the budget (the paper's r3 is shared and weighted 0.05: too weak to
   steer one chunk);
-- answers_t (`answer_reward`): share of the instance's questions whose answer the chunk's core
-  and semantic writes hold (answer-token recall >= 0.5 of the gold against the written text):
-  credit for the write itself, not only through the reader's shared r1.
+- answers_t (`answer_reward`): share of the instance's questions whose answer the chunk's writes
+  hold as the reader will see them (answer-token recall >= 0.5 of the gold against the written
+  text, an episodic write with its date and the relative dates in it resolved): credit for the
+  write itself, not only through the reader's shared r1. Crediting undated core and semantic
+  writes alone taught the curator to drop episodic memories and with them every date
+  (docs/training.md: temporal questions fell by 0.66 in 30 steps).
 
 The default judge (`HeuristicTypeJudge`) is cheap and deterministic, in place of the paper's
 LLM judge. Its rules, meant to say "is this the kind of memory this type is for":
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 
 from mcp_memalpha.policy.calls import CallRecord
 
+from mcp_memalpha.excerpt import render_dated
 from mcp_memalpha.tools import TOOLS
 from mcp_memalpha.vocabulary import memory_type_name
 
@@ -174,17 +178,27 @@ _FILLER_WORDS = frozenset(
 )
 
 
-def written_contents(records: Sequence[CallRecord], types: tuple[str, ...] | None = None) -> list[str]:
-    """The text of the chunk's executed writes (of `types`, e.g. ("core", "semantic"), if given)."""
+def _writes(records: Sequence[CallRecord]) -> list[tuple[str, dict[str, Any]]]:
+    """The chunk's executed writes: each one's text and the tool's output for it."""
     found = []
     for record in records:
         if not record.ok or record.name not in WRITE_CALLS:
             continue
         content = record.arguments.get("content", record.arguments.get("new_content"))
-        kind = str(record.arguments.get("memory_type", "")).strip().lower().removesuffix("_memory")
-        if isinstance(content, str) and (types is None or kind in types):
-            found.append(content)
+        if isinstance(content, str):
+            found.append((content, record.output if isinstance(record.output, dict) else {}))
     return found
+
+
+def written_contents(records: Sequence[CallRecord]) -> list[str]:
+    """The text of the chunk's executed writes."""
+    return [content for content, _ in _writes(records)]
+
+
+def written_as_read(records: Sequence[CallRecord]) -> list[str]:
+    """The chunk's executed writes as a reader will see them: with the event time the memory
+    stored (`excerpt.render_dated`, the rendering of a search hit)."""
+    return [render_dated(content, output.get("event_time")) for content, output in _writes(records)]
 
 
 def is_filler(content: str) -> bool:
@@ -212,10 +226,10 @@ def budget_reward(written_tokens: int, budget_tokens: int) -> float:
 def answer_reward(
     records: Sequence[CallRecord], questions: Sequence[Any], score: Callable[[str, Any], float], threshold: float = 0.5
 ) -> float:
-    """answers_t: share of `questions` whose answer the chunk's core/semantic writes hold:
-    `score(text, question)` (the answer-token recall of the extractive metric) reaches `threshold`
-    (0 with no question or no such write)."""
-    text = "\n".join(written_contents(records, ("core", "semantic")))
+    """answers_t: share of `questions` whose answer the chunk's writes hold as they will be read
+    (`written_as_read`): `score(text, question)` (the answer-token recall of the extractive
+    metric) reaches `threshold` (0 with no question or no executed write)."""
+    text = "\n".join(written_as_read(records))
     if not questions or not text:
         return 0.0
     return sum(score(text, question) >= threshold for question in questions) / len(questions)
