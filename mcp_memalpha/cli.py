@@ -216,7 +216,8 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
     type=click.FloatRange(min=0.05, max=3600),
     default=1.0,
     show_default=True,
-    help="How often the queue is checked for new jobs (and for jobs left by a dead worker).",
+    help="How often the queue is checked for jobs left by a dead worker, and for new ones on SQLite "
+    "(on PostgreSQL a new job wakes the worker at once).",
 )
 def worker(once: bool, poll_seconds: float, **options: Any) -> None:
     """Run the curator on the memorize jobs queued on the data (by servers started with --no-curation).

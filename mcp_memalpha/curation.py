@@ -127,7 +127,8 @@ class CurationWorker:
     `load` builds the curator (in the thread, so a server answers `initialize` first);
     `on_write` is called after each write (the server wakes its index); `poll_seconds` is how
     often the queue is checked for jobs queued by other processes or left by dead workers
-    (`notify` wakes the worker at once for a job queued in this process).
+    (`notify` wakes the worker at once for a job queued in this process, and so does any process's
+    new job where the ledger tells of it: `Ledger.watch_jobs`, LISTEN/NOTIFY on PostgreSQL).
     """
 
     def __init__(
@@ -151,12 +152,14 @@ class CurationWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._current: Claim | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._until_idle = False
         self._thread = threading.Thread(target=self._run, name="memalpha-curator", daemon=True)
 
     def start(self, *, until_idle: bool = False) -> None:
         """Run the loop on the worker's thread; `until_idle` ends it once no job is runnable."""
         self._until_idle = until_idle
+        self._unwatch = self.memory.ledger.watch_jobs(self.notify)
         self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -171,6 +174,9 @@ class CurationWorker:
         """Stop after the current job; if it is still running after `timeout`, hand it back to the
         queue (its lease goes, so the rest of this attempt's writes are refused and the next claim
         reverts what it wrote)."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

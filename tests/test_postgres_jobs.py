@@ -5,6 +5,7 @@ exactly-once rules of `jobs`. Runs on the session's throwaway cluster."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,3 +110,41 @@ def test_claimers_on_several_connections_share_the_queue_each_job_once(url: str,
             assert all([op.op for op in tx.history(item_id)] == ["insert", "undo"] for item_id in interrupted)
     finally:
         ledger.close()
+
+
+def test_a_worker_starts_another_process_job_on_its_notification(url: str, tmp_path: Path) -> None:
+    """`CurationWorker` LISTENs on `memalpha_jobs` (`Ledger.watch_jobs`): a job queued through
+    another process's ledger is run long before the worker's next poll (10 minutes here)."""
+    from mcp_memalpha.curation import CurationWorker
+    from mcp_memalpha.memory import Memory
+    from tests.test_curation import SCRIPT, ScriptedCurator
+
+    ledger, queue, _ = _queue(url, tmp_path, 0)
+    with Memory(Settings(data_dir=tmp_path / "worker", database_url=url)) as memory:
+        worker = CurationWorker(memory, lambda: ScriptedCurator(SCRIPT[1:3]), poll_seconds=600)
+        worker.start()
+        try:
+            assert worker.loaded.wait(60) and worker.load_error is None
+            _wait_for_listen(url, "memalpha_jobs")
+            time.sleep(1.0)  # its first claim found the queue empty; the next poll is 10 minutes away
+            job, _ = queue.enqueue(CallContext(), "User: I moved to Porto.")
+            for _ in range(600):
+                if queue.status(CallContext(), job.id)[0].finished:
+                    break
+                time.sleep(0.05)
+            assert queue.status(CallContext(), job.id)[0].state == "done"
+        finally:
+            worker.stop()
+            ledger.close()
+
+
+def _wait_for_listen(url: str, channel: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        for _ in range(600):
+            query = "SELECT 1 FROM pg_stat_activity WHERE query = %s AND state = 'idle'"
+            if admin.execute(query, (f"LISTEN {channel}",)).fetchone():
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"nobody LISTENs on {channel}")

@@ -181,6 +181,7 @@ class Tx:
         self.dialect = dialect
         self.serialized = serialized  # False: `Ledger.write(serialize=False)`, which may not log
         self.logged: list[int] = []  # sequence numbers this transaction appended to the log
+        self.queued = False  # whether it made a job runnable (queued, or handed back)
 
     def _run(self, statement: str, params: Sequence[object] = ()) -> Any:
         return self._conn.execute(self.dialect.sql(statement), tuple(params))
@@ -451,6 +452,7 @@ class Tx:
         )
         if cursor.rowcount != 1:
             raise IdTaken(job_id)
+        self.queued = True
 
     def job(self, job_id: str, namespace: str | None = None) -> JobRow | None:
         """The job with this id (only in `namespace`, when given)."""
@@ -476,7 +478,9 @@ class Tx:
         if owner is not None:
             sql += " AND lease_owner = ? AND state = 'running'"
             params.append(owner)
-        return bool(self._run(sql, params).rowcount == 1)
+        changed = bool(self._run(sql, params).rowcount == 1)
+        self.queued |= changed and changes.get("state") == "queued"
+        return changed
 
     def holds_lease(self, job_id: str, owner: str) -> bool:
         row = self._run(
@@ -569,6 +573,12 @@ class Ledger(ABC):
         logged, until the returned function is called to stop. None where the backend cannot
         tell: SQLite has no notifications, so there only `index_poll_seconds` follows other
         processes' writes."""
+        return None
+
+    def watch_jobs(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `wake` whenever any process makes a memorize job runnable (queues one, or hands one
+        back), until the returned function is called; None where the backend cannot tell (SQLite:
+        workers poll the queue)."""
         return None
 
     @abstractmethod

@@ -9,7 +9,9 @@ number never becomes visible after a higher one. Reads run in REPEATABLE READ (o
 writes in READ COMMITTED, whose every statement after the lock sees every earlier commit.
 
 A write that logged NOTIFYs `memalpha_log` at commit; `watch` LISTENs on it, so each server's
-index follows the other servers' writes without polling.
+index follows the other servers' writes without polling. A write that made a memorize job
+runnable NOTIFYs `memalpha_jobs`, which `watch_jobs` LISTENs on: a worker on another host starts
+it at once (the workers still poll, for leases that run out).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mcp_memalpha.store.ledger import POSTGRES, Ledger, Tx
 POOL_MAX = 16  # connections per process: the tools' worker threads, the index sync, the curator
 CONNECT_TIMEOUT_S = 10.0
 NOTIFY_CHANNEL = "memalpha_log"  # NOTIFY'd with the newest sequence number after a write that logged
+JOBS_CHANNEL = "memalpha_jobs"  # NOTIFY'd after a write that made a memorize job runnable
 WATCH_STEP_S = 0.5  # how often the LISTEN loop looks up from its connection (to see a stop)
 WATCH_RETRY_MAX_S = 30.0  # the longest pause before reopening a lost LISTEN connection
 
@@ -117,7 +120,13 @@ class PostgresLedger(Ledger):
             self._pool = None
 
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
-        watcher = LogWatcher(self.url, wake, self._psycopg)
+        return self._watch(NOTIFY_CHANNEL, wake)
+
+    def watch_jobs(self, wake: Callable[[], None]) -> Callable[[], None]:
+        return self._watch(JOBS_CHANNEL, wake)
+
+    def _watch(self, channel: str, wake: Callable[[], None]) -> Callable[[], None]:
+        watcher = Watcher(self.url, channel, wake, self._psycopg)
         watcher.start()
         return watcher.stop
 
@@ -151,6 +160,8 @@ class PostgresLedger(Ledger):
                     yield tx
                     if tx.logged:  # wakes the replicas' index followers, at commit
                         conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(max(tx.logged))))
+                    if tx.queued:  # wakes the curation workers, at commit
+                        conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
                     conn.execute("COMMIT")
                 except BaseException:
                     with suppress(psycopg.Error):  # a broken connection: the server rolls back itself
@@ -160,21 +171,23 @@ class PostgresLedger(Ledger):
             raise self._storage_error(exc) from exc
 
 
-class LogWatcher:
-    """LISTENs on NOTIFY_CHANNEL and calls `wake` on each notification, on a connection of its own
+class Watcher:
+    """LISTENs on `channel` and calls `wake` on each notification, on a connection of its own
     (held for as long as the server runs, so not one of the pool's).
 
-    A notification is only a hint (the index then reads the log "after N" itself), so one lost
-    while the connection was down costs nothing but time: the connection is reopened (pausing 1 s,
-    doubling to 30 s), and `wake` is called once it is, for the writes made meanwhile.
+    A notification is only a hint (the index then reads the log "after N" itself, a worker claims
+    from the queue), so one lost while the connection was down costs nothing but time: the
+    connection is reopened (pausing 1 s, doubling to 30 s), and `wake` is called once it is, for
+    what was written meanwhile.
     """
 
-    def __init__(self, url: str, wake: Callable[[], None], psycopg: Any) -> None:
+    def __init__(self, url: str, channel: str, wake: Callable[[], None], psycopg: Any) -> None:
         self.url = url
+        self.channel = channel
         self.wake = wake
         self._psycopg = psycopg
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memalpha-log-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"memalpha-watch-{channel}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -193,9 +206,8 @@ class LogWatcher:
                 failures += 1
                 pause = min(WATCH_RETRY_MAX_S, 2.0 ** (failures - 1))
                 log.warning(
-                    "LISTEN %s on %s failed (%s); retrying in %.0f s (the index polls meanwhile only with "
-                    "index_poll_seconds)",
-                    NOTIFY_CHANNEL,
+                    "LISTEN %s on %s failed (%s); retrying in %.0f s (meanwhile only polling follows it)",
+                    self.channel,
                     safe_url(self.url),
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
                     pause,
@@ -205,7 +217,7 @@ class LogWatcher:
     def _listen(self, missed: bool) -> None:
         """Listen until stopped; raises the driver's error when the connection fails."""
         with self._psycopg.connect(self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S)) as conn:
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
             if missed:
                 self.wake()
             while not self._stop.is_set():
