@@ -401,3 +401,9 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def dataclasses_replace(config: TrainConfig, **changes: object) -> TrainConfig:
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", sorted(SMOKE.parent.glob("*.toml")), ids=lambda path: path.name)
+def test_every_training_config_reads_with_known_options_only(path: Path) -> None:
+    config = TrainConfig.from_toml(path)
+    assert config.steps >= 1 and config.rollouts >= 2 and config.output_dir.startswith("runs/")
