@@ -199,7 +199,8 @@ def _reader(spec: str, threads: int | None) -> Reader:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue from the newest checkpoint-N in the output folder (set save_steps to write them).",
+    help="Continue from the newest checkpoint-N in the output folder (set save_steps to write them), "
+    "or start GRPO from its saved warm-start/ when it has no checkpoint yet.",
 )
 def train_command(
     config_path: Path, output_dir: str | None, steps: int | None, model: str | None, resume: bool

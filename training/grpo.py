@@ -510,7 +510,8 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
     """Run GRPO; returns the folder of the final model (with its tokenizer and training info).
 
     `resume`: continue from the run's newest `checkpoint-N` (weights or adapters, optimizer,
-    scheduler, RNG and step count: TRL/transformers' own resume), so a run may span sittings."""
+    scheduler, RNG and step count: TRL/transformers' own resume), so a run may span sittings; a
+    run that has saved only its warm start starts GRPO from it."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
