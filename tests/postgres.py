@@ -99,3 +99,19 @@ def cluster() -> Iterator[Cluster]:
     finally:
         subprocess.run(_as_owner([pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]), check=False)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def listener(url: str, channel: str) -> int:
+    """The backend pid of the connection that LISTENs on `channel` (idle, waiting), once there is one."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        for _ in range(600):
+            query = "SELECT pid FROM pg_stat_activity WHERE query = %s AND state = 'idle'"
+            row = admin.execute(query, (f"LISTEN {channel}",)).fetchone()
+            if row:
+                return int(row[0])
+            time.sleep(0.05)
+    raise AssertionError(f"nobody LISTENs on {channel}")

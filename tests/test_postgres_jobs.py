@@ -125,7 +125,7 @@ def test_a_worker_starts_another_process_job_on_its_notification(url: str, tmp_p
         worker.start()
         try:
             assert worker.loaded.wait(60) and worker.load_error is None
-            _wait_for_listen(url, "memalpha_jobs")
+            postgres.listener(url, "memalpha_jobs")
             time.sleep(1.0)  # its first claim found the queue empty; the next poll is 10 minutes away
             job, _ = queue.enqueue(CallContext(), "User: I moved to Porto.")
             for _ in range(600):
@@ -136,15 +136,3 @@ def test_a_worker_starts_another_process_job_on_its_notification(url: str, tmp_p
         finally:
             worker.stop()
             ledger.close()
-
-
-def _wait_for_listen(url: str, channel: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        for _ in range(600):
-            query = "SELECT 1 FROM pg_stat_activity WHERE query = %s AND state = 'idle'"
-            if admin.execute(query, (f"LISTEN {channel}",)).fetchone():
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"nobody LISTENs on {channel}")

@@ -232,28 +232,17 @@ def test_watch_wakes_on_another_process_write_and_outlives_a_dropped_connection(
     stop = watching.watch(woken.release)
     try:
 
-        def listening() -> int:
-            with _connect(url) as admin:
-                for _ in range(600):
-                    row = admin.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN%%' AND state = 'idle'"
-                    ).fetchone()
-                    if row:
-                        return int(row[0])
-                    time.sleep(0.05)
-            raise AssertionError("the watcher never LISTENed")
-
         def write(namespace: str) -> None:
             with writer.write() as tx:
                 tx.log("core_update", CoreRow(namespace, "x", 1, "2025-01-01T00:00:00Z", "client", None), "t")
 
-        listening()
+        postgres.listener(url, "memalpha_log")
         write("a")
         assert woken.acquire(timeout=60)
         with _connect(url) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (listening(),))
+            admin.execute("SELECT pg_terminate_backend(%s)", (postgres.listener(url, "memalpha_log"),))
         assert woken.acquire(timeout=60)  # reconnected: the wake for what it may have missed
-        listening()
+        postgres.listener(url, "memalpha_log")
         write("b")
         assert woken.acquire(timeout=60)
     finally:
