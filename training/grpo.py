@@ -525,11 +525,14 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
 
     output = Path(config.output_dir)
     checkpoint = last_checkpoint(output) if resume else None
-    warmed = output / "warm-start" if resume and checkpoint is None and finished_warm_start(output) else None
-    if resume and checkpoint is None and (warmed is None or not config.warm_start_epochs):
-        raise ValueError(
-            f"--resume: {output} has no checkpoint-N folder (set save_steps to write them) nor a finished warm start"
-        )
+    warmed = None  # a run stopped after its warm start: GRPO goes on from the saved one
+    if resume and checkpoint is None:
+        if not (config.warm_start_epochs and finished_warm_start(output)):
+            raise ValueError(
+                f"--resume: {output} has no checkpoint-N folder (set save_steps to write them) "
+                "nor a finished warm start"
+            )
+        warmed = output / "warm-start"
     output.mkdir(parents=True, exist_ok=True)
     instances = training_instances(config)
     taught = warm_start_instances(config, instances)
@@ -565,7 +568,7 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
             config.limits,
             config.seed,
         )
-        if warmed is not None:  # resuming a run stopped after its warm start: GRPO starts from it
+        if warmed is not None:
             model = load_warm_start(model, warmed)
             log(f"warm start: reusing {warmed}")
         else:
