@@ -703,16 +703,21 @@ def check_jobs(database_url: str, acknowledged: list[str]) -> JobCheck:
     return found
 
 
-async def wait_for_jobs(database_url: str, seconds: float) -> None:
-    """Until no job is queued or running (the workers drain the queue), at most `seconds`."""
+async def wait_for_jobs(database_url: str, stall_seconds: float) -> None:
+    """Until no job is queued or running (the workers drain the queue), or until none has finished
+    for `stall_seconds`: a full-size run queues hundreds of jobs, so no fixed deadline fits."""
     import psycopg
 
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    last, since = -1, time.monotonic()
+    while time.monotonic() - since < stall_seconds:
         with psycopg.connect(database_url) as conn:
             row = conn.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()
-        if row is None or row[0] == 0:
+        left = 0 if row is None else int(row[0])
+        if left == 0:
             return
+        if left != last:
+            print(f"draining the queue: {left} jobs left", file=sys.stderr, flush=True)
+            last, since = left, time.monotonic()
         await anyio.sleep(1.0)
 
 
@@ -768,7 +773,7 @@ async def run_postgres_soak(
                 for driver in drivers:
                     group.start_soon(driver.run, operations, progress or _NULL)
             report.seconds = time.perf_counter() - started
-        await wait_for_jobs(database_url, 900)
+        await wait_for_jobs(database_url, 300)
         ledger = read_postgres_ledger(database_url)
         for number in sorted(fleet.replicas):  # every replica's own index, searched for every item
             headers = {"Authorization": f"Bearer {TOKEN}"}
