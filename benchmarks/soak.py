@@ -71,6 +71,9 @@ from tests.conftest import command, connect, free_port, http_server, server_env,
 WORDS = ("heron", "river", "garden", "tea", "train", "violin", "market", "winter", "letter", "bridge", "lantern")
 HOT = 12  # writes aim at the newest ids most of the time, so clients collide
 IN_DOUBT = "in doubt: the reply was lost"
+# The server's back-pressure (errors.QueueFull): a tenant's queue at policy_max_queue refuses more
+# chunks until some finish. Counted, not a problem: nothing was queued, and the client was told.
+QUEUE_FULL = "unfinished memorize jobs, the limit"
 CONFLICT = re.compile(r"is at version (\d+), not (\d+);.*Its current content is: (.*)\. Merge your change", re.S)
 
 
@@ -112,6 +115,7 @@ class Shared:
     lost_replies: int = 0  # calls whose reply never came (a killed replica), reads included
     memorize_share: float = 0.0  # with curation workers: the share of operations that queue a job
     jobs: list[str] = field(default_factory=list)  # acknowledged memorize jobs
+    queue_full: int = 0  # memorize calls refused because the namespace's queue was at its limit
 
     def doubted(self, op: Op) -> bool:
         """Whether a logged operation nobody acknowledged is a write whose reply was lost."""
@@ -129,6 +133,7 @@ class SoakReport:
     kills: Counter[str] = field(default_factory=Counter)  # replica, worker
     in_doubt: int = 0
     jobs: Any = None  # PostgreSQL with workers: a JobCheck
+    queue_full: int = 0  # memorize calls refused by the namespace's queue limit (back-pressure)
     transports: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
@@ -184,6 +189,7 @@ class SoakReport:
                         f"{jobs.unfinished} / {jobs.missing} / {jobs.twice}",
                     )
                 )
+                servers.append(("memorize calls refused: the namespace's queue at its limit", f"{self.queue_full}"))
         else:
             servers = [
                 (
@@ -277,6 +283,8 @@ class Driver:
         self.shared.operations["memorize"] += 1
         if data is not None:
             self.shared.jobs.append(data["job_id"])
+        elif QUEUE_FULL in error:
+            self.shared.queue_full += 1
         elif not error.startswith(IN_DOUBT):
             self.shared.anomalies.append(f"memorize refused: {error}")
 
@@ -786,6 +794,7 @@ async def run_postgres_soak(
         fleet.stop()
     report.operations, report.latency_s = shared.operations, dict(shared.latency_s)
     report.acknowledged, report.in_doubt = len(shared.acks), len(shared.in_doubt)
+    report.queue_full = shared.queue_full
     check_log(shared, ledger, report)
     check_final_state(shared, ledger, report)
     check_refusals(shared, report, ledger)

@@ -4,13 +4,16 @@ The full-size figures are in docs/reliability.md."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from benchmarks.reliability import ItemState, LedgerSnapshot, Op
 from benchmarks.soak import (
     Ack,
+    Driver,
     Refusal,
     Shared,
     SoakReport,
@@ -69,3 +72,25 @@ def test_the_checks_catch_lost_duplicated_and_unexplained_writes() -> None:
     own = Shared(acks=shared.acks, refusals=[Refusal(1, "update", "s-aaaaaa", 1, 2, "b sk1x1")])
     check_refusals(own, report)  # refused by a version the same client wrote: not a real conflict
     assert report.bad_refusals == 1
+
+
+class _Refusing:
+    """An MCP client whose every call is refused with `text` (as the server's error result)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def call_tool(self, tool: str, arguments: dict[str, object]) -> object:
+        refusal = SimpleNamespace(text=f"Error executing tool {tool}: {self.text}")
+        return SimpleNamespace(is_error=True, content=[refusal])
+
+
+@pytest.mark.anyio
+async def test_a_full_queue_is_counted_as_back_pressure_and_any_other_memorize_refusal_is_a_problem() -> None:
+    from mcp_memalpha.errors import QueueFull
+
+    shared = Shared(memorize_share=1.0)
+    await Driver(0, _Refusing(str(QueueFull("curated", 100))), shared, random.Random(0)).memorize()
+    assert (shared.queue_full, shared.anomalies, shared.jobs) == (1, [], [])
+    await Driver(1, _Refusing("chunk: the chunk is empty"), shared, random.Random(0)).memorize()
+    assert shared.queue_full == 1 and len(shared.anomalies) == 1
