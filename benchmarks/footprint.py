@@ -7,7 +7,7 @@ tokenizer, the index opened and caught up, the full-text index prewarmed, the fi
 reads RSS from /proc/self/status after each: the resident MB each part adds, split into anonymous
 memory (heap, arrays) and file-backed pages (mapped libraries and files).
 
-    python benchmarks/footprint.py --items 5000
+    python -m benchmarks.footprint --items 5000   (from the repository root: it imports benchmarks.startup)
 """
 
 from __future__ import annotations
