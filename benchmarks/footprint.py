@@ -55,7 +55,9 @@ def stages(data_dir: Path) -> list[tuple[str, Callable[[], Any]]]:
         import pyarrow  # noqa: F401
 
     def lancedb() -> None:
-        import lancedb  # noqa: F401
+        from mcp_memalpha.store import lance
+
+        lance.lancedb()
 
     def model() -> None:
         held["memory"].embedder.embed(["warm-up"])

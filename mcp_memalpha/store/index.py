@@ -130,11 +130,11 @@ class SearchIndex:
     # opening -----------------------------------------------------------------------------
     def _connect(self) -> Any:
         if self._db is None:
-            import lancedb
+            from mcp_memalpha.store.lance import lancedb
 
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Interval 0: every query sees commits made by other processes.
-            self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+            self._db = lancedb().connect(str(self.path), read_consistency_interval=timedelta(0))
         return self._db
 
     def _schema(self) -> Any:

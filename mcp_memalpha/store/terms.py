@@ -62,9 +62,9 @@ class Clause:
 
 def tokens(text: str, fuzzy: bool = False) -> list[str]:
     """The terms of `text` as the full-text index sees them (`fuzzy`: a fuzzy clause's words)."""
-    import lancedb
+    from mcp_memalpha.store.lance import lancedb
 
-    return [token.text for token in lancedb.tokenize(text, **(FUZZY_TOKENIZER if fuzzy else TOKENIZER))]
+    return [token.text for token in lancedb().tokenize(text, **(FUZZY_TOKENIZER if fuzzy else TOKENIZER))]
 
 
 class TermStats:
