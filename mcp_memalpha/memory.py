@@ -29,7 +29,7 @@ from mcp_memalpha.errors import (
     NotFound,
     VersionConflict,
 )
-from mcp_memalpha.excerpt import excerpts, render_hit
+from mcp_memalpha.excerpt import excerpts, rank_budgets, render_hit
 from mcp_memalpha.expansion import expand
 from mcp_memalpha.match import MatchLevel, match_level, match_scores
 from mcp_memalpha.query import query_parts
@@ -532,7 +532,8 @@ class Memory:
         excerpt_tokens: int | None = None,
         min_score: float | None = None,
     ) -> SearchOutcome:
-        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text;
+        """Ranked hits; `excerpt_tokens` (default: the setting, 0 = whole) bounds each hit's text
+        (twice it for the first LEAD_HITS, see `excerpt.rank_budgets`);
         `min_score` leaves out hits whose match score (0 to 1, see `match`) is below it."""
         text = self._query(query)
         kinds = tuple(normalize_memory_type(t, ITEM_TYPES) for t in (memory_types or ITEM_TYPES))
@@ -613,7 +614,7 @@ class Memory:
             vectors = self.embedder.embed([query, *sentences])
             return vectors[1:] @ vectors[0]
 
-        return excerpts(contents, query, budget, similarity)
+        return excerpts(contents, query, rank_budgets(len(contents), budget), similarity)
 
     def _query(self, query: str) -> str:
         query = clean_text(query, "query", "is empty; say what to look for")

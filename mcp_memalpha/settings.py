@@ -53,11 +53,12 @@ class Settings(BaseSettings):
     )
     max_query_chars: int = Field(2000, ge=10, le=100_000, description="Longest search query accepted.")
     search_excerpt_tokens: int = Field(
-        40,
+        36,
         ge=0,
         le=100_000,
-        description="Longest text of one search result, in WordPiece tokens: a longer memory shows its "
-        "sentences most relevant to the query (memory_get returns it whole); 0 shows every result whole.",
+        description="Longest text of one search result, in WordPiece tokens (twice it for the first 4): a "
+        "longer memory shows its sentences most relevant to the query (memory_get returns it whole); 0 "
+        "shows every result whole.",
     )
     max_items_per_namespace: int | None = Field(
         None,

@@ -156,7 +156,7 @@ class SearchArgs(_Args):
         Field(
             ge=0,
             le=100_000,
-            description="Longest text per result in tokens (0: whole; default 40).",
+            description="Longest text per result in tokens, twice it for the first 4 (0: whole; default 36).",
         ),
     ] = None
     min_score: Annotated[

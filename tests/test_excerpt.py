@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_memalpha.excerpt import ELLIPSIS, excerpt
+from mcp_memalpha.excerpt import ELLIPSIS, LEAD_HITS, excerpt, excerpts, rank_budgets
 from mcp_memalpha.query import MAX_PARTS, content_words, query_parts
 from mcp_memalpha.ranking import fuse_parts
 from mcp_memalpha.tokens import count_tokens
@@ -36,6 +36,18 @@ def test_sentences_keep_their_order_and_fill_the_budget() -> None:
     assert shown is not None
     assert shown.index("sunrise") < shown.index("Bailey")  # text order, not rank order
     assert excerpt(LONG, "painting", 1000, no_meaning) is None  # fits whole: no excerpt
+
+
+def test_the_first_hits_get_twice_the_room_of_the_rest() -> None:
+    """The likeliest answers are read at more length: the same memory at rank 1 keeps both the
+    sentences the query asks about, at rank 5 only the best one."""
+    budgets = rank_budgets(LEAD_HITS + 2, 18)
+    assert budgets == [36] * LEAD_HITS + [18, 18]
+    shown = excerpts([LONG] * (LEAD_HITS + 1), "painting cat", budgets, no_meaning)
+    first, fifth = shown[0], shown[LEAD_HITS]
+    assert first is not None and "sunrise" in first and "Bailey" in first
+    assert fifth is not None and "sunrise" in fifth and "Bailey" not in fifth
+    assert count_tokens(fifth) <= 18 + 2 < count_tokens(first) <= 36 + 3
 
 
 def test_meaning_breaks_ties_between_sentences_without_shared_words() -> None:

@@ -474,11 +474,14 @@ def test_long_hits_are_excerpted_for_the_query_and_whole_on_request(memory: Memo
     long = (
         "Melanie: The kids are back at school and the house is quiet again. "
         "I finally finished the lake sunrise painting last week. "
-        "We also adopted a second cat, her name is Bailey. Work has been busy."
+        "We also adopted a second cat, her name is Bailey. Work has been busy. "
+        "My sister is visiting soon and we plan to go hiking in the mountains together. "
+        "The garden needs a lot of work before the summer, and the fence is broken again."
     )
     stored = memory.insert(ctx, "episodic", long, "25 May 2023")
     short = memory.insert(ctx, "semantic", "Melanie paints landscapes.")
-    hits = {h.item.id: h for h in memory.search(ctx, "Melanie painting", excerpt_tokens=20).hits}
+    # 10 tokens a hit, 20 for the first four
+    hits = {h.item.id: h for h in memory.search(ctx, "Melanie painting", excerpt_tokens=10).hits}
     assert hits[short.id].text == "Melanie paints landscapes." and not hits[short.id].excerpt
     cut = hits[stored.id]
     assert cut.excerpt and "sunrise painting" in cut.text and "Bailey" not in cut.text
@@ -487,11 +490,11 @@ def test_long_hits_are_excerpted_for_the_query_and_whole_on_request(memory: Memo
     assert cut.tokens < count_tokens(render_hit(cut.item))
     whole = {h.item.id: h for h in memory.search(ctx, "Melanie painting", excerpt_tokens=0).hits}[stored.id]
     assert whole.text == render_hit(whole.item) and not whole.excerpt
-    default = [h.text for h in memory.search(ctx, "Melanie painting").hits]  # the setting: 40 tokens
-    assert memory.settings.search_excerpt_tokens == 40
+    default = [h.text for h in memory.search(ctx, "Melanie painting").hits]  # the setting: 36 tokens
+    assert memory.settings.search_excerpt_tokens == 36
     assert (
         default
-        == [h.text for h in memory.search(ctx, "Melanie painting", excerpt_tokens=40).hits]
+        == [h.text for h in memory.search(ctx, "Melanie painting", excerpt_tokens=36).hits]
         != [h.text for h in memory.search(ctx, "Melanie painting", excerpt_tokens=0).hits]
     )
     with pytest.raises(InvalidArgument, match="excerpt_tokens"):
