@@ -3,6 +3,7 @@ real TRL fine-tuning of a tiny model whose adapters GRPO then goes on training."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,30 @@ def _insert_tool() -> object:
     from mcp_memalpha.training.sandbox import tool_defs
 
     return next(t for t in tool_defs() if t.name == "new_memory_insert")
+
+
+def test_grpo_after_the_warm_start_keeps_near_the_warm_start_not_the_base(tmp_path: Path) -> None:
+    """With beta > 0, GRPO that goes on training the warm start's adapters takes them as its KL
+    reference (TRL copies them into a "ref" adapter), not the base model with adapters off: its
+    first step is at KL 0, where the base would be far (the warm start moved every B from 0)."""
+    from mcp_memalpha.training.grpo import train
+
+    values = {
+        "wire_format": "json",
+        "chunks_per_instance": 1,
+        "rollouts": 4,
+        "max_instances": 2,
+        "max_new_tokens": 200,
+        "beta": 0.1,
+        "learning_rate": 1e-2,
+        "lora_r": 4,
+        "warm_start_epochs": 4,
+        "warm_start_learning_rate": 5e-3,
+        "steps": 1,
+    }
+    train(TrainConfig.from_toml(SMOKE, output_dir=str(tmp_path), **values), log=lambda _: None)
+    first = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
+    assert first["kl"] == pytest.approx(0.0, abs=1e-9), first
 
 
 @needs_locomo

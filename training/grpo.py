@@ -93,7 +93,8 @@ class TrainConfig:
     bf16: bool = False
     save_steps: int = 0  # 0: save only at the end
     # LoRA adapters (peft) instead of full fine-tuning: rank 0 = full fine-tuning. With LoRA and
-    # beta > 0 the KL reference is the same model with its adapters switched off (no second copy).
+    # beta > 0 the KL reference is the same model with its adapters switched off (no second copy);
+    # after a warm start, TRL's copy of the warm start's adapters (so beta keeps GRPO near it).
     lora_r: int = 0
     lora_alpha: int = 32
     lora_dropout: float = 0.0
