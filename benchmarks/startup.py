@@ -1,14 +1,17 @@
 """Cold start of the stdio server: spawn -> `initialize` reply, and the first search after it.
 
 Spawns `mcp-memalpha serve` over a real pipe, as Claude Desktop does, sends `initialize` and
-times the reply. For scale, a one-tool server on the bare MCP SDK is timed in the same run (the
-floor set by importing the SDK). Then, on a store of --items memories, times the first
-`search_memory` after the handshake (LanceDB import, embedding model load, index open).
+times the reply, then `tools/list` (what a client sends next: the window can use the server once
+it has the list). For scale, a one-tool server on the bare MCP SDK is timed in the same run (the
+floor set by importing the SDK), and with --also, the server of another source tree (a checkout
+of older code, started as `python -m mcp_memalpha` with that tree first on PYTHONPATH). Then, on
+a store of --items memories, times the first `search_memory` after the handshake (LanceDB import,
+embedding model load, index open).
 Last, the footprint a client window pays: the bytes of the `tools/list` result (all of it goes
 into the model's context) and the server's RSS when idle (initialized, tools listed, no call yet,
 --idle-seconds later) and after its first search.
 
-    python benchmarks/startup.py --runs 15 --items 5000
+    python benchmarks/startup.py --runs 15 --items 5000 [--also /tmp/old-checkout]
 """
 
 from __future__ import annotations
@@ -76,6 +79,17 @@ def spawn(command: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[byt
     elapsed = time.perf_counter() - started
     send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
     return process, elapsed
+
+
+def handshake(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from spawn to the initialize reply, and to the tools/list reply after it."""
+    started = time.perf_counter()
+    process, initialized = spawn(command, env)
+    try:
+        list_tools(process)
+        return initialized, time.perf_counter() - started
+    finally:
+        stop(process)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -148,6 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--items", type=int, default=1000, help="memories in the store for the first-search figure")
+    parser.add_argument("--also", type=Path, default=None, help="a source tree whose server is timed beside this one")
     parser.add_argument("--idle-seconds", type=float, default=5.0, help="wait after tools/list before the idle RSS")
     args = parser.parse_args()
 
@@ -155,15 +170,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="memalpha-bench-"))
     try:
         fill(work / "filled", args.items)
-        ours, bare, first_search = [], [], []
+        servers = {"bare MCP SDK server (floor)": [sys.executable, "-c", BARE_SERVER]}
+        if args.also is not None:
+            servers[f"the code at {args.also}"] = [sys.executable, "-m", "mcp_memalpha", "serve"]
+        servers["mcp-memalpha serve"] = [*launch_command(), "serve"]
+        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        first_search = []
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", end="\r", file=sys.stderr, flush=True)
-            process, seconds = spawn([sys.executable, "-c", BARE_SERVER], env)
-            bare.append(seconds)
-            stop(process)
-            process, seconds = spawn([*launch_command(), "serve", "--data-dir", str(work / f"empty{run}")], env)
-            ours.append(seconds)
-            stop(process)
+            for index, (name, command) in enumerate(servers.items()):
+                tree_env = {**env, "PYTHONPATH": str(args.also)} if name.startswith("the code at") else env
+                data = [] if name.startswith("bare") else ["--data-dir", str(work / f"empty-{index}-{run}")]
+                timings[name].append(handshake([*command, *data], tree_env))
             process, _ = spawn([*launch_command(), "serve", "--data-dir", str(work / "filled")], env)
             started = time.perf_counter()
             call = {"name": "search_memory", "arguments": {"query": "friend at the cafe"}}
@@ -181,11 +199,15 @@ def main() -> None:
     print(f"Cold start over stdio, {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
     print("| measure | runs | median ms | p90 ms | min ms | max ms |")
     print("|---|---|---|---|---|---|")
-    print(summary("spawn -> initialize reply, bare MCP SDK server (floor)", bare))
-    print(summary("spawn -> initialize reply, mcp-memalpha serve", ours))
+    for name, times in timings.items():
+        print(summary(f"spawn -> initialize reply, {name}", [t[0] for t in times]))
+        print(summary(f"spawn -> tools/list reply, {name}", [t[1] for t in times]))
     print(summary(f"first search_memory after initialize ({args.items} items)", first_search))
-    ratio = statistics.median(ours) / statistics.median(bare)
-    print(f"\nspawn -> initialize, medians: mcp-memalpha / bare SDK = {ratio:.2f}x")
+    floor = timings["bare MCP SDK server (floor)"]
+    for name, times in timings.items():
+        if not name.startswith("bare"):
+            ratios = [statistics.median(t[k] for t in times) / statistics.median(t[k] for t in floor) for k in (0, 1)]
+            print(f"\n{name} / bare SDK, medians: spawn -> initialize {ratios[0]:.2f}x, -> tools/list {ratios[1]:.2f}x")
     print(f"tools/list result: {sizes[0]:,} bytes" + (f" ({with_policy:,} with --policy)" if with_policy else ""))
     print(f"RSS idle ({args.idle_seconds:g} s after tools/list): {sizes[1]:.0f} MB")
     print(f"RSS after the first search ({args.items} items): {sizes[2]:.0f} MB")

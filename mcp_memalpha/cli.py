@@ -19,6 +19,7 @@ import click
 from pydantic import ValidationError
 
 # Re-exported: tests and benchmarks spawn servers with `cli.launch_command`.
+from mcp_memalpha import __version__
 from mcp_memalpha.launch import launch_command as launch_command
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.validation import validation_problems
@@ -58,7 +59,7 @@ namespace_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mcp-memalpha")
+@click.version_option(__version__, prog_name="mcp-memalpha")
 def main() -> None:
     """A long-term memory (core, episodic, semantic) for MCP clients."""
     from mcp_memalpha.files import private_umask
@@ -197,7 +198,7 @@ def serve(transport: str, host: str, port: int, **options: Any) -> None:
         warn_if_exposed(settings.auth_file, "auth file")
     from mcp_memalpha.server import build_server
 
-    server = build_server(settings)
+    server = build_server(settings, open_on_demand=transport == "stdio")
     if transport == "stdio":
         server.run("stdio")
     else:

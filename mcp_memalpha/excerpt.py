@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mcp_memalpha.clock import human_date
 from mcp_memalpha.query import content_words
 from mcp_memalpha.store.ledger import ItemRow
-from mcp_memalpha.timeparse import human_date, relative_dates
+from mcp_memalpha.timeparse import relative_dates
 from mcp_memalpha.tokens import token_spans_many
 
 ELLIPSIS = "…"

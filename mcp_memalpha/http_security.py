@@ -17,7 +17,7 @@ bodies too (`json_errors`).
 
 Without an auth file the SDK's DNS-rebinding check also answers 421 to a Host that is not loopback.
 An admitted request carries its namespace in the ASGI scope; `bind_request_namespace`, an SDK
-middleware, sets it as each MCP message's namespace, which `request_namespace()` reads.
+middleware, sets it as each MCP message's namespace, which `caller.request_namespace()` reads.
 Without an auth file every request is the process's own (loopback only, no rate limit).
 
 Every limit here is kept in this process's memory: behind a load balancer, N replicas let a token
@@ -33,7 +33,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +49,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_memalpha.access import AccessList, Grant
+from mcp_memalpha.caller import bound
+from mcp_memalpha.server import HEALTH_PATH
 from mcp_memalpha.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,24 +67,6 @@ LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 SESSION_IDLE_SECONDS = DEFAULT_SESSION_IDLE_TIMEOUT
 # Client addresses whose failed authentications are counted; past it, the refilled ones are dropped.
 MAX_TRACKED_ADDRESSES = 10_000
-
-# The load balancers' health check (server.health): answered to anyone, without a token, since a
-# balancer holds none; it reveals only whether this process can serve and how far its index lags.
-HEALTH_PATH = "/healthz"
-
-_request_namespace: ContextVar[str | None] = ContextVar("memalpha_request_namespace", default=None)
-_request_caller: ContextVar[str | None] = ContextVar("memalpha_request_caller", default=None)
-
-
-def request_namespace() -> str | None:
-    """The namespace granted to the HTTP request being served; None outside one (stdio, in-process)."""
-    return _request_namespace.get()
-
-
-def request_caller() -> str | None:
-    """The name of the token that sent the HTTP request being served ('anonymous' without an auth
-    file); None outside one."""
-    return _request_caller.get()
 
 
 def secure_app(server: MCPServer[Any], settings: Settings, access: AccessList | None, host: str) -> ASGIApp:
@@ -122,13 +105,8 @@ async def bind_request_namespace(ctx: ServerRequestContext[Any, Any], call_next:
     if namespace is None:
         # Fail closed: nothing reaches the memory without a namespace that HttpSecurity granted.
         raise MCPError(INVALID_REQUEST, "this message came without an admitted HTTP request; refused")
-    reset = _request_namespace.set(namespace)
-    reset_caller = _request_caller.set(scope.get(SCOPE_CALLER_KEY))
-    try:
+    with bound(namespace, scope.get(SCOPE_CALLER_KEY)):
         return await call_next(ctx)
-    finally:
-        _request_caller.reset(reset_caller)
-        _request_namespace.reset(reset)
 
 
 @dataclass(frozen=True)

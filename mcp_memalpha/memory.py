@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from mcp_memalpha import ids
+from mcp_memalpha.clock import Clock, local_now, system_clock
 from mcp_memalpha.compaction import Compaction, compact
 from mcp_memalpha.context import CallContext, clean_text, now_iso
 from mcp_memalpha.embedding import Embedder
@@ -40,7 +41,7 @@ from mcp_memalpha.store import ledger_for
 from mcp_memalpha.store.index import Filter, SearchIndex
 from mcp_memalpha.store.ledger import CoreRow, IdTaken, ItemRow, OpRow, Tx
 from mcp_memalpha.timeparse import EventTime
-from mcp_memalpha.timewords import Clock, Span, find_in_query, local_now, read_when, system_clock
+from mcp_memalpha.timewords import Span, find_in_query, read_when
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_many, count_tokens
 from mcp_memalpha.vocabulary import (
     ITEM_TYPES,

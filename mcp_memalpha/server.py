@@ -1,11 +1,13 @@
 """MCP wiring: the tools of `tools.py`, the core-memory resource, a context prompt, transports.
 
-`build_server(settings)` makes a server and opens nothing: the ledger opens in the lifespan
-(milliseconds), and LanceDB and the embedding model load in a background thread once the first
-call comes, so a stdio client gets its `initialize` reply as fast as the SDK allows and a window
-that never calls a tool stays small (about 70 MB, against about 300 MB with them loaded). With a
-curator policy on, the memorize tools are served too and a `CurationWorker` loads the model and
-runs their jobs on its own thread.
+`build_server(settings)` makes a server and opens nothing. Its tool list is the published
+catalog (`catalog.py`), so neither the tools' models nor the store are imported to list them. The
+memory opens in the lifespan or, for a stdio window, at its first call; LanceDB and the embedding
+model load in a background thread once the first call comes. So a stdio client gets its
+`initialize` and `tools/list` replies about as fast as the SDK allows, and a window that never
+calls a tool stays small (about 75 MB, against about 290 MB with them loaded). With a curator
+policy on, the memorize tools are served too and a `CurationWorker` loads the model and runs
+their jobs on its own thread.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from functools import partial
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.from_thread
@@ -26,7 +28,7 @@ from anyio import CapacityLimiter
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.server.stdio import stdio_server
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
@@ -34,19 +36,20 @@ from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, Too
 from pydantic import ConfigDict, ValidationError
 
 from mcp_memalpha import __version__
+from mcp_memalpha.caller import request_caller, request_namespace
+from mcp_memalpha.catalog import Entry, entries
+from mcp_memalpha.clock import human_date, local_now, system_clock, zone_name
 from mcp_memalpha.context import CallContext
-from mcp_memalpha.curation import CurationWorker, Curator, load_policy
 from mcp_memalpha.errors import MemalphaError
-from mcp_memalpha.http_security import HEALTH_PATH, request_caller, request_namespace
-from mcp_memalpha.memory import MAX_TOP_K, Memory
 from mcp_memalpha.settings import Settings
-from mcp_memalpha.timeparse import human_date
-from mcp_memalpha.timewords import local_now, system_clock, zone_name
-from mcp_memalpha.tools import CURATION_TOOLS, TOOLS, Progress, ToolSpec, render_memory
 
 if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
+
+    from mcp_memalpha.curation import CurationWorker, Curator
+    from mcp_memalpha.memory import Memory
+    from mcp_memalpha.tools import Progress, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -180,17 +183,27 @@ def _asks_to_wait(arguments: dict[str, Any]) -> bool:
 
 
 class ServerState:
-    """What the handlers of one server process share; filled in by the lifespan."""
+    """What the handlers of one server process share; the memory is opened by the lifespan or,
+    with `open_on_demand`, by the first call that needs it."""
 
-    def __init__(self, settings: Settings, load_curator: Callable[[], Curator] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        load_curator: Callable[[], Curator] | None = None,
+        *,
+        open_on_demand: bool = False,
+    ) -> None:
         self.settings = settings
         self.context = CallContext(namespace=settings.namespace, source="client")
         self._memory: Memory | None = None
         self.indexer: BackgroundIndexer | None = None
         self._called = False
         self.worker: CurationWorker | None = None
-        self._load_curator = load_curator or partial(load_policy, settings)
+        self._load_curator = load_curator
         self.limits = CallLimits(settings.max_calls_per_token, settings.max_waits_per_token)
+        self._open_on_demand = open_on_demand
+        self._opening = threading.Lock()
+        self._stopping = False
 
     def call_context(self) -> CallContext:
         """The caller's context: the namespace its HTTP request was granted, else this process's."""
@@ -199,24 +212,45 @@ class ServerState:
 
     @property
     def memory(self) -> Memory:
-        if self._memory is None:
+        memory = self._memory
+        if memory is None and self._open_on_demand:
+            memory = self.open()
+        if memory is None:
             raise ToolError("the memory store is not open (the server is starting or stopping)")
-        return self._memory
+        return memory
 
-    def attach(self, memory: Memory) -> None:
-        self._memory = memory
+    def open(self) -> Memory | None:
+        """Open the memory (once; None when the server is stopping) and start what serves it."""
+        with self._opening:
+            if self._memory is None and not self._stopping:
+                from mcp_memalpha.memory import Memory  # with the store: most of what a call imports
+
+                self._attach(Memory(self.settings).open())
+                log.info("memory at %s (namespace %r)", self.settings.data_dir, self.settings.namespace)
+            return self._memory
+
+    def _attach(self, memory: Memory) -> None:
         self.indexer = BackgroundIndexer(memory, follow_when_idle=self.settings.http_stateless)
         self.indexer.start()
         if self.settings.curates_here:  # else `mcp-memalpha worker` processes run the queued jobs
-            self.worker = CurationWorker(memory, self._load_curator, on_write=self.indexer.notify)
-            self.worker.start()
+            from mcp_memalpha.curation import CurationWorker, load_policy
 
-    def detach(self) -> None:
+            load = self._load_curator or partial(load_policy, self.settings)
+            self.worker = CurationWorker(memory, load, on_write=self.indexer.notify)
+            self.worker.start()
+        self._memory = memory
+
+    def close(self) -> None:
+        """Stop what serves the memory and close it; nothing opens it again."""
+        with self._opening:
+            self._stopping = True
+            memory, self._memory = self._memory, None
         if self.worker is not None:
             self.worker.stop()
         if self.indexer is not None:
             self.indexer.stop()
-        self._memory = None
+        if memory is not None:
+            memory.close()
 
     def first_call(self) -> None:
         """Start the warm-up (LanceDB, the embedding model: ~230 MB) when the first call comes, not
@@ -241,22 +275,26 @@ class ServerState:
             )
 
 
-def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | None = None) -> MCPServer[ServerState]:
+def build_server(
+    settings: Settings, *, load_curator: Callable[[], Curator] | None = None, open_on_demand: bool = False
+) -> MCPServer[ServerState]:
     """The MCP server. With `settings.policy` on, `load_curator` builds the curator (default: the
-    model the policy names, through `mcp_memalpha.policy.load_curator`; tests pass a scripted one)."""
-    state = ServerState(settings, load_curator)
-    specs = TOOLS + (CURATION_TOOLS if settings.policy_on else ())
+    model the policy names, through `mcp_memalpha.policy.load_curator`; tests pass a scripted one).
+
+    The memory opens when the server starts, or with `open_on_demand` at the first call that needs
+    it: a stdio client window answers `initialize` and `tools/list` without the store's modules, and
+    one that is never called never opens it. A server that curates here, or serves HTTP (a health
+    check to answer, a log to follow), opens it at start."""
+    state = ServerState(settings, load_curator, open_on_demand=open_on_demand and not settings.curates_here)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        memory = Memory(settings).open()
-        state.attach(memory)
-        log.info("memory at %s (namespace %r)", settings.data_dir, settings.namespace)
+        if not state._open_on_demand:
+            state.open()
         try:
             yield state
         finally:
-            state.detach()
-            memory.close()
+            state.close()
 
     server: MCPServer[ServerState] = _Server(
         "mcp-memalpha",
@@ -265,11 +303,16 @@ def build_server(settings: Settings, *, load_curator: Callable[[], Curator] | No
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        tools=[_mcp_tool(spec, state) for spec in specs],
+        tools=[_mcp_tool(entry, state) for entry in entries(curation=settings.policy_on)],
     )
     _add_resources_and_prompts(server, state)
     _add_health_route(server, state)
     return server
+
+
+# The load balancers' health check: answered to anyone, without a token, since a balancer holds
+# none (`http_security`); it reveals only whether this process can serve and how far its index lags.
+HEALTH_PATH = "/healthz"
 
 
 def health(state: ServerState) -> tuple[int, dict[str, Any]]:
@@ -302,7 +345,7 @@ def health(state: ServerState) -> tuple[int, dict[str, Any]]:
 
 
 def _add_health_route(server: MCPServer[ServerState], state: ServerState) -> None:
-    """`GET /healthz` on the HTTP transport (answered without a token: `http_security.HEALTH_PATH`)."""
+    """`GET /healthz` on the HTTP transport (answered without a token: `http_security`)."""
 
     @server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)
     async def healthz(_: Request) -> Response:
@@ -393,19 +436,23 @@ class _RawArguments(ArgModelBase):
         return {"arguments": dict(self.__pydantic_extra__ or {})}
 
 
-def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
-    """An SDK tool for `spec`: its schema, description and annotations come from the spec.
+def _mcp_tool(entry: Entry, state: ServerState) -> Tool:
+    """An SDK tool for the catalog's `entry`: its schemas, description and annotations as published.
 
+    Its spec (`tools.py`) is imported at the first call, which validates the arguments and the result.
     The (blocking) store runs on a worker thread, within the caller's limits (`CallLimits`).
     A spec that can report progress gets the request's `Context` to send it with.
     """
 
     def call(arguments: dict[str, Any], progress: Progress | None = None) -> Any:
+        memory = state.memory
         state.first_call()
+        spec = tool_spec(entry.name)
+        tool.fn_metadata.output_model = spec.result  # what the SDK validates and serializes the result with
         if spec.name == "memorize":
             state.check_curator()
         try:
-            result = spec.call(state.memory, state.call_context(), arguments, progress)
+            result = spec.call(memory, state.call_context(), arguments, progress)
         except MemalphaError as exc:
             raise ToolError(str(exc)) from None
         state.after(spec)
@@ -418,33 +465,26 @@ def _mcp_tool(spec: ToolSpec[Any, Any], state: ServerState) -> Tool:
         work = partial(call, arguments, _progress_reporter(context))
         return await state.limits.run(_caller(), _asks_to_wait(arguments), work)
 
-    fn: Callable[..., Any] = run if spec.with_progress is None else run_reporting
-    fn.__annotations__["return"] = spec.result
-    tool = Tool.from_function(
-        fn,
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        annotations=_annotations(spec),
-        structured_output=True,
+    tool = Tool(
+        fn=run_reporting if entry.reports_progress else run,
+        name=entry.name,
+        title=entry.title,
+        description=entry.description,
+        parameters=entry.input_schema,
+        fn_metadata=FuncMetadata(arg_model=_RawArguments, output_schema=entry.output_schema),
+        is_async=True,
+        context_kwarg="context" if entry.reports_progress else None,
+        annotations=ToolAnnotations.model_validate(entry.annotations),
     )
-    tool.parameters = spec.input_schema()
-    tool.fn_metadata.output_schema = spec.output_schema()  # published; results are still checked by spec.result
-    tool.fn_metadata.arg_model = _RawArguments
     return tool
 
 
-def _annotations(spec: ToolSpec[Any, Any]) -> ToolAnnotations:
-    """The spec's hints as the protocol reads them: read-only only when true (false is the default);
-    destructive and idempotent only for a tool that writes (they mean nothing for one that reads);
-    the title is the tool's own."""
-    writes = not spec.read_only
-    return ToolAnnotations(
-        read_only_hint=spec.read_only or None,
-        destructive_hint=spec.destructive if writes else None,
-        idempotent_hint=(spec.idempotent or None) if writes else None,
-        open_world_hint=False,
-    )
+@cache
+def tool_spec(name: str) -> ToolSpec[Any, Any]:
+    """The spec of the published tool `name` (imports `tools.py` and its models the first time)."""
+    from mcp_memalpha.tools import CURATION_TOOLS, TOOLS
+
+    return next(spec for spec in (*TOOLS, *CURATION_TOOLS) if spec.name == name)
 
 
 def _caller() -> str:
@@ -485,8 +525,11 @@ def _add_resources_and_prompts(server: MCPServer[ServerState], state: ServerStat
         ),
     )
     def memory_context(topic: str | None = None, max_items: int = 20) -> str:
-        state.first_call()
+        from mcp_memalpha.memory import MAX_TOP_K
+        from mcp_memalpha.tools import render_memory
+
         memory, ctx = state.memory, state.call_context()
+        state.first_call()
         max_items = max(1, min(max_items, MAX_TOP_K))
         try:
             if topic and topic.strip():

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from mcp_memalpha.clock import human_date
 from mcp_memalpha.errors import InvalidArgument
 
 _PARENS = re.compile(r"[()\[\]]")
@@ -132,11 +133,6 @@ _RELATIVE = re.compile(
     + r"))\b",
     re.IGNORECASE,
 )
-
-
-def human_date(moment: datetime) -> str:
-    """`8 May 2023`: the form people write and ask about."""
-    return f"{moment.day} {moment:%B %Y}"
 
 
 def relative_dates(text: str, anchor: datetime) -> list[str]:

@@ -13,14 +13,11 @@ not read as a date: a question must say "in May" or "on Sunday".
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 
 from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.timeparse import _COUNT, _NUMBERS, _WEEKDAYS, EventTime, from_datetime, parse_time
-
-Clock = Callable[[], datetime]  # an aware "now"; tests inject a fixed one
 
 # The accepted forms, as the README table and every refusal list them.
 ACCEPTED_FORMS = (
@@ -119,20 +116,6 @@ class Span:
     start: EventTime
     end: EventTime  # inclusive
     at: EventTime  # the moment a timestamp written with these words takes
-
-
-def local_now(clock: Clock, zone: tzinfo) -> datetime:
-    """The clock's "now" as wall-clock time in `zone`, without a zone (how diary times are kept)."""
-    return clock().astimezone(zone).replace(tzinfo=None)
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def zone_name(zone: tzinfo) -> str:
-    """'Europe/Berlin' for a named zone; the machine's zone by its current abbreviation ('CET')."""
-    return str(getattr(zone, "key", None) or datetime.now(zone).tzname() or "local")
 
 
 def read_when(value: str, field: str, now: datetime) -> Span:

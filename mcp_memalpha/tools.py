@@ -16,6 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from mcp_memalpha import schemas
+from mcp_memalpha.clock import zone_name
 from mcp_memalpha.context import CallContext
 from mcp_memalpha.errors import InvalidArgument
 from mcp_memalpha.excerpt import render_hit
@@ -24,7 +25,7 @@ from mcp_memalpha.jobs import Job, JobQueue, JobState
 from mcp_memalpha.match import STRONG_AT, WEAK_AT, MatchLevel
 from mcp_memalpha.memory import MAX_TOP_K, Hit, Memory
 from mcp_memalpha.store.ledger import CoreRow, ItemRow, OpRow
-from mcp_memalpha.timewords import Span, zone_name
+from mcp_memalpha.timewords import Span
 from mcp_memalpha.tokens import TOKENIZER_NAME, count_tokens
 from mcp_memalpha.validation import validation_problems
 from mcp_memalpha.vocabulary import ItemType, MemoryType, Order, SearchMethod, memory_type_name, search_method_name

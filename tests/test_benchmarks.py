@@ -45,4 +45,5 @@ def test_startup_benchmark_smoke() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "spawn -> initialize reply, mcp-memalpha serve" in result.stdout
+    assert "spawn -> tools/list reply, mcp-memalpha serve" in result.stdout
     assert "tools/list result: " in result.stdout and "RSS after the first search (20 items)" in result.stdout

@@ -101,7 +101,7 @@ def test_eval_retrieval_shows_progress(tmp_path: Path) -> None:
     assert "eval-retrieval" in result.output and "[1/1] tiny: 1 questions" in result.output
 
 
-def test_version_comes_from_the_package_metadata() -> None:
+def test_the_cli_the_handshake_and_the_package_metadata_report_one_version() -> None:
     from importlib.metadata import version
 
     from click.testing import CliRunner

@@ -12,7 +12,6 @@ import ast
 import os
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -20,10 +19,11 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
+from mcp_memalpha import __version__
 from tests.conftest import call, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+VERSION = __version__  # pyproject's version is read from it (dynamic)
 # Each repository folder of code and where it lies in the installed package (pyproject's package-dir).
 FOLDERS = {"mcp_memalpha": "mcp_memalpha", "policy": "mcp_memalpha.policy", "training": "mcp_memalpha.training"}
 

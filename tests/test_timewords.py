@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mcp_memalpha import CallContext, Memory, Settings
+from mcp_memalpha.clock import local_now
 from mcp_memalpha.errors import InvalidArgument
-from mcp_memalpha.timewords import ACCEPTED_FORMS, find_in_query, local_now, read_when
+from mcp_memalpha.timewords import ACCEPTED_FORMS, find_in_query, read_when
 
 # Tuesday 1 December 2026, 03:30 in UTC; still Monday 30 November, 22:30, in New York.
 CLOCK = datetime(2026, 12, 1, 3, 30, tzinfo=UTC)
@@ -205,9 +206,8 @@ def test_zone_setting_is_checked(tmp_path: Path) -> None:
 
 
 def test_the_server_tells_clients_today_in_the_users_zone(tmp_path: Path) -> None:
+    from mcp_memalpha.clock import human_date, system_clock
     from mcp_memalpha.server import instructions
-    from mcp_memalpha.timeparse import human_date
-    from mcp_memalpha.timewords import system_clock
 
     text = instructions(Settings(data_dir=tmp_path, time_zone="Pacific/Kiritimati"))
     today = local_now(system_clock, ZoneInfo("Pacific/Kiritimati"))
