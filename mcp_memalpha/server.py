@@ -201,7 +201,7 @@ class ServerState:
         self.worker: CurationWorker | None = None
         self._load_curator = load_curator
         self.limits = CallLimits(settings.max_calls_per_token, settings.max_waits_per_token)
-        self._open_on_demand = open_on_demand
+        self.open_on_demand = open_on_demand
         self._opening = threading.Lock()
         self._stopping = False
 
@@ -213,7 +213,7 @@ class ServerState:
     @property
     def memory(self) -> Memory:
         memory = self._memory
-        if memory is None and self._open_on_demand:
+        if memory is None and self.open_on_demand:
             memory = self.open()
         if memory is None:
             raise ToolError("the memory store is not open (the server is starting or stopping)")
@@ -289,7 +289,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
-        if not state._open_on_demand:
+        if not state.open_on_demand:
             state.open()
         try:
             yield state
@@ -445,13 +445,13 @@ def _mcp_tool(entry: Entry, state: ServerState) -> Tool:
     """
 
     def call(arguments: dict[str, Any], progress: Progress | None = None) -> Any:
-        memory = state.memory
-        state.first_call()
         spec = tool_spec(entry.name)
         tool.fn_metadata.output_model = spec.result  # what the SDK validates and serializes the result with
-        if spec.name == "memorize":
-            state.check_curator()
         try:
+            memory = state.memory  # a stdio window's first call opens it
+            state.first_call()
+            if spec.name == "memorize":
+                state.check_curator()
             result = spec.call(memory, state.call_context(), arguments, progress)
         except MemalphaError as exc:
             raise ToolError(str(exc)) from None

@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from benchmarks.startup import INITIALIZE, receive, send, stop  # the benchmark's own stdio client
 from mcp_memalpha import CallContext, Memory, Settings
 from tests import postgres
-from tests.conftest import command, server_env
+from tests.conftest import call_error, command, connect, server_env, stdio_params
 
 
 def _loaded(pid: int, library: str) -> bool:
@@ -104,3 +106,24 @@ def test_lancedb_is_imported_without_its_rest_client_and_a_local_table_still_wor
         [sys.executable, "-c", code, str(tmp_path / "index")], capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[:3] == ["a", "False", "ApiClient True"]
+
+
+@pytest.mark.anyio
+async def test_a_window_opens_its_memory_at_the_first_call_and_a_ledger_broken_before_it_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    """A stdio window opens the memory at its first call, not at start: a ledger that broke in
+    between is refused by that call with the store's reason, and the server goes on serving."""
+    data = tmp_path / "data"
+    with Memory(Settings(data_dir=data)) as memory:
+        memory.insert(CallContext(), "semantic", "Ada keeps bees.")
+    async with connect(stdio_params(data)) as client:
+        assert [tool.name for tool in (await client.list_tools()).tools][:1] == ["new_memory_insert"]
+        (data / "memory.db").write_bytes(b"")
+        for path in data.glob("memory.db-*"):
+            path.unlink()
+        error = await call_error(client, "search_memory", query="bees")
+        assert "memory.db is empty (0 bytes)" in error
+        assert "memory.db is empty (0 bytes)" in await call_error(client, "core_memory_read")
+        assert (await client.list_tools()).tools  # still serving
+    assert (data / "memory.db").read_bytes() == b""  # refused, never rewritten
