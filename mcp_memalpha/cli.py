@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import ValidationError
 
-# Re-exported: tests and benchmarks spawn servers with `cli.launch_command`.
 from mcp_memalpha import __version__
-from mcp_memalpha.launch import launch_command as launch_command
+from mcp_memalpha.launch import launch_command as launch_command  # re-exported: tests and benchmarks spawn with it
 from mcp_memalpha.settings import Settings
 from mcp_memalpha.validation import validation_problems
 
