@@ -46,6 +46,9 @@ server.run("stdio")
 """
 
 
+FLOOR = "bare MCP SDK server (floor)"
+
+
 def send(process: subprocess.Popen[bytes], message: dict) -> None:
     assert process.stdin is not None
     process.stdin.write((json.dumps(message) + "\n").encode())
@@ -170,18 +173,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="memalpha-bench-"))
     try:
         fill(work / "filled", args.items)
-        servers = {"bare MCP SDK server (floor)": [sys.executable, "-c", BARE_SERVER]}
+        # name -> (command, its environment, whether it takes a data directory)
+        servers = {FLOOR: ([sys.executable, "-c", BARE_SERVER], env, False)}
         if args.also is not None:
-            servers[f"the code at {args.also}"] = [sys.executable, "-m", "mcp_memalpha", "serve"]
-        servers["mcp-memalpha serve"] = [*launch_command(), "serve"]
+            old_tree = {**env, "PYTHONPATH": str(args.also)}
+            servers[f"the code at {args.also}"] = ([sys.executable, "-m", "mcp_memalpha", "serve"], old_tree, True)
+        servers["mcp-memalpha serve"] = ([*launch_command(), "serve"], env, True)
         timings: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         first_search = []
         for run in range(args.runs):
             print(f"run {run + 1}/{args.runs}", end="\r", file=sys.stderr, flush=True)
-            for index, (name, command) in enumerate(servers.items()):
-                tree_env = {**env, "PYTHONPATH": str(args.also)} if name.startswith("the code at") else env
-                data = [] if name.startswith("bare") else ["--data-dir", str(work / f"empty-{index}-{run}")]
-                timings[name].append(handshake([*command, *data], tree_env))
+            for index, (name, (command, server_env, takes_data)) in enumerate(servers.items()):
+                data = ["--data-dir", str(work / f"empty-{index}-{run}")] if takes_data else []
+                timings[name].append(handshake([*command, *data], server_env))
             process, _ = spawn([*launch_command(), "serve", "--data-dir", str(work / "filled")], env)
             started = time.perf_counter()
             call = {"name": "search_memory", "arguments": {"query": "friend at the cafe"}}
@@ -203,9 +207,9 @@ def main() -> None:
         print(summary(f"spawn -> initialize reply, {name}", [t[0] for t in times]))
         print(summary(f"spawn -> tools/list reply, {name}", [t[1] for t in times]))
     print(summary(f"first search_memory after initialize ({args.items} items)", first_search))
-    floor = timings["bare MCP SDK server (floor)"]
+    floor = timings[FLOOR]
     for name, times in timings.items():
-        if not name.startswith("bare"):
+        if name != FLOOR:
             ratios = [statistics.median(t[k] for t in times) / statistics.median(t[k] for t in floor) for k in (0, 1)]
             print(f"\n{name} / bare SDK, medians: spawn -> initialize {ratios[0]:.2f}x, -> tools/list {ratios[1]:.2f}x")
     print(f"tools/list result: {sizes[0]:,} bytes" + (f" ({with_policy:,} with --policy)" if with_policy else ""))

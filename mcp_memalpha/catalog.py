@@ -77,10 +77,10 @@ def hints(spec: ToolSpec[Any, Any]) -> dict[str, Any]:
     destructive and idempotent only for a tool that writes (they mean nothing for one that reads);
     the title is the tool's own."""
     writes = not spec.read_only
-    hints = {
+    given = {
         "readOnlyHint": spec.read_only or None,
         "destructiveHint": spec.destructive if writes else None,
         "idempotentHint": (spec.idempotent or None) if writes else None,
         "openWorldHint": False,
     }
-    return {name: value for name, value in hints.items() if value is not None}
+    return {name: value for name, value in given.items() if value is not None}
