@@ -8,6 +8,7 @@ Needs the `train` and `policy` extras (the `test` extra installs both).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,114 @@ def test_adapters_llama_cpp_cannot_express_are_refused(tmp_path: Path) -> None:
         export.export_adapter(folder, tmp_path / "out.gguf")
     with pytest.raises(ExportError, match="not a LoRA adapter folder"):
         export.export_adapter(tmp_path, tmp_path / "out.gguf")
+
+
+def test_a_gguf_adapter_imports_back_to_the_peft_adapter_it_came_from(sharp: tuple[Any, Any], tmp_path: Path) -> None:
+    """export -> import gives the peft model back (logits within F16 rounding), the training info
+    comes along, and putting llama.cpp's Q/K row order back is what makes it right."""
+    from mcp_memalpha.training import adapter_import
+    from mcp_memalpha.training.generation import read_info, write_info
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model, tokenizer = sharp
+    ids = prompt_ids(tokenizer)
+    peft_model = lora_over(model, tmp_path / "base", tokenizer)
+    expected, _ = transformers_run(peft_model, ids, 1)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    write_info(tmp_path / "adapter", trained_on=["conv-99"])
+    export.export_adapter(tmp_path / "adapter", tmp_path / "adapter.gguf", wire_format="json")
+
+    folder = adapter_import.import_adapter(tmp_path / "adapter.gguf", tmp_path / "base", tmp_path / "imported")
+    assert read_info(folder) == {
+        "wire_format": "json",
+        "start_adapter": str(tmp_path / "adapter.gguf"),
+        "trained_on": ["conv-99"],
+    }
+    imported = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), str(folder))
+    logits, _ = transformers_run(imported, ids, 1)
+    assert np.abs(logits - expected).max() < 0.1  # F16 rounding of the file only
+    assert (logits.argmax(-1) == expected.argmax(-1)).all()
+
+    unpermute = adapter_import.unpermute_rope
+    adapter_import.unpermute_rope = lambda weights, heads: weights
+    try:
+        wrong = adapter_import.import_adapter(tmp_path / "adapter.gguf", tmp_path / "base", tmp_path / "wrong")
+    finally:
+        adapter_import.unpermute_rope = unpermute
+    unpermuted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"), str(wrong))
+    assert np.abs(transformers_run(unpermuted, ids, 1)[0] - expected).max() > 1.0
+
+
+def test_what_is_not_a_fitting_lora_adapter_is_refused_on_import(sharp: tuple[Any, Any], tmp_path: Path) -> None:
+    from mcp_memalpha.training.adapter_import import import_adapter
+    from mcp_memalpha.training.tiny import build_tiny_model
+
+    model, tokenizer = sharp
+    lora_over(model, tmp_path / "base", tokenizer).save_pretrained(tmp_path / "adapter")
+    export.export_adapter(tmp_path / "adapter", tmp_path / "adapter.gguf")
+    write_and_quantize(model, tokenizer, tmp_path / "model.gguf", quant="f32")
+    with pytest.raises(ExportError, match="not a GGUF LoRA adapter"):
+        import_adapter(tmp_path / "model.gguf", tmp_path / "base", tmp_path / "out")
+    other = build_tiny_model(tmp_path / "wider", hidden=96)
+    with pytest.raises(ExportError, match="do not fit the base"):
+        import_adapter(tmp_path / "adapter.gguf", other, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+@needs_locomo
+def test_grpo_goes_on_training_a_gguf_adapter_over_its_gguf_model(tmp_path: Path) -> None:
+    """`start_adapter`: the run starts from the adapter's weights (not peft's zero B), counts the
+    adapter's conversations as trained on, and its step (rollouts that differ) moves them."""
+    from mcp_memalpha.training.generation import write_info
+    from mcp_memalpha.training.grpo import TrainConfig, train
+    from mcp_memalpha.training.tiny import build_tiny_model
+    from safetensors.numpy import load_file
+
+    model, tokenizer = export.load_checkpoint(build_tiny_model(tmp_path / "tiny"))
+    write_and_quantize(model, tokenizer, tmp_path / "model.gguf", quant="f32")
+    lora_over(model, tmp_path / "base", tokenizer).save_pretrained(tmp_path / "adapter")
+    write_info(tmp_path / "adapter", trained_on=["conv-99"])
+    export.export_adapter(tmp_path / "adapter", tmp_path / "adapter.gguf", wire_format="json")
+    config = TrainConfig.from_toml(
+        SMOKE,
+        output_dir=str(tmp_path / "run"),
+        model=str(tmp_path / "model.gguf"),
+        start_adapter=str(tmp_path / "adapter.gguf"),
+        lora_r=4,
+        lora_alpha=8,
+        wire_format="json",
+        steps=1,
+        rollouts=4,
+        max_new_tokens=200,
+        chunks_per_instance=1,
+        max_instances=1,
+        beta=0.0,
+        learning_rate=1e-2,
+        weights={"answers": 0.5, "budget": 0.2},
+    )
+    train(config, log=lambda line: None)
+
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert history[0]["reward_std"] > 0
+    start = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    imported = load_file(str(tmp_path / "run" / "warm-start" / "adapter_model.safetensors"))
+    final = load_file(str(tmp_path / "run" / "final-adapter" / "adapter_model.safetensors"))
+    assert set(imported) == set(start) == set(final)
+    assert all(np.allclose(imported[k], start[k], rtol=1e-3, atol=1e-3) for k in start)
+    assert sum(not np.array_equal(final[k], imported[k]) for k in start) > len(start) // 2  # the step trained them
+    b = [k for k in start if "lora_B" in k]  # and from the imported weights, which a fresh peft B (0) is far from
+    assert all(np.abs(final[k] - start[k]).max() < 0.5 * np.abs(start[k]).max() for k in b)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "conv-99" in record["trained_on"]
+
+
+def test_start_adapter_options_that_cannot_work_are_refused() -> None:
+    from mcp_memalpha.training.grpo import TrainConfig
+
+    with pytest.raises(ValueError, match="replaces the warm start"):
+        TrainConfig(model="default", start_adapter="default", lora_r=16, warm_start_epochs=1)
+    with pytest.raises(ValueError, match="lora_r > 0"):
+        TrainConfig(model="default", start_adapter="default")
+    with pytest.raises(ValueError, match="GGUF model it was trained over"):
+        TrainConfig(model="tiny", start_adapter="default", lora_r=4)

@@ -107,10 +107,19 @@ class TrainConfig:
     # the warm start's windows cut to this many tokens (None: GRPO's windows; 0: whole sessions, as
     # the curator is evaluated and served: the statements of a chunk's later half to learn from too)
     warm_start_chunk_tokens: int | None = None
+    # instead of a warm start, GRPO goes on training a GGUF LoRA adapter ("default": the one the
+    # server ships) over the model it was trained on (`mcp_memalpha.training.adapter_import`)
+    start_adapter: str = ""
 
     def __post_init__(self) -> None:
         if self.scale_rewards not in SCALE_REWARDS:
             raise ValueError(f"scale_rewards = {self.scale_rewards!r}: it is one of {', '.join(SCALE_REWARDS)}")
+        if self.start_adapter and self.warm_start_epochs:
+            raise ValueError("start_adapter replaces the warm start: set warm_start_epochs = 0 or no start_adapter")
+        if self.start_adapter and self.lora_r <= 0:
+            raise ValueError("start_adapter goes on training LoRA adapters: set lora_r > 0")
+        if self.start_adapter and not (self.model == "default" or self.model.endswith(".gguf")):
+            raise ValueError(f"start_adapter needs the GGUF model it was trained over as model, not {self.model!r}")
 
     @classmethod
     def from_toml(cls, path: Path, **overrides: Any) -> TrainConfig:
@@ -528,7 +537,7 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
     checkpoint = last_checkpoint(output) if resume else None
     warmed = None  # a run stopped after its warm start: GRPO goes on from the saved one
     if resume and checkpoint is None:
-        if not (config.warm_start_epochs and finished_warm_start(output)):
+        if not (config.warm_start_epochs and finished_warm_start(output)) and not config.start_adapter:
             raise ValueError(
                 f"--resume: {output} has no checkpoint-N folder (set save_steps to write them) "
                 "nor a finished warm start"
@@ -537,7 +546,8 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
     output.mkdir(parents=True, exist_ok=True)
     instances = training_instances(config)
     taught = warm_start_instances(config, instances)
-    trained_on = sorted({conversation_of(i) for i in [*instances, *taught]})
+    started_from = start_adapter_trained_on(config)
+    trained_on = sorted({conversation_of(i) for i in [*instances, *taught]} | started_from)
     if PartialState().is_main_process:
         record = {**dataclasses.asdict(config), "trained_on": trained_on}
         (output / "config.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -558,7 +568,9 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
     by_id = {i.instance_id: i for i in instances}
     info = {"wire_format": config.wire_format, "start_model": config.model, "trained_on": trained_on}
     adapters = peft_config(config)
-    if config.warm_start_epochs and checkpoint is None:  # a resumed run's checkpoint holds it already
+    if config.start_adapter and checkpoint is None:
+        warmed = imported_start(config, output, log)
+    if (config.warm_start_epochs or config.start_adapter) and checkpoint is None:  # else the checkpoint holds it
         from mcp_memalpha.training.warm_start import WarmStart, warm_start
 
         options = WarmStart(
@@ -603,6 +615,50 @@ def train(config: TrainConfig, *, resume: bool = False, log: Callable[[str], Non
         f"reward curve in {output / 'rewards.png'}"
     )
     return final
+
+
+def start_adapter_path(config: TrainConfig) -> Path:
+    """The GGUF file `start_adapter` names ("default": the adapter the server ships)."""
+    from mcp_memalpha.policy.model import is_adapter, resolve_policy
+
+    if config.start_adapter == "default":
+        shipped = resolve_policy("default").adapter
+        if shipped is None:
+            raise ValueError("start_adapter = 'default': this install ships no trained adapter")
+        return shipped
+    path = Path(config.start_adapter)
+    if not path.is_file() or not is_adapter(path):
+        raise ValueError(f"start_adapter = {config.start_adapter!r}: not a GGUF LoRA adapter file")
+    return path
+
+
+def start_adapter_trained_on(config: TrainConfig) -> set[str]:
+    """The conversations the start adapter was trained on: the run counts them as its own."""
+    if not config.start_adapter:
+        return set()
+    from mcp_memalpha.policy.model import TRAINED_ON_KEY, gguf_string
+
+    return {name for name in (gguf_string(start_adapter_path(config), TRAINED_ON_KEY) or "").split(",") if name}
+
+
+def imported_start(config: TrainConfig, output: Path, log: Callable[[str], None]) -> Path:
+    """`warm-start/`: the start adapter as a peft folder over the run's `gguf-start` (written by the
+    main process once; a resumed run reuses it)."""
+    from mcp_memalpha.training.adapter_import import import_adapter
+
+    folder = output / "warm-start"
+    path = start_adapter_path(config)
+    if not finished_warm_start(output):
+        written_once(folder, lambda f: import_adapter(path, output / "gguf-start", f))
+    spec = json.loads((folder / "adapter_config.json").read_text())
+    # a resumed run rebuilds the adapters from lora_r and lora_alpha before loading its checkpoint
+    if (spec["r"], float(spec["lora_alpha"])) != (config.lora_r, float(config.lora_alpha)):
+        raise ValueError(
+            f"start_adapter {path} has rank {spec['r']} and alpha {spec['lora_alpha']:g}: set lora_r and "
+            "lora_alpha to those"
+        )
+    log(f"start adapter {path}: rank {spec['r']}, alpha {spec['lora_alpha']:g}, in {folder}")
+    return folder
 
 
 def finished_warm_start(output: Path) -> bool:
