@@ -45,12 +45,12 @@ def import_adapter(adapter: Path, base: Path, folder: Path) -> Path:
         module = by_gguf_name.get(stem)
         if module is None or part not in ("a", "b"):
             raise ExportError(f"{adapter}: tensor {tensor.name!r} names no module of the base {base}")
-        array = tensor.data.astype("float32")
-        if part == "b" and ARCHITECTURES[config.model_type][1] and module.endswith(("q_proj", "k_proj")):
-            heads = config.num_attention_heads if module.endswith("q_proj") else config.num_key_value_heads
-            array = unpermute_rope(array, heads)
-        tensors[f"{PEFT_PREFIX}{module}.lora_{part.upper()}.weight"] = array
+        tensors[f"{PEFT_PREFIX}{module}.lora_{part.upper()}.weight"] = tensor.data.astype("float32")
     rank = check_shapes(adapter, tensors, modules)
+    if ARCHITECTURES[config.model_type][1]:  # Llama: B's Q/K rows back from llama.cpp's rope order
+        for key in [k for k in tensors if k.endswith(("q_proj.lora_B.weight", "k_proj.lora_B.weight"))]:
+            heads = config.num_attention_heads if "q_proj" in key else config.num_key_value_heads
+            tensors[key] = unpermute_rope(tensors[key], heads)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     targets = sorted({key.removeprefix(PEFT_PREFIX).rsplit(".lora_", 1)[0].rsplit(".", 1)[-1] for key in tensors})
@@ -79,7 +79,7 @@ def base_modules(base: Path) -> dict[str, tuple[int, ...]]:
 
 
 def gguf_module_names(config: Any, modules: dict[str, tuple[int, ...]]) -> dict[str, str]:
-    """GGUF tensor name (without `.weight`'s suffix handling) -> the base's module name."""
+    """GGUF tensor name of each base weight (`blk.0.attn_q.weight`, as the adapter's names begin) -> its module name."""
     import gguf
 
     names = gguf.get_tensor_name_map(architecture(config, "adapter"), config.num_hidden_layers)
