@@ -254,7 +254,11 @@ def test_compaction_racing_writers_on_other_connections_loses_nothing(
         try:
             with Memory(settings) as memory:
                 mine = ids[number::2]  # each writer owns its items, so the last acknowledged text is known
-                for round_ in range(40):
+                # 40 rounds, and on until the compactor has run 3 times while writes go on (a fast
+                # writer could otherwise finish before the compactor's second pass)
+                for round_ in range(2000):
+                    if round_ >= 40 and len(removed) >= 3:
+                        break
                     item_id = mine[round_ % len(mine)]
                     text = f"Fact {item_id} round {round_} by writer {number}."
                     memory.update(ctx, "semantic", item_id, text)
