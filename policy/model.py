@@ -104,6 +104,11 @@ def is_adapter(path: Path) -> bool:
     return gguf_string(path, "general.type") == "adapter"
 
 
+def gguf_trained_on(path: Path) -> set[str]:
+    """The conversations a GGUF adapter's `memalpha.trained_on` key names (comma-separated)."""
+    return {name for name in (gguf_string(path, TRAINED_ON_KEY) or "").split(",") if name}
+
+
 def gguf_string(path: Path, key: str) -> str | None:
     """A string field of a GGUF file's metadata (gguf-py memory-maps the file and reads its header)."""
     from gguf import GGUFReader

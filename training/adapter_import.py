@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mcp_memalpha.policy.model import TRAINED_ON_KEY, WIRE_FORMAT_KEY, gguf_string
+from mcp_memalpha.policy.model import WIRE_FORMAT_KEY, gguf_string, gguf_trained_on
 from mcp_memalpha.training.export import ARCHITECTURES, ExportError, architecture
 
 PEFT_PREFIX = "base_model.model."
@@ -57,9 +57,11 @@ def import_adapter(adapter: Path, base: Path, folder: Path) -> Path:
     spec = LoraConfig(r=rank, lora_alpha=int(alpha), target_modules=targets, task_type="CAUSAL_LM")
     spec.base_model_name_or_path = str(base)
     spec.save_pretrained(str(folder))
-    trained_on = [name for name in (gguf_string(adapter, TRAINED_ON_KEY) or "").split(",") if name]
     write_info(
-        folder, wire_format=gguf_string(adapter, WIRE_FORMAT_KEY), start_adapter=str(adapter), trained_on=trained_on
+        folder,
+        wire_format=gguf_string(adapter, WIRE_FORMAT_KEY),
+        start_adapter=str(adapter),
+        trained_on=sorted(gguf_trained_on(adapter)),
     )
     return folder
 

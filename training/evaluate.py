@@ -110,7 +110,7 @@ def trained_conversations(path: Path) -> set[str]:
 def policy_trained_on(spec: str) -> set[str]:
     """The conversations the policy `spec` of `--policy` was trained on: a checkpoint's record, or
     the `memalpha.trained_on` key of a GGUF adapter (the shipped one behind 'default' included)."""
-    from mcp_memalpha.policy.model import TRAINED_ON_KEY, gguf_string, resolve_policy
+    from mcp_memalpha.policy.model import gguf_trained_on, resolve_policy
 
     if spec != "default" and Path(spec).is_dir():
         return trained_conversations(Path(spec))
@@ -120,7 +120,7 @@ def policy_trained_on(spec: str) -> set[str]:
         return set()  # not a model file: load_curator reports it with its own message
     if files.adapter is None:
         return set()
-    return {name for name in (gguf_string(files.adapter, TRAINED_ON_KEY) or "").split(",") if name}
+    return gguf_trained_on(files.adapter)
 
 
 def held_out(instances: Sequence[Instance], trained: set[str]) -> list[Instance]:

@@ -636,9 +636,9 @@ def start_adapter_trained_on(config: TrainConfig) -> set[str]:
     """The conversations the start adapter was trained on: the run counts them as its own."""
     if not config.start_adapter:
         return set()
-    from mcp_memalpha.policy.model import TRAINED_ON_KEY, gguf_string
+    from mcp_memalpha.policy.model import gguf_trained_on
 
-    return {name for name in (gguf_string(start_adapter_path(config), TRAINED_ON_KEY) or "").split(",") if name}
+    return gguf_trained_on(start_adapter_path(config))
 
 
 def imported_start(config: TrainConfig, output: Path, log: Callable[[str], None]) -> Path:
